@@ -1,0 +1,1 @@
+"""lvmae components. Every module below is imported by ``registry.discover()``."""

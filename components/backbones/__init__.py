@@ -1,0 +1,1 @@
+"""Video ViT encoders, MAE decoders and classification heads."""

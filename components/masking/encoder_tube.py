@@ -1,0 +1,29 @@
+"""Tube masking (VideoMAE): one random spatial mask shared by every latent frame."""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from components.masking.base import EncoderMasking, random_order
+from components.masking.plan import TokenGrid, count_from_ratio
+from registry import register
+
+
+@register("masking.encoder.tube")
+class TubeMasking(EncoderMasking):
+    """Keeps the same ``keep_ratio`` of spatial cells in every latent frame.
+
+    The number kept is ``t · round(keep_ratio · h·w)`` (whole tubes), so the count is a
+    multiple of t and identical for every clip of the batch.
+    """
+
+    def __init__(self, keep_ratio: float = 0.1):
+        count_from_ratio(keep_ratio, 1, "masking.encoder.tube.keep_ratio")
+        self.keep_ratio = float(keep_ratio)
+
+    def __call__(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        cells_kept = count_from_ratio(self.keep_ratio, grid.cells, "masking.encoder.tube.keep_ratio")
+        cell_idx = random_order(batch_size, grid.cells, generator)[:, :cells_kept]   # (b, c)
+        frame_offset = torch.arange(grid.t, device=cell_idx.device) * grid.cells     # (t,)
+        keep = rearrange(frame_offset, "t -> 1 t 1") + rearrange(cell_idx, "b c -> b 1 c")
+        return rearrange(keep, "b t c -> b (t c)").sort(dim=1).values

@@ -1,0 +1,75 @@
+"""Video MAE with dual masking: encoder on ``enc_keep_idx``, decoder on ``dec_target_idx``.
+
+Axis legend: b batch, C channels, T frames, H/W pixels, n tokens, k kept, q targets, c target width.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from components.backbones.vit import VideoViT
+from components.masking.base import DecoderMasking, EncoderMasking
+from components.masking.plan import MaskPlan
+from components.targets.base import Target
+from registry import register, set_contract, subclass_of
+
+
+@register("model.mae")
+class VideoMAE(nn.Module):
+    """Encoder + decoder + the two masking slots + a target.
+
+    Args:
+      encoder: a built backbone.
+      decoder: a decoder *factory* (gin ``@decoder.mae`` without parentheses); it receives
+        the encoder width, the target width and the token grid.
+      encoder_masking, decoder_masking: strategies (any pair composes).
+      target: what the decoder regresses.
+    """
+
+    def __init__(self, encoder: VideoViT, decoder: Callable[..., nn.Module],
+                 encoder_masking: EncoderMasking, decoder_masking: DecoderMasking, target: Target):
+        super().__init__()
+        self.encoder = encoder
+        self.target = target
+        self.decoder = decoder(encoder_dim=encoder.dim, grid=encoder.grid,
+                               out_dim=target.channels(encoder.in_channels, encoder.tubelet))
+        self.encoder_masking = encoder_masking
+        self.decoder_masking = decoder_masking
+
+    def plan(self, batch_size: int, generator: torch.Generator,
+             scores: torch.Tensor | None = None) -> MaskPlan:
+        grid = self.encoder.grid
+        enc_keep_idx = self.encoder_masking(grid, batch_size, generator)
+        if self.decoder_masking.needs_scores and scores is None:
+            raise ValueError(f"{type(self.decoder_masking).__name__} needs token scores; "
+                             "give the batch a 'scores' field or configure a scorer")
+        dec_target_idx = self.decoder_masking(grid, enc_keep_idx, generator, scores)
+        return MaskPlan(grid, enc_keep_idx, dec_target_idx)
+
+    def forward(self, batch: dict, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], MaskPlan, torch.Tensor]:
+        """batch{video (b, C, T, H, W)} → (loss terms, plan, predictions (b, q, c))."""
+        video = batch["video"]
+        plan = self.plan(video.shape[0], generator, batch.get("scores"))
+        features = self.encoder(video, plan.enc_keep_idx)
+        prediction = self.decoder(features, plan)
+        target = self.target(batch, plan, self.encoder.tubelet)
+        return self.target.loss(prediction, target, plan.loss_weight), plan, prediction
+
+
+@register("model.classifier")
+class VideoClassifier(nn.Module):
+    """Encoder on every token → head. ``head`` is a factory receiving width and class count."""
+
+    def __init__(self, encoder: VideoViT, head: Callable[..., nn.Module], num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head(dim=encoder.dim, num_classes=num_classes)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video (b, C, T, H, W) → logits (b, classes)."""
+        return self.head(self.encoder(video))
+
+
+set_contract("model", subclass_of(nn.Module))

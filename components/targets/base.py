@@ -1,0 +1,37 @@
+"""The target contract. Axis legend: b batch, n tokens, q decoder targets, c target channels."""
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from components.masking.plan import MaskPlan
+from registry import set_contract, subclass_of
+
+
+class Target(nn.Module, abc.ABC):
+    """Turns a batch into per-token targets and scores predictions token by token."""
+
+    @abc.abstractmethod
+    def channels(self, in_channels: int, tubelet: tuple[int, int, int]) -> int:
+        """c: width of one token's target (the decoder's output width)."""
+
+    @abc.abstractmethod
+    def forward(self, batch: dict, plan: MaskPlan, tubelet: tuple[int, int, int]) -> torch.Tensor:
+        """batch with ``video`` (b, C, T, H, W), plan → target (b, q, c) at dec_target_idx."""
+
+    @abc.abstractmethod
+    def per_token_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """prediction, target (b, q, c) → loss (b, q)."""
+
+    def loss(self, prediction: torch.Tensor, target: torch.Tensor,
+             weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted mean of the per-token loss with an explicit denominator (Σ weight)."""
+        per_token = self.per_token_loss(prediction.float(), target.float())
+        denominator = weight.sum().clamp_min(1.0)
+        return {"loss": (per_token * weight).sum() / denominator,
+                "loss_tokens": denominator.detach()}
+
+
+set_contract("target", subclass_of(Target))

@@ -1,0 +1,154 @@
+"""The registry: one decorator that registers a component *and* makes it gin-configurable.
+
+    @register("masking.encoder.tube")
+    class TubeMasking(EncoderMasking): ...
+
+registers ``tube`` under the kind ``masking.encoder`` and exposes it to gin under the same
+string, so a gin file says ``pretrain.encoder_masking = @masking.encoder.tube()`` and
+``masking.encoder.tube.keep_ratio = 0.1``. Duplicate names raise (fvcore/big_vision
+behaviour, not timm's warning); unknown names raise with the closest matches.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import inspect
+from typing import Any, Callable, Iterator, TypeVar
+
+import gin
+import gin.config as gin_config
+
+from registry import kinds as _kinds
+
+T = TypeVar("T")
+
+
+class RegistryError(LookupError):
+    """A component name that is duplicated, unknown, or breaks its kind's contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    obj: Any          # the gin-wrapped class or function
+    module: str       # where it was defined (for `list` and error messages)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+    def parameters(self) -> dict[str, str]:
+        """Configurable parameters and their defaults, as shown by ``run.py list``."""
+        target = self.obj.__init__ if isinstance(self.obj, type) else self.obj
+        try:
+            signature = inspect.signature(target)
+        except (TypeError, ValueError):
+            return {}
+        shown = {}
+        for param in signature.parameters.values():
+            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            shown[param.name] = "<required>" if param.default is param.empty else repr(param.default)
+        return shown
+
+
+_ENTRIES: dict[str, dict[str, Entry]] = {}
+
+
+def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T], T]:
+    """Registers a class or factory as ``<kind>.<name>`` in the registry and in gin.
+
+    Args:
+      full_name: e.g. ``masking.decoder.random``; the kind prefix must be a defined kind.
+      denylist: parameters gin must not bind (e.g. tensors passed at call time).
+    """
+    try:
+        kind, name = _kinds.split_full_name(full_name)
+    except KeyError:
+        raise RegistryError(
+            f"cannot register {full_name!r}: it must start with a kind "
+            f"({', '.join(_kinds.all_kinds())})") from None
+    if not all(part.isidentifier() and part == part.lower() for part in name.split(".")):
+        raise RegistryError(f"cannot register {full_name!r}: names are snake_case")
+
+    def decorate(obj: T) -> T:
+        if name in _ENTRIES.get(kind, {}):
+            previous = _ENTRIES[kind][name]
+            raise RegistryError(
+                f"duplicate component {full_name!r}: already registered by {previous.module}")
+        contract = _kinds.get_kind(kind).contract
+        problem = contract(obj) if contract else None
+        if problem:
+            raise RegistryError(f"{full_name!r} ({getattr(obj, '__qualname__', obj)}) {problem}")
+        module, _, short = full_name.rpartition(".")
+        wrapped = gin.configurable(short, module=module, denylist=list(denylist))(obj)
+        _ENTRIES.setdefault(kind, {})[name] = Entry(kind, name, wrapped, getattr(obj, "__module__", "?"))
+        return wrapped
+
+    return decorate
+
+
+def unregister(full_name: str) -> None:
+    """Removes a component from the registry and from gin (tests and plugin reloads)."""
+    kind, name = _kinds.split_full_name(full_name)
+    _ENTRIES.get(kind, {}).pop(name, None)
+    gin_config._REGISTRY.pop(full_name, None)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def temporary() -> Iterator[None]:
+    """Everything registered inside the block is unregistered when it exits (tests)."""
+    before = {kind: set(entries) for kind, entries in _ENTRIES.items()}
+    try:
+        yield
+    finally:
+        for kind, entries in list(_ENTRIES.items()):
+            for name in list(entries):
+                if name not in before.get(kind, set()):
+                    unregister(f"{kind}.{name}")
+
+
+def suggest(name: str, candidates: list[str], n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+
+
+def names(kind: str) -> list[str]:
+    """Registered names of a kind (discovery must have run; see ``registry.discover``)."""
+    _kinds.get_kind(kind)
+    return sorted(_ENTRIES.get(kind, {}))
+
+
+def entries(kind: str | None = None) -> list[Entry]:
+    kinds = [kind] if kind else list(_kinds.all_kinds())
+    return [e for k in kinds for _, e in sorted(_ENTRIES.get(k, {}).items())]
+
+
+def unknown_name_message(full_name: str) -> str:
+    """The message for a name nobody registered: closest matches and the kind's names."""
+    all_names = [e.full_name for e in entries()]
+    lines = [f"unknown component {full_name!r}."]
+    close = suggest(full_name, all_names)
+    if close:
+        lines.append(f"Did you mean: {', '.join(close)}?")
+    try:
+        kind, _ = _kinds.split_full_name(full_name)
+        lines.append(f"Registered {kind} components: {', '.join(names(kind)) or '(none)'}")
+    except KeyError:
+        lines.append(f"Kinds: {', '.join(_kinds.all_kinds())}")
+    return "\n".join(lines)
+
+
+def get(full_name: str) -> Entry:
+    """Looks a component up by ``<kind>.<name>``; unknown names raise with suggestions."""
+    try:
+        kind, name = _kinds.split_full_name(full_name)
+        return _ENTRIES[kind][name]
+    except KeyError:
+        raise RegistryError(unknown_name_message(full_name)) from None
+
+
+def build(full_name: str, **kwargs: Any) -> Any:
+    """Builds a component; gin bindings apply to parameters not passed here."""
+    return get(full_name).obj(**kwargs)

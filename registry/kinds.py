@@ -1,0 +1,97 @@
+"""The kinds of component lvmae knows, and the contract each kind checks at registration.
+
+A kind is a dotted namespace (``masking.encoder``); a component's registry name and its gin
+name are ``<kind>.<name>`` (``masking.encoder.tube``). A kind may declare a base class that
+every component of the kind must subclass (classes) or a plain callable (factories), checked
+once, when the component registers — not when a run has already started.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One namespace of components.
+
+    Attributes:
+      name: dotted kind name, e.g. ``masking.decoder``.
+      description: one line shown by ``python run.py list``.
+      contract: returns an error message when ``obj`` does not satisfy the kind, else None.
+    """
+
+    name: str
+    description: str
+    contract: Callable[[object], str | None] | None = None
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def define_kind(name: str, description: str,
+                contract: Callable[[object], str | None] | None = None) -> Kind:
+    """Declares a kind; re-declaring the same name with another contract is an error."""
+    if not name or any(not part.isidentifier() for part in name.split(".")):
+        raise ValueError(f"kind name {name!r} must be dotted snake_case identifiers")
+    existing = _KINDS.get(name)
+    if existing is not None:
+        if existing.contract is contract:
+            return existing
+        raise ValueError(f"kind {name!r} is already defined")
+    kind = Kind(name, description, contract)
+    _KINDS[name] = kind
+    return kind
+
+
+def set_contract(name: str, contract: Callable[[object], str | None]) -> None:
+    """Attaches a contract to an existing kind (the base classes live in components/)."""
+    _KINDS[name] = dataclasses.replace(get_kind(name), contract=contract)
+
+
+def subclass_of(base: type) -> Callable[[object], str | None]:
+    """Contract: a class subclassing ``base``, or a callable factory (checked when built)."""
+
+    def check(obj: object) -> str | None:
+        if isinstance(obj, type):
+            return None if issubclass(obj, base) else f"must subclass {base.__module__}.{base.__qualname__}"
+        return None if callable(obj) else "must be a class or a callable factory"
+
+    return check
+
+
+def get_kind(name: str) -> Kind:
+    if name not in _KINDS:
+        raise KeyError(f"unknown kind {name!r}; kinds: {', '.join(sorted(_KINDS))}")
+    return _KINDS[name]
+
+
+def all_kinds() -> dict[str, Kind]:
+    return dict(sorted(_KINDS.items()))
+
+
+def split_full_name(full_name: str) -> tuple[str, str]:
+    """``masking.decoder.random`` → (``masking.decoder``, ``random``), longest kind first."""
+    parts = full_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        kind = ".".join(parts[:cut])
+        if kind in _KINDS:
+            return kind, ".".join(parts[cut:])
+    raise KeyError(full_name)
+
+
+for _name, _desc in [
+    ("backbone", "video encoders (ViT with tubelet embedding)"),
+    ("decoder", "MAE decoders run on kept tokens plus [MASK] queries"),
+    ("head", "pooling + classification heads for fine-tuning"),
+    ("model", "assembled trainable models (MAE, classifier)"),
+    ("tokenizer", "video tokenizers: latents and token ids on the token grid"),
+    ("quantizer", "latent quantizers (FSQ, LFQ)"),
+    ("scorer", "per-token importance scores on the token grid"),
+    ("topk", "differentiable top-k selectors"),
+    ("masking.encoder", "which tokens the encoder sees (enc_keep_idx)"),
+    ("masking.decoder", "which tokens the decoder reconstructs (dec_target_idx)"),
+    ("target", "reconstruction targets and their per-token losses"),
+    ("dataset", "datasets: shard manifests and synthetic generators"),
+]:
+    define_kind(_name, _desc)
