@@ -1,5 +1,11 @@
-"""Sacred experiment and its commands; importing this package registers every command."""
+"""Sacred experiment and its commands; every module of this package is imported so that each
+command file (``pretrain.py``, ``finetune.py``, ...) registers itself with ``@ex.command``."""
+import importlib
+import pkgutil
+
 from experiments.experiment import ex
-from experiments import finetune, listing, pretrain  # noqa: F401  (commands register on import)
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["ex"]
