@@ -6,6 +6,7 @@ import os
 import gin
 import torch
 
+from experiments.gin_config import operative_config
 from experiments.experiment import attach_operative_config, ex, gin_applies
 from experiments.training import (ScalarLogger, build_optimizer, save_checkpoint, warmup_cosine)
 from components.data.shards import repeat_batches
@@ -53,7 +54,7 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                            {"model": model.state_dict(), "step": steps,
                             "optimizer": optimizer.state_dict(),
                             "run_id": getattr(run, "_id", None),
-                            "gin_config": gin.operative_config_str()})
+                            "gin_config": operative_config()})
     losses = logger.history["train/loss"]
     return {"first_loss": losses[0][1], "final_loss": losses[-1][1], "checkpoint": path}
 
