@@ -129,6 +129,14 @@ class ClipStream(torch.utils.data.IterableDataset):
         while errors:
             yield errors.pop(0)
 
+    def raw_samples(self) -> Iterator[RawSample]:
+        """Every parsed sample of every shard in file order, ignoring the split and the
+        corrupt policy (inspection and tests): the first bad one raises."""
+        for item in self._raw_samples(self.shards, None, 1):
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
     def _reject(self, error: Exception, where: str) -> None:
         if self.corrupt == "fail":
             raise CorruptSampleError(f"{where}: {error}") from error
