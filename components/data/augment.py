@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+
+Interpolation = Literal["bilinear", "nearest-exact"]
+INTERPOLATIONS = ("bilinear", "nearest-exact")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +37,8 @@ class SpatialAugment:
     """uint8 clip (t, H, W, c) + grid fields → float (c, t, out, out) and grids of unchanged (h', w')."""
 
     def __init__(self, out_size: int, train: bool = True, scale: tuple[float, float] = (0.4, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5):
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
+                 interpolation: Interpolation = "bilinear"):
         if out_size < 1:
             raise ValueError(f"out_size must be ≥ 1, got {out_size}")
         if not 0 < scale[0] <= scale[1] <= 1:
@@ -42,7 +47,10 @@ class SpatialAugment:
             raise ValueError(f"ratio must satisfy 0 < min ≤ max, got {ratio}")
         if not 0 <= flip_prob <= 1:
             raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
         self.out_size, self.train, self.scale, self.ratio, self.flip_prob = out_size, train, scale, ratio, flip_prob
+        self.interpolation = interpolation
 
     def box(self, height: int, width: int, rng: np.random.Generator,
             cell: tuple[int, int] = (1, 1)) -> CropBox:
@@ -81,8 +89,9 @@ class SpatialAugment:
         crop = torch.from_numpy(np.ascontiguousarray(
             clip[:, box.top:box.top + box.height, box.left:box.left + box.width]))
         crop = rearrange(crop, "t h w c -> t c h w").float().div_(255.0)
-        out = F.interpolate(crop, size=(self.out_size, self.out_size), mode="bilinear",
-                            align_corners=False, antialias=True).clamp_(0.0, 1.0)
+        smooth = self.interpolation == "bilinear"
+        out = F.interpolate(crop, size=(self.out_size, self.out_size), mode=self.interpolation,
+                            **({"align_corners": False, "antialias": True} if smooth else {})).clamp_(0.0, 1.0)
         if box.flip:
             out = out.flip(-1)
         grids = {name: self._grid(torch.from_numpy(np.ascontiguousarray(value)), box, cell)
