@@ -29,7 +29,7 @@ from webdataset.shardlists import expand_urls
 
 from components.data.augment import SpatialAugment, normalise, to_unit_float
 from components.data.codec import CorruptVideoError, PyAVDecoder, VideoDecoder
-from components.data.manifest import View
+from components.data.manifest import Manifest, View
 from components.data.schema import RawSample, SampleError, parse_sample
 from components.data.splitting import consumer_share, current_consumer, epoch_quota
 from components.data.temporal import ShortPolicy, TemporalSampler
@@ -96,6 +96,15 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.mean, self.std = mean, std
         self.rank, self.world_size, self.primary_head = rank, world_size, primary_head
         self._skipped = multiprocessing.Value("q", 0)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, split: str, **options) -> "ClipStream":
+        """A stream of one split: shards, sample count, precomputed view and primary head
+        from the manifest; ``options`` as for the constructor."""
+        options.setdefault("samples", manifest.splits[split].samples if split in manifest.splits else None)
+        options.setdefault("view", manifest.view if manifest.fields else None)
+        options.setdefault("primary_head", manifest.primary_head if manifest.heads else None)
+        return cls(manifest.urls(split), **options)
 
     @property
     def skipped(self) -> int:
