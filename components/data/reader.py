@@ -27,7 +27,7 @@ import torch
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
-from components.data.augment import SpatialAugment, normalise, to_unit_float
+from components.data.augment import SpatialAugment, channels_first, normalise
 from components.data.codec import CorruptVideoError, PyAVDecoder, VideoDecoder
 from components.data.manifest import Manifest, View
 from components.data.schema import RawSample, SampleError, parse_sample
@@ -174,7 +174,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         if self.augment is not None:
             video, grids = self.augment(frames, sample.fields, rng)
         else:
-            video = to_unit_float(frames)
+            video = channels_first(frames)
             grids = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in sample.fields.items()}
         labels = sample.labels
         head = self.primary_head or next(iter(labels))

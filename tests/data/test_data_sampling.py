@@ -68,10 +68,10 @@ def test_crop_and_flip_move_the_token_grid_with_the_pixels(train):
     flips = 0
     for _ in range(20):
         video, fields = augment(clip, {"indices": indices}, rng)
-        assert video.shape == (3, 2, out, out) and fields["indices"].shape == (1, grid, grid)
+        assert video.shape == (3, 2, out, out) and video.dtype == torch.uint8 and fields["indices"].shape == (1, grid, grid)
         out_cell = out // grid
         centres = video[0, 0, out_cell // 2::out_cell, out_cell // 2::out_cell]   # red at token centres
-        decoded = torch.round(centres * 255 / 4).long()
+        decoded = torch.round(centres.float() / 4).long()
         expected = fields["indices"][0]
         if train:
             assert (decoded == expected).float().mean() >= 0.9
