@@ -17,6 +17,8 @@ from typing import Literal, Sequence
 import av
 import numpy as np
 
+from registry import define_kind, register, set_contract
+
 PixelFormat = Literal["yuv420p", "yuv444p"]
 PIXEL_FORMATS = ("yuv420p", "yuv444p")
 # A time base fine enough that every frame of any fps we write gets an integer timestamp.
@@ -36,6 +38,11 @@ class VideoDecoder(abc.ABC):
 
         Raises CorruptVideoError when the stream cannot be decoded or a frame is missing.
         """
+
+
+define_kind("video_decoder", "decode chosen frames of an encoded clip (the reader's decoder)")
+set_contract("video_decoder", lambda obj: None if isinstance(obj, type) and issubclass(obj, VideoDecoder)
+             else "must subclass components.data.codec.VideoDecoder")
 
 
 def encode_mp4(frames: np.ndarray, fps: float, gop: int = 32, crf: int = 18,
@@ -72,6 +79,7 @@ def _frame_number(frame: av.VideoFrame, stream, fps: float) -> int:
     return round(float((frame.pts - start) * stream.time_base) * fps)
 
 
+@register("video_decoder.pyav")
 class PyAVDecoder(VideoDecoder):
     """Seeks to the key frame before the first wanted frame, decodes to the last one."""
 

@@ -27,8 +27,9 @@ import torch
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
+import registry
 from components.data.augment import SpatialAugment, channels_first, normalise
-from components.data.codec import CorruptVideoError, PyAVDecoder, VideoDecoder
+from components.data.codec import CorruptVideoError, VideoDecoder
 from components.data.manifest import Manifest, View
 from components.data.schema import RawSample, SampleError, parse_sample
 from components.data.splitting import consumer_share, current_consumer, epoch_quota
@@ -39,7 +40,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CorruptPolicy = Literal["skip", "fail"]
 CORRUPT_POLICIES = ("skip", "fail")
-DECODERS = {"pyav": PyAVDecoder}
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +64,7 @@ class ClipStream(torch.utils.data.IterableDataset):
       shuffle_buffer: samples held for shuffling within a consumer (default 64 when training,
         0 = file order otherwise).
       seed: with the epoch (``set_epoch``), seeds shard order, sampling and augmentation.
+      decoder: a registered ``video_decoder.<name>`` (pyav; video_reader_rs, faster, optional).
       rank, world_size: override torch.distributed / $RANK / $WORLD_SIZE.
       primary_head: the label head copied into ``label`` (default: the first head in a sample).
     """
@@ -77,8 +78,8 @@ class ClipStream(torch.utils.data.IterableDataset):
         super().__init__()
         if corrupt not in CORRUPT_POLICIES:
             raise ValueError(f"corrupt must be one of {CORRUPT_POLICIES}, got {corrupt!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
+        registry.discover()
+        decoder_entry = registry.get(f"video_decoder.{decoder}")   # unknown names list the choices
         self.shards = expand_urls(urls)
         if not self.shards:
             raise ValueError(f"urls {urls!r} name no shard")
@@ -92,7 +93,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.train, self.samples, self.corrupt = train, samples, corrupt
         self.shuffle_buffer = (64 if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.seed, self.epoch = seed, 0
-        self.decoder: VideoDecoder = DECODERS[decoder](threads=decoder_threads)
+        self.decoder: VideoDecoder = decoder_entry.obj(threads=decoder_threads)
         self.mean, self.std = mean, std
         self.rank, self.world_size, self.primary_head = rank, world_size, primary_head
         self._skipped = multiprocessing.Value("q", 0)

@@ -14,7 +14,7 @@ from components.data.shards import write_shards
 from components.data.validate import validate_manifest
 from components.data.manifest import Manifest, Split, save_manifest
 
-from conftest import moving_clip
+from video_fixtures import moving_clip
 
 
 def write_npy_shards(folder, samples: int, per_shard: int, frames: int = 8) -> str:
