@@ -35,19 +35,20 @@ def to_video_tensor(clip: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> t
 
 
 def stream_batches(urls: str, batch_size: int, shuffle_buffer: int = 0, seed: int = 0,
-                   drop_last: bool = False) -> Iterator[dict]:
-    """One pass over every stored frame of every sample, as batches (sample order shuffled
-    when ``shuffle_buffer`` > 0). For clip sampling and augmentation use ClipStream."""
-    stream = ClipStream(urls, train=False, shuffle_buffer=shuffle_buffer, seed=seed)
-    return iter(make_loader(stream, batch_size, drop_last=drop_last))
+                   drop_last: bool = False, num_workers: int = 0, **options) -> Iterator[dict]:
+    """One pass over the samples as batches (sample order shuffled when ``shuffle_buffer`` > 0).
+    Without ``options`` every stored frame, no augmentation; ``options`` go to ClipStream
+    (e.g. ``clip_frames=128, stride=2, out_size=112``)."""
+    stream = ClipStream(urls, train=False, shuffle_buffer=shuffle_buffer, seed=seed, **options)
+    return iter(make_loader(stream, batch_size, num_workers=num_workers, drop_last=drop_last))
 
 
-def repeat_batches(urls: str, batch_size: int, shuffle_buffer: int, seed: int) -> Iterator[dict]:
+def repeat_batches(urls: str, batch_size: int, shuffle_buffer: int, seed: int, **options) -> Iterator[dict]:
     """Endless batches: epoch after epoch, each epoch reshuffled with a new seed."""
     epoch = 0
     while True:
         produced = False
-        for batch in stream_batches(urls, batch_size, shuffle_buffer, seed + epoch, drop_last=True):
+        for batch in stream_batches(urls, batch_size, shuffle_buffer, seed + epoch, drop_last=True, **options):
             produced = True
             yield batch
         if not produced:

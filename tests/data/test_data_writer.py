@@ -136,3 +136,16 @@ def test_run_py_write_and_validate_commands(tmp_path, video_folder):
     shard.write_bytes(data[: len(data) * 3 // 5])             # a shard cut short mid-sample
     failed = subprocess.run(validate, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0 and "train-000000.tar" in failed.stdout + failed.stderr
+
+
+def test_manifest_dataset_reads_written_shards(tmp_path, video_folder):
+    import registry
+    folder, write = video_folder
+    write("a.mp4", 12)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("a.mp4,x\n")
+    write_split(folder, str(annotation), "generic", str(tmp_path / "shards"), progress=False)
+    manifest = registry.build("dataset.manifest", path=str(tmp_path / "shards" / "manifest.yaml")).prepare()
+    assert manifest.splits["train"].samples == 1 and manifest.heads == {"label": ["x"]}
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        registry.build("dataset.manifest", path=str(tmp_path / "nowhere.yaml")).prepare()
