@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import registry  # noqa: E402
 from components.data.augment import SpatialAugment, normalise  # noqa: E402
-from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream, collate  # noqa: E402
+from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream, make_loader  # noqa: E402
 from components.data.temporal import TemporalSampler  # noqa: E402
 from components.data.writer import WriteOptions, write_split  # noqa: E402
 
@@ -81,8 +81,7 @@ def endless(manifest, out_size: int, workers: int, decoder: str):
     """Training clips epoch after epoch; persistent workers, so no start-up cost per epoch."""
     stream = ClipStream.from_manifest(manifest, "train", clip_frames=CLIP_FRAMES, train=True,
                                       out_size=out_size, shuffle_buffer=0, decoder=decoder)
-    loader = torch.utils.data.DataLoader(stream, batch_size=1, num_workers=workers, collate_fn=collate,
-                                         persistent_workers=workers > 0)
+    loader = make_loader(stream, batch_size=1, num_workers=workers, persistent_workers=True)
     while True:
         yield from loader
 

@@ -118,7 +118,9 @@ def channels_first(clip: np.ndarray) -> torch.Tensor:
 
 
 def normalise(video: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (c, t, h, w) → float (c, t, h, w), (x/255 − mean)/std per channel, in one pass."""
-    scale = rearrange(1.0 / (255.0 * torch.tensor(std)), "c -> c 1 1 1")
-    shift = rearrange(torch.tensor(mean) / torch.tensor(std), "c -> c 1 1 1")
+    """uint8 ([b,] c, t, h, w) → float, (x/255 − mean)/std per channel, in one pass, on the
+    video's device."""
+    mean_c, std_c = (torch.tensor(v, dtype=torch.float32, device=video.device) for v in (mean, std))
+    scale = rearrange(1.0 / (255.0 * std_c), "c -> c 1 1 1")
+    shift = rearrange(mean_c / std_c, "c -> c 1 1 1")
     return torch.addcmul(-shift, video.float(), scale)
