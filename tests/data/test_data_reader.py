@@ -127,3 +127,30 @@ def test_training_shuffle_is_deterministic_by_seed_and_epoch(tmp_path):
 
     assert order(0, 0) == order(0, 0)
     assert order(0, 0) != order(0, 1) and sorted(order(0, 0)) == sorted(order(0, 1))
+
+
+def test_loader_normalises_in_main_process_like_per_item(tmp_path):
+    """BatchLoader (uint8 from workers, normalised per batch, optionally after a device copy)
+    gives the same batches as normalising each item."""
+    urls = write_npy_shards(tmp_path, samples=6, per_shard=3)
+    from components.data.augment import channels_first, normalise
+    from components.data.reader import IMAGENET_MEAN, IMAGENET_STD
+    for device, workers in [(None, 0), ("cpu", 2)]:
+        stream = ClipStream(urls, clip_frames=4, train=False)
+        batches = list(make_loader(stream, batch_size=3, num_workers=workers, device=device))
+        raw = {r.key: r.clip[:4] for r in ClipStream(urls, train=False).raw_samples()}
+        for batch in batches:
+            expected = torch.stack([normalise(channels_first(raw[k]), IMAGENET_MEAN, IMAGENET_STD)
+                                    for k in batch["key"]])
+            assert batch["video"].dtype == torch.float32
+            assert torch.allclose(batch["video"], expected, atol=1e-6)
+        assert sum(len(b["key"]) for b in batches) == 6
+
+
+def test_legacy_stream_batches_forward_clip_options(tmp_path):
+    from components.data.shards import repeat_batches, stream_batches
+    urls = write_npy_shards(tmp_path, samples=5, per_shard=5, frames=8)
+    full = next(stream_batches(urls, batch_size=5))
+    assert full["video"].shape == (5, 3, 8, 8, 8) and set(full["labels"]) == {"label", "aux"}
+    clipped = next(repeat_batches(urls, 2, shuffle_buffer=4, seed=0, clip_frames=4, stride=2))
+    assert clipped["video"].shape == (2, 3, 4, 8, 8)
