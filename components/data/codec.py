@@ -21,6 +21,8 @@ from registry import define_kind, register, set_contract
 
 PixelFormat = Literal["yuv420p", "yuv444p"]
 PIXEL_FORMATS = ("yuv420p", "yuv444p")
+# Below this many frames, decoding from the start is cheap and needs no timestamps.
+SEEK_AFTER_FRAMES = 64
 # A time base fine enough that every frame of any fps we write gets an integer timestamp.
 _TIME_BASE = fractions.Fraction(1, 90_000)
 
@@ -117,6 +119,26 @@ class PyAVDecoder(VideoDecoder):
         return np.stack([found[int(i)] for i in frame_idx])
 
 
+def _numbered_frames(container, stream, start_frame: int, fps: float):
+    """(source frame number, frame) pairs from ``start_frame`` on. Far into a video, seek to
+    the key frame before it and number frames by timestamp — otherwise every clip of a long
+    video (EPIC-Kitchens has hundreds per video) would decode everything before it. Without
+    usable timestamps, decode from the start and count."""
+    if start_frame >= SEEK_AFTER_FRAMES and stream.time_base:
+        origin = stream.start_time or 0
+        container.seek(origin + int(start_frame / fps / stream.time_base), stream=stream,
+                       backward=True, any_frame=False)
+        decoded = container.decode(stream)
+        first = next(decoded, None)
+        if first is not None and first.pts is not None and _frame_number(first, stream, fps) <= start_frame:
+            yield _frame_number(first, stream, fps), first
+            for frame in decoded:
+                yield _frame_number(frame, stream, fps), frame
+            return
+        container.seek(origin, stream=stream, backward=True, any_frame=False)
+    yield from enumerate(container.decode(stream))
+
+
 def read_video_file(path: str, short_side: int | None = None, fps: float | None = None,
                     start_frame: int = 0, stop_frame: int | None = None,
                     max_frames: int | None = None) -> tuple[np.ndarray, float]:
@@ -139,11 +161,15 @@ def read_video_file(path: str, short_side: int | None = None, fps: float | None 
         if short_side:
             scale = short_side / min(width, height)
             width, height = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+        last = stop_frame
+        if max_frames:   # stop decoding once the kept frames are enough (long sources)
+            needed = int(np.ceil(max_frames * source_fps / fps)) if fps else max_frames
+            last = min(last, start_frame + needed) if last is not None else start_frame + needed
         frames = []
-        for number, frame in enumerate(container.decode(stream)):
+        for number, frame in _numbered_frames(container, stream, start_frame, source_fps):
             if number < start_frame:
                 continue
-            if stop_frame is not None and number >= stop_frame:
+            if last is not None and number >= last:
                 break
             if short_side:
                 frame = frame.reformat(width=width, height=height, interpolation="AREA")

@@ -95,3 +95,16 @@ def test_resized_resampled_write(tmp_path, annotated):
     assert frames.shape[1] == 64 and frames.shape[0] == meta["num_frames"] <= 20 and meta["fps"] == 10
     reference, _ = read_video_file(os.path.join(videos, "bikes.mp4"), 64, 10, 30, 90, 20)
     assert psnr(frames, reference) >= MIN_PSNR_DB
+
+
+@pytest.mark.parametrize("name", ["carphone_pristine.mp4", "bikes.mp4"])
+def test_reading_late_ranges_seeks_to_the_same_frames(real_videos, name):
+    """Ranges far into a video are read by seeking (codec.SEEK_AFTER_FRAMES) and must give the
+    very frames a decode from the start gives."""
+    path = os.path.join(real_videos, name)
+    source = decode_all(path)
+    for start, stop in [(70, 100), (100, None), (65, 66), (len(source) - 1, None)]:
+        frames, _ = read_video_file(path, start_frame=start, stop_frame=stop)
+        assert np.array_equal(frames, source[start:stop])
+    frames, _ = read_video_file(path, start_frame=80, max_frames=12)
+    assert np.array_equal(frames, source[80:92])
