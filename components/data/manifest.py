@@ -80,7 +80,8 @@ class Manifest:
             raise KeyError(f"manifest {self.name!r} has no split {split!r}; "
                            f"splits: {', '.join(self.splits)}")
         pattern = self.splits[split].shards
-        return pattern if "://" in pattern or os.path.isabs(pattern) else os.path.join(self.root, pattern)
+        is_url = "://" in pattern or pattern.startswith("pipe:")   # anything webdataset opens
+        return pattern if is_url or os.path.isabs(pattern) else os.path.join(self.root, pattern)
 
     def num_classes(self, head: str | None = None) -> int:
         head = head or self.primary_head

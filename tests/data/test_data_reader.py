@@ -154,3 +154,16 @@ def test_legacy_stream_batches_forward_clip_options(tmp_path):
     assert full["video"].shape == (5, 3, 8, 8, 8) and set(full["labels"]) == {"label", "aux"}
     clipped = next(repeat_batches(urls, 2, shuffle_buffer=4, seed=0, clip_frames=4, stride=2))
     assert clipped["video"].shape == (2, 3, 4, 8, 8)
+
+
+def test_streams_from_urls_webdataset_opens(tmp_path):
+    """A `pipe:` command and a `file://` URL stream like a local path (remote stores work the
+    same way through webdataset's openers)."""
+    urls = write_npy_shards(tmp_path, samples=4, per_shard=4)
+    path = urls.replace("{000000..000000}", "000000")
+    for url in (f"pipe:cat {path}", f"file://{path}"):
+        keys = [k for b in make_loader(ClipStream(url, train=False), batch_size=4) for k in b["key"]]
+        assert keys == [f"s{i:04d}" for i in range(4)]
+    manifest = Manifest(name="u", splits={"train": Split(shards=f"pipe:cat {path}", samples=4)})
+    manifest.root = "/elsewhere"
+    assert manifest.urls("train") == f"pipe:cat {path}"
