@@ -63,13 +63,14 @@ def make_sample(key: str, clip: np.ndarray | bytes, labels: dict[str, int], fps:
     if isinstance(clip, bytes):
         sample["mp4"] = clip
     else:
-        sample["npy"] = _npy_bytes(clip)
+        sample["npy"] = npy_bytes(clip)
     for name, value in fields.items():
-        sample[f"{name}.npy"] = _npy_bytes(value)
+        sample[f"{name}.npy"] = npy_bytes(value)
     return sample
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as .npy bytes (no pickles)."""
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()

@@ -149,3 +149,31 @@ def test_manifest_dataset_reads_written_shards(tmp_path, video_folder):
     assert manifest.splits["train"].samples == 1 and manifest.heads == {"label": ["x"]}
     with pytest.raises(FileNotFoundError, match="nowhere"):
         registry.build("dataset.manifest", path=str(tmp_path / "nowhere.yaml")).prepare()
+
+
+def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_folder):
+    from components.data.fields import add_fields
+    folder, write = video_folder
+    write("a.mp4", 20)
+    write("b.mp4", 24, seed=5)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("a.mp4,x\nb.mp4,y\n")
+    write_split(folder, str(annotation), "generic", str(tmp_path / "plain"), samples_per_shard=1, progress=False)
+    seen = []
+
+    def compute(clip):          # (4, 32, 48, 3) → a (2, 4, 6) grid of 8-pixel cells, 2 frames each
+        seen.append(clip.shape)
+        cells = clip.reshape(2, 2, 4, 8, 6, 8, 3).mean(axis=(1, 3, 5, 6))
+        return {"scores": cells.astype(np.float32), "indices": np.arange(48).reshape(2, 4, 6)}
+
+    path = add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"),
+                      View(frames=4, stride=3, start=2), compute, progress=False)
+    assert seen == [(4, 32, 48, 3)] * 2
+    manifest = load_manifest(path)
+    assert manifest.fields == ["indices", "scores"] and manifest.view.grid == [2, 4, 6]
+    assert validate_manifest(path, progress=False).ok
+    batch = next(iter(make_loader(ClipStream.from_manifest(manifest, "train", train=True, out_size=16), 2)))
+    assert batch["video"].shape == (2, 3, 4, 16, 16) and batch["indices"].shape == (2, 2, 4, 6)
+    assert add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"),
+                      View(frames=4, stride=3, start=2), compute, progress=False) == path
+    assert len(seen) == 2                                   # rerun: finished shards are kept
