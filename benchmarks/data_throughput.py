@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import registry  # noqa: E402
 from components.data.augment import SpatialAugment, normalise  # noqa: E402
-from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream, make_loader  # noqa: E402
+from components.data.loader import make_loader  # noqa: E402
+from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream  # noqa: E402
 from components.data.temporal import TemporalSampler  # noqa: E402
 from components.data.writer import WriteOptions, write_split  # noqa: E402
 

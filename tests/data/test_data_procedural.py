@@ -8,7 +8,8 @@ import registry
 from components.data.cue_probe import CueProbe
 from components.data.digit_sum import DigitSum
 from components.data.procedural import window_fraction
-from components.data.reader import ClipStream, make_loader
+from components.data.loader import make_loader
+from components.data.reader import ClipStream
 
 
 def small(cls, tmp_path, **kwargs):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from components.data.codec import encode_mp4
-from components.data.reader import ClipStream, CorruptSampleError, make_loader
+from components.data.loader import make_loader
+from components.data.reader import ClipStream, CorruptSampleError
 from components.data.schema import make_sample
 from components.data.shards import write_shards
 from components.data.validate import validate_manifest

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from components.data.codec import read_video_file
-from components.data.reader import ClipStream, make_loader
+from components.data.loader import make_loader
+from components.data.reader import ClipStream
 from components.data.writer import WriteOptions, write_split
 
 MIN_PSNR_DB = 35.0

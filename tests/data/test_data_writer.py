@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
-from components.data.reader import ClipStream, make_loader
+from components.data.loader import make_loader
+from components.data.reader import ClipStream
 from components.data.schema import make_sample
 from components.data.shards import write_shards
 from components.data.validate import validate_manifest
