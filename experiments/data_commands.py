@@ -22,12 +22,12 @@ def write_shards_job(video_root: str = gin.REQUIRED, annotations: str = gin.REQU
                      split: str = "train", name: str | None = None, labels_path: str | None = None,
                      codec: str = "mp4", short_side: int | None = None, fps: float | None = None,
                      gop: int = 32, crf: int = 16, pix_fmt: str = "yuv420p", max_frames: int | None = None,
-                     samples_per_shard: int = 64, on_error: str = "skip") -> dict:
+                     samples_per_shard: int = 64, on_error: str = "skip", workers: int = 1) -> dict:
     """Writes one split; returns its manifest entry. Complete shards are kept (resumable)."""
     options = WriteOptions(codec=codec, short_side=short_side, fps=fps, gop=gop, crf=crf,
                            pix_fmt=pix_fmt, max_frames=max_frames)
     manifest = write_split(video_root, annotations, annotation_format, out_dir, split, name,
-                           labels_path, options, samples_per_shard, on_error)
+                           labels_path, options, samples_per_shard, on_error, workers=workers)
     entry = manifest.splits[split]
     return {"manifest": f"{out_dir}/manifest.yaml", "split": split, "samples": entry.samples,
             "shards": entry.shards, "heads": {h: len(n) for h, n in manifest.heads.items()}}

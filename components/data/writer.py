@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 from typing import Literal
 
@@ -73,7 +74,7 @@ def encode_clip(spec: ClipSpec, video_root: str, options: WriteOptions) -> dict:
 
 
 def _write_shard(path: str, specs: list[ClipSpec], video_root: str, options: WriteOptions,
-                 on_error: OnError, fingerprint: str, progress: tqdm) -> dict:
+                 on_error: OnError, fingerprint: str, progress: tqdm | None = None) -> dict:
     sidecar = {"fingerprint": fingerprint, "options": dataclasses.asdict(options),
                "samples": 0, "frames": [], "fps": [], "failed": {}}
     tmp_tar, tmp_json = f"{path}.tmp", f"{path[:-4]}.json.tmp"
@@ -91,7 +92,8 @@ def _write_shard(path: str, specs: list[ClipSpec], video_root: str, options: Wri
                 sidecar["samples"] += 1
                 sidecar["frames"].append(sample["json"]["num_frames"])
                 sidecar["fps"].append(sample["json"]["fps"])
-            progress.update()
+            if progress is not None:
+                progress.update()
     with open(tmp_json, "w", encoding="utf-8") as handle:
         json.dump(sidecar, handle)
     os.replace(tmp_json, f"{path[:-4]}.json")
@@ -102,8 +104,13 @@ def _write_shard(path: str, specs: list[ClipSpec], video_root: str, options: Wri
 def write_split(video_root: str, annotations: str, annotation_format: AnnotationFormat, out_dir: str,
                 split: str = "train", name: str | None = None, labels_path: str | None = None,
                 options: WriteOptions = WriteOptions(), samples_per_shard: int = 64,
-                on_error: OnError = "skip", progress: bool = True) -> Manifest:
-    """Writes (or completes) one split of a dataset; returns the updated manifest."""
+                on_error: OnError = "skip", progress: bool = True, workers: int = 1) -> Manifest:
+    """Writes (or completes) one split of a dataset; returns the updated manifest.
+
+    ``workers`` > 1 writes that many shards at once in worker processes (decoding and
+    encoding dominate; each shard is independent, so resuming works the same way)."""
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be ≥ 1, got {samples_per_shard}")
     if on_error not in ("skip", "fail"):
@@ -116,7 +123,8 @@ def write_split(video_root: str, annotations: str, annotation_format: Annotation
     os.makedirs(out_dir, exist_ok=True)
     fingerprint = _fingerprint(options, clips)
     groups = [clips[i:i + samples_per_shard] for i in range(0, len(clips), samples_per_shard)]
-    sidecars, skipped_shards = [], 0
+    sidecars: dict[int, dict] = {}
+    pending = []
     with tqdm(total=len(clips), desc=f"write {split}", unit="clip", disable=not progress) as bar:
         for number, specs in enumerate(groups):
             path = os.path.join(out_dir, f"{split}-{number:06d}.tar")
@@ -127,11 +135,23 @@ def write_split(video_root: str, annotations: str, annotation_format: Annotation
                 if sidecar.get("fingerprint") != fingerprint:
                     raise ValueError(f"{path} was written with other options or another annotation "
                                      f"file; delete it or write to a new folder")
-                sidecars.append(sidecar)
-                skipped_shards += 1
+                sidecars[number] = sidecar
                 bar.update(len(specs))
-                continue
-            sidecars.append(_write_shard(path, specs, video_root, options, on_error, fingerprint, bar))
+            else:
+                pending.append((number, path, specs))
+        skipped_shards = len(sidecars)
+        if workers == 1:
+            for number, path, specs in pending:
+                sidecars[number] = _write_shard(path, specs, video_root, options, on_error, fingerprint, bar)
+        else:
+            # spawn, not fork: the parent may hold threads (torch, FFmpeg) that fork would break.
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                jobs = {number: pool.apply_async(_write_shard, (path, specs, video_root, options, on_error,
+                                                                fingerprint)) for number, path, specs in pending}
+                for number, path, specs in pending:
+                    sidecars[number] = jobs[number].get()
+                    bar.update(len(specs))
+    sidecars = [sidecars[number] for number in sorted(sidecars)]
     if skipped_shards:
         log.info("resumed: %d of %d shards were already complete", skipped_shards, len(groups))
     return _update_manifest(out_dir, name or os.path.basename(os.path.normpath(out_dir)), split,

@@ -178,3 +178,18 @@ def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_
     assert add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"),
                       View(frames=4, stride=3, start=2), compute, progress=False) == path
     assert len(seen) == 2                                   # rerun: finished shards are kept
+
+
+def test_parallel_writer_matches_serial(tmp_path, epic):
+    folder, annotation = epic
+    options = WriteOptions(codec="npy", short_side=16)
+    serial = write_split(folder, annotation, "epic100", str(tmp_path / "one"), options=options,
+                         samples_per_shard=1, progress=False)
+    parallel = write_split(folder, annotation, "epic100", str(tmp_path / "two"), options=options,
+                           samples_per_shard=1, progress=False, workers=2)
+    assert serial.splits == parallel.splits and serial.heads == parallel.heads
+    for number in range(3):
+        name = f"train-{number:06d}.tar"
+        one = {r.key: r.clip for r in ClipStream(str(tmp_path / "one" / name), train=False).raw_samples()}
+        two = {r.key: r.clip for r in ClipStream(str(tmp_path / "two" / name), train=False).raw_samples()}
+        assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
