@@ -83,7 +83,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel", ["ddp"])
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
 def test_two_process_ddp_keeps_replicas_identical(tmp_path, parallel):
     bindings = [b for b in _bindings(tmp_path, "ddp")[1::2]
                 if "deterministic" not in b and "steps" not in b] + \
