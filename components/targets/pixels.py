@@ -69,6 +69,18 @@ class PixelTarget(Target):
         var = groups.var(dim=axis, unbiased=True, keepdim=True)
         return rearrange((groups - mean) / (var + self.eps).sqrt(), "b q v c -> b q (v c)")
 
+    def denormalise(self, prediction: torch.Tensor, patches: torch.Tensor, channels: int) -> torch.Tensor:
+        """Predictions (b, q, v·c) back to pixel space using the true patches' statistics
+        (how MAE visualises norm-pix reconstructions)."""
+        if self.norm_pix == "none":
+            return prediction
+        groups = rearrange(patches, "b q (v c) -> b q v c", c=channels)
+        axis = (-2,) if self.norm_pix == "patch_channel" else (-2, -1)
+        mean = groups.mean(dim=axis, keepdim=True)
+        std = (groups.var(dim=axis, unbiased=True, keepdim=True) + self.eps).sqrt()
+        pred = rearrange(prediction, "b q (v c) -> b q v c", c=channels)
+        return rearrange(pred * std + mean, "b q v c -> b q (v c)")
+
     def forward(self, batch: dict, plan: MaskPlan, tubelet: tuple[int, int, int]) -> torch.Tensor:
         video = batch["video"].float()
         patches = gather_tokens(patchify(video, tubelet), plan.dec_target_idx)
