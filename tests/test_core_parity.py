@@ -100,3 +100,28 @@ def test_export_refuses_a_projection_bias_hf_cannot_hold():
     state["decoder.proj_in.bias"] = torch.ones(1)
     with pytest.raises(ValueError, match="proj_bias"):
         mae_to_hf(state)
+
+
+def test_a_checkpoint_on_disk_starts_our_model(tmp_path):
+    from components.models.hf_videomae import load_hf_checkpoint
+    hf, config = _hf_model(seed=6)
+    bin_path = tmp_path / "pytorch_model.bin"
+    torch.save(hf.state_dict(), bin_path)
+    paths = [bin_path]
+    try:
+        from safetensors.torch import save_file
+        safe_path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(safe_path))
+        paths.append(safe_path)
+    except ImportError:
+        pass
+    for path in paths:
+        ours = _ours(config)
+        ours.load_state_dict(mae_from_hf(load_hf_checkpoint(str(path))), strict=True)
+        for key, value in mae_from_hf(hf.state_dict()).items():
+            assert torch.equal(ours.state_dict()[key], value), (path.name, key)
+
+
+def test_an_unrelated_state_dict_is_refused_by_name():
+    with pytest.raises(KeyError, match="not a VideoMAE state dict"):
+        mae_from_hf({"weight": torch.zeros(1)})
