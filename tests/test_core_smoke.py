@@ -117,3 +117,18 @@ def test_bad_position_choice_names_the_parameter():
     from components.backbones.vit import VideoViT
     with pytest.raises(ValueError, match=r"backbone\.vit\.positions"):
         VideoViT(4, 32, (2, 16, 16), 64, 1, 4, positions="rope")
+
+
+def test_resize_pos_embed_keeps_a_table_and_stretches_time():
+    from components.backbones.positions import resize_pos_embed
+    from components.masking.plan import TokenGrid
+    old, longer = TokenGrid(2, 3, 3), TokenGrid(4, 3, 3)
+    table = torch.randn(1, old.n, 8)
+    assert torch.equal(resize_pos_embed(table, old, old), table)
+    resized = resize_pos_embed(table, old, longer)
+    assert resized.shape == (1, longer.n, 8)
+    # constant over time stays constant; each spatial cell keeps its own vector
+    flat = torch.randn(1, 1, 9, 8).expand(1, 2, 9, 8).reshape(1, 18, 8)
+    assert torch.allclose(resize_pos_embed(flat, old, longer).reshape(1, 4, 9, 8)[:, 3], flat[:, :9], atol=1e-6)
+    with pytest.raises(ValueError, match="positions"):
+        resize_pos_embed(table, longer, old)

@@ -73,3 +73,16 @@ def attach_positions(module: nn.Module, kind: str, grid: TokenGrid, dim: int, pa
         return
     table = sincos_3d(grid, dim) if kind == "sincos_3d" else sincos_interleaved(grid.n, dim)
     module.register_buffer("pos_embed", table[None], persistent=False)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, old: TokenGrid, new: TokenGrid) -> torch.Tensor:
+    """(1, old.n, d) → (1, new.n, d) by trilinear interpolation over (t, h, w): reuse a learned
+    table on another clip length or resolution (fixed tables are simply rebuilt)."""
+    if pos_embed.shape[1] != old.n:
+        raise ValueError(f"pos_embed has {pos_embed.shape[1]} positions, the grid {old} has {old.n}")
+    if old == new:
+        return pos_embed
+    volume = rearrange(pos_embed, "1 (t h w) d -> 1 d t h w", t=old.t, h=old.h, w=old.w)
+    resized = torch.nn.functional.interpolate(volume.float(), size=(new.t, new.h, new.w),
+                                              mode="trilinear", align_corners=False)
+    return rearrange(resized, "1 d t h w -> 1 (t h w) d").to(pos_embed.dtype)
