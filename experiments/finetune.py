@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from components.data.shards import repeat_batches, stream_batches
+from experiments.gin_config import operative_config
 from experiments.experiment import attach_operative_config, ex, gin_applies
 from experiments.training import (ScalarLogger, build_optimizer, load_checkpoint, save_checkpoint,
                                   warmup_cosine)
@@ -79,7 +80,7 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
     path = save_checkpoint(os.path.join(workdir, "finetune", "last.pt"),
                            {"model": model.state_dict(), "step": steps,
                             "run_id": getattr(run, "_id", None),
-                            "gin_config": gin.operative_config_str()})
+                            "gin_config": operative_config()})
     return {"top1": accuracy, "checkpoint": path, "pretrained": pretrained}
 
 

@@ -18,6 +18,7 @@ import torch
 
 from components.data.shards import repeat_batches
 from experiments.experiment import attach_operative_config, ex, gin_applies
+from experiments.gin_config import operative_config
 from experiments.parallel import Parallel, full_state, load_full_state, wrap_model
 from experiments.training import (ScalarLogger, build_optimizer, gather_objects, load_checkpoint,
                                   mean_across_ranks, rng_state, save_checkpoint, set_rng_state,
@@ -201,7 +202,7 @@ def _checkpoint(path, wrapped, optimizer, schedule, step, micro_batches, seed, i
         "step": step, "micro_batches": micro_batches, "seed": seed, "rng": rng,
         "world_size": info.world_size,
         "batch_size": batch_size, "accum_steps": accum_steps,
-        "run_id": getattr(run, "_id", None), "gin_config": gin.operative_config_str()})
+        "run_id": getattr(run, "_id", None), "gin_config": operative_config()})
     _heartbeat(run)
 
 
