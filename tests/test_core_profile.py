@@ -63,14 +63,14 @@ def test_profile_command_writes_table_and_plot(tmp_path):
     bindings = ["profile_job.encoder = @backbone.vit_tiny", "profile_job.decoder = @decoder.mae",
                 "decoder.mae.dim = 32", "decoder.mae.heads = 2", "decoder.mae.depth = 1",
                 "profile_job.frames = (4, 8)", "profile_job.image_size = 32", "profile_job.tubelet = (2, 16, 16)",
-                "profile_job.decoder_budgets = (0.25, 0.5)", "profile_job.measure = 'cpu'",
+                "profile_job.decoder_budgets = (0.5,)", "profile_job.measure = 'cpu'",
                 "profile_job.measure_steps = 1", "profile_job.plot_frames = 8",
                 f"profile_job.workdir = '{tmp_path / 'work'}'"]
     done = run_cli(["profile", *[a for b in bindings for a in ("-b", b)]], tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "work/profile.json").read_text())
-    assert len(rows) == 4 and all(r["measured_ms"] > 0 for r in rows)
-    assert [r["tokens"] for r in rows] == [8, 8, 16, 16]
+    assert len(rows) == 2 and all(r["measured_ms"] > 0 for r in rows)
+    assert [r["tokens"] for r in rows] == [8, 16]
     run = json.loads((tmp_path / "runs/1/run.json").read_text())
     assert "figure1_right_8f.png" in run["artifacts"]
     assert (tmp_path / "runs/1/figure1_right_8f.png").read_bytes()[:4] == b"\x89PNG"
