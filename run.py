@@ -75,7 +75,10 @@ def main(argv: list[str]) -> None:
 
     argv = translate_argv(argv)
     command = next((a for a in argv[1:] if not a.startswith("-")), None)
-    if command not in _UNOBSERVED and "-u" not in argv and "--unobserved" not in argv:
+    # Under torchrun only rank 0 records the run (one run, one set of metrics).
+    is_main_process = int(os.environ.get("RANK", "0")) == 0
+    if (command not in _UNOBSERVED and "-u" not in argv and "--unobserved" not in argv
+            and is_main_process):
         ex.observers.append(default_observer())
     ex.run_commandline(argv)
 
