@@ -30,6 +30,9 @@ DEFAULT_METRICS = ("eval/top1", "train/loss")
 MISSING = "—"
 
 
+EXPERIMENT_MODULE = "experiments"   # gin module of experiment functions (``gin_applies``)
+
+
 def config_path(binding: str) -> str:
     """The MongoDB field of a gin binding (``a.b.c`` → ``config.gin.bindings.a.b.c``)."""
     if binding.startswith("config."):
@@ -40,6 +43,23 @@ def config_path(binding: str) -> str:
         raise SystemExit(f"report: {binding!r} is not a gin binding (component.parameter), a macro "
                          "(%NAME) or a config path (config.KEY)")
     return f"config.gin.bindings.{binding}"
+
+
+def candidate_paths(path: str) -> list[str]:
+    """``path`` and, for a short experiment-function binding (``pretrain_loop.steps``, stored as
+    ``experiments.pretrain_loop.steps``), its module-qualified twin."""
+    prefix = "config.gin.bindings."
+    if path.startswith(prefix) and not path.startswith(prefix + EXPERIMENT_MODULE + "."):
+        return [path, prefix + EXPERIMENT_MODULE + "." + path[len(prefix):]]
+    return [path]
+
+
+def lookup_any(document: dict, path: str) -> Any:
+    for candidate in candidate_paths(path):
+        value = lookup(document, candidate)
+        if value is not None:
+            return value
+    return None
 
 
 def parse_where(text: str) -> tuple[str, Any]:
@@ -79,15 +99,16 @@ class GroupStats:
 
 def fetch_rows(database, tags: list[str], where: list[tuple[str, Any]], by: list[str],
                metrics: list[str], command: str | None, status: str | None) -> list[RunRow]:
-    query: dict[str, Any] = dict(where)
+    clauses: list[dict] = [{"$or": [{path: value} for path in candidate_paths(name)]} for name, value in where]
     if tags:
-        query["$or"] = [{"meta.tags": {"$all": tags}}, {"omniboard.tags": {"$all": tags}}]
+        clauses.append({"$or": [{"meta.tags": {"$all": tags}}, {"omniboard.tags": {"$all": tags}}]})
+    query: dict[str, Any] = {"$and": clauses} if clauses else {}
     if command:
         query["command"] = command
     if status:
         query["status"] = status
-    fields = {"_id": 1, "config.seed": 1, **{path: 1 for path in by}}
-    rows = [RunRow(doc["_id"], lookup(doc, "config.seed"), tuple(lookup(doc, path) for path in by))
+    fields = {"_id": 1, "config.seed": 1, **{c: 1 for path in by for c in candidate_paths(path)}}
+    rows = [RunRow(doc["_id"], lookup(doc, "config.seed"), tuple(lookup_any(doc, path) for path in by))
             for doc in database.runs.find(query, fields).sort("_id", 1)]
     if rows:
         ids = [row.run_id for row in rows]
