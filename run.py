@@ -110,11 +110,22 @@ def pop_tracking_options(argv: list[str]) -> tuple[list[str], list[str], int | N
     return rest, tags, resume_run
 
 
+def _tool(name: str):
+    """The tool's module, imported without ``experiments/__init__`` (which imports every
+    command and torch): a tool answers in a fraction of a second."""
+    import importlib
+    import types
+    if "experiments" not in sys.modules:
+        package = types.ModuleType("experiments")
+        package.__path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")]
+        sys.modules["experiments"] = package
+    return importlib.import_module(_TOOLS[name])
+
+
 def main(argv: list[str]) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if len(argv) > 1 and argv[1] in _TOOLS:
-        import importlib
-        raise SystemExit(importlib.import_module(_TOOLS[argv[1]]).main(argv[2:]))
+        raise SystemExit(_tool(argv[1]).main(argv[2:]))
     from experiments import ex
     from experiments.observers import default_observer
 
