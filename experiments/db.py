@@ -23,7 +23,7 @@ def replay(path: Path, url: str, db_name: str) -> int:
         payload = pickle.load(handle)
     observer = RedactingMongoObserver(url=url, db_name=payload.get("db_name", db_name),
                                       collection=payload.get("runs_collection", "runs"),
-                                      serverSelectionTimeoutMS=5000)
+                                      serverSelectionTimeoutMS=5000, journal=True)
     entry = observer.runs.find_one({"_id": payload["run_id"]})
     if entry is None:
         raise SystemExit(f"db replay: run {payload['run_id']} of {path} is not in {safe_url(url)}")
