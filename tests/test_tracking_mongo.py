@@ -3,10 +3,7 @@ server, what a run stores (runs, metrics, GridFS), resume into the same run, the
 seeds, credentials that never reach the database, and stopping the server."""
 from __future__ import annotations
 
-import json
 import re
-import time
-from pathlib import Path
 
 import bson
 import gridfs
@@ -14,7 +11,7 @@ import pymongo
 import pytest
 
 from experiments import local_db
-from tests.tracking_support import Daemon, run_lvmae
+from tests.tracking_support import Daemon, listening_addresses, run_lvmae
 
 pytestmark = pytest.mark.slow
 TINY = "gin/experiments/tiny_cpu.gin"
@@ -23,18 +20,6 @@ MAX_RUN_DOCUMENT_BYTES = 2**20      # far below MongoDB's 16 MB: output is filte
 
 def _client(url: str) -> pymongo.MongoClient:
     return pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
-
-
-def _listening_addresses(port: int) -> set[str]:
-    """Local addresses listening on ``port`` (Linux /proc/net/tcp{,6}, state 0A = LISTEN)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:
-                found.add(address)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +39,7 @@ def test_run_documents_metrics_and_files_are_in_the_local_database(local_run):
     runs, state, result = local_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert state is not None and state["storage_path"] == str(runs / "db" / "data")
-    assert _listening_addresses(state["port"]) == {"0100007F"}          # 127.0.0.1 only
+    assert listening_addresses(state["port"]) == {"0100007F"}          # 127.0.0.1 only
     database = _client(state["url"]).lvmae
     run = database.runs.find_one({"command": "pretrain"})
     assert run["status"] == "COMPLETED"

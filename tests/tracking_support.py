@@ -63,6 +63,19 @@ class Daemon:
                 self.kill()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as the kernel writes them) listening on TCP ``port``; Linux only.
+    ``0100007F`` is 127.0.0.1; ``00000000`` would be every interface."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
 def lvmae_env(runs_dir: Path, **extra: str) -> dict:
     environment = {**os.environ, "LVMAE_RUNS_DIR": str(runs_dir), "PYTHONWARNINGS": "ignore"}
     for name in ("LVMAE_MONGO_URL", "LVMAE_OBSERVER", "LVMAE_DB_FALLBACK", "LVMAE_MONGO_DB"):
