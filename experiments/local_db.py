@@ -75,6 +75,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _port_from_env() -> int | None:
+    text = os.environ.get(DB_PORT_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise LocalDatabaseError(f"{DB_PORT_ENV}={text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def _alive(pid: int) -> bool:
     """True when ``pid`` runs and (on Linux) is a SecantusDB daemon, not a recycled pid."""
     try:
@@ -139,7 +148,7 @@ def ensure_server(runs: Path | None = None, port: int | None = None) -> str:
             raise LocalDatabaseError(
                 f"a SecantusDB daemon (pid {old['pid']}) holds {folder / 'data'} but does not answer "
                 f"at {old['url']}; stop it with `python run.py db stop` (log: {folder / 'server.log'})")
-        port = port or int(os.environ.get(DB_PORT_ENV, 0)) or _free_port()
+        port = port or _port_from_env() or _free_port()
         url = f"mongodb://{LOOPBACK}:{port}/?directConnection=true"
         log_path = folder / "server.log"
         with open(log_path, "ab") as log:
