@@ -33,7 +33,7 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
     clips_since_log = 0
     for step in range(1, steps + 1):
         batch = next(batches)
-        losses, plan, _ = model(batch, mask_generator)
+        losses, plan, prediction = model(batch, mask_generator)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -50,7 +50,7 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
             clips_since_log = 0
         logger.bar.update()
     logger.close()
-    attach_training_images(run, batch, plan)
+    attach_training_images(run, batch, plan, prediction, model)
     path = save_checkpoint(os.path.join(workdir, "pretrain", "last.pt"),
                            {"model": model.state_dict(), "step": steps,
                             "optimizer": optimizer.state_dict(),

@@ -1,7 +1,9 @@
 """Images attached to runs as PNG artifacts (Omniboard previews them): the dual-masking plan of
-a clip (what the encoder saw, what the decoder had to reconstruct) and score maps.
+a clip (what the encoder saw, what the decoder had to reconstruct), the decoder's pixel
+reconstruction of its targets, and score maps.
 
-Axis legend: C channels, T frames, H/W pixels; t/h/w the token grid; n = t·h·w; k maps.
+Axis legend: C channels, T frames, H/W pixels; t/h/w the token grid; pt/ph/pw the tubelet;
+n = t·h·w; q decoder targets; k maps.
 """
 from __future__ import annotations
 
@@ -57,17 +59,44 @@ def _token_mask_pixels(flags: torch.Tensor, grid, size: tuple[int, int]) -> torc
     return repeat(cells, "t h w -> t (h ph) (w pw)", ph=size[0] // grid.h, pw=size[1] // grid.w)
 
 
-def mask_overview(video: torch.Tensor, plan, clip_index: int = 0):
-    """video (b, C, T, H, W), a MaskPlan → figure: rows input / encoder view / decoder targets,
-    one column per latent time step (its first frame)."""
+def pixel_reconstruction(video: torch.Tensor, plan, prediction: torch.Tensor,
+                         tubelet: tuple[int, int, int], norm_pix: bool, eps: float) -> torch.Tensor:
+    """video (b, C, T, H, W) with its decoder targets replaced by ``prediction`` (b, q, pt·ph·pw·C)
+    of a pixel target; a ``norm_pix`` prediction is brought back to pixels with each true
+    patch's mean and std (as in MAE's visualisation). → (b, C, T, H, W)."""
+    from components.backbones.mae_decoder import gather_tokens
+    from components.targets.pixels import patchify
+
+    pt, ph, pw = tubelet
+    tokens = patchify(video.detach().float(), tubelet)
+    predicted = prediction.detach().float()
+    if norm_pix:
+        truth = gather_tokens(tokens, plan.dec_target_idx)
+        predicted = predicted * (truth.var(dim=-1, unbiased=True, keepdim=True) + eps).sqrt() \
+            + truth.mean(dim=-1, keepdim=True)
+    index = plan.dec_target_idx[..., None].expand(-1, -1, tokens.shape[-1])
+    tokens = tokens.scatter(1, index, predicted)
+    return rearrange(tokens, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=plan.grid.t,
+                     h=plan.grid.h, w=plan.grid.w, pt=pt, ph=ph, pw=pw)
+
+
+def _display_frames(clip: torch.Tensor, grid, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """clip (C, T, H, W) → (t, H, W, 3) in [0, 1]: the first frame of each latent time step."""
+    frames_per_token = clip.shape[1] // grid.t
+    frames = rearrange(clip[:, ::frames_per_token][:, :grid.t], "c t h w -> t h w c")
+    frames = ((frames - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
+    return frames.expand(*frames.shape[:-1], 3) if frames.shape[-1] == 1 else frames
+
+
+def mask_overview(video: torch.Tensor, plan, clip_index: int = 0, reconstruction: torch.Tensor | None = None):
+    """video (b, C, T, H, W), a MaskPlan → figure: rows input / encoder view / decoder targets
+    (/ reconstruction (b, C, T, H, W) of the targets when given), one column per latent time
+    step (its first frame)."""
     plt = _pyplot()
     grid = plan.grid
     clip = video[clip_index].detach().float().cpu()
-    frames_per_token = clip.shape[1] // grid.t
-    frames = rearrange(clip[:, ::frames_per_token][:, :grid.t], "c t h w -> t h w c")
-    frames = (frames - frames.min()) / (frames.max() - frames.min()).clamp_min(1e-6)
-    if frames.shape[-1] == 1:
-        frames = frames.expand(*frames.shape[:-1], 3)
+    low, high = clip.min(), clip.max()
+    frames = _display_frames(clip, grid, low, high)
     size = tuple(frames.shape[1:3])
     kept = _token_mask_pixels(plan.enc_keep_mask[clip_index].cpu(), grid, size)
     target = _token_mask_pixels(plan.dec_target_mask[clip_index].cpu(), grid, size)
@@ -76,6 +105,9 @@ def mask_overview(video: torch.Tensor, plan, clip_index: int = 0):
     decoder_view = torch.where(target[..., None] > 0, 0.5 * frames + 0.5 * tint, frames * HIDDEN_DIM)
     columns = torch.linspace(0, grid.t - 1, min(grid.t, MAX_COLUMNS)).round().long().tolist()
     rows = [("input", frames), ("encoder sees", encoder_view), ("decoder targets", decoder_view)]
+    if reconstruction is not None:
+        rebuilt = _display_frames(reconstruction[clip_index].detach().float().cpu(), grid, low, high)
+        rows.append(("reconstruction", torch.where(target[..., None] > 0, rebuilt, frames * HIDDEN_DIM)))
     figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.7 * len(rows)),
                                 squeeze=False)
     for row, (label, images) in enumerate(rows):
@@ -94,9 +126,18 @@ def mask_overview(video: torch.Tensor, plan, clip_index: int = 0):
     return figure
 
 
-def attach_training_images(run, batch: dict, plan) -> None:
-    """The masks of the first clip of ``batch`` and, when the batch has them, its score maps."""
-    attach_png(run, mask_overview(batch["video"], plan), "masks.png")
+def attach_training_images(run, batch: dict, plan, prediction: torch.Tensor | None = None,
+                           model=None) -> None:
+    """The masks of the first clip of ``batch`` — with the decoder's reconstruction when the
+    model regresses pixels — and, when the batch has them, its score maps."""
+    from components.targets.pixels import PixelTarget
+
+    target = getattr(model, "target", None)
+    reconstruction = None
+    if prediction is not None and isinstance(target, PixelTarget):
+        reconstruction = pixel_reconstruction(batch["video"], plan, prediction, model.encoder.tubelet,
+                                              target.norm_pix, target.eps)
+    attach_png(run, mask_overview(batch["video"], plan, reconstruction=reconstruction), "masks.png")
     scores = batch.get("scores")
     if scores is not None:
         columns = torch.linspace(0, scores.shape[1] - 1, min(scores.shape[1], MAX_COLUMNS)).round().long()

@@ -89,3 +89,27 @@ def test_report_maps_bindings_to_config_fields():
         "config.gin.bindings.experiments.pretrain_loop.steps"
     with pytest.raises(SystemExit, match="not a gin binding"):
         report.config_path("budget")
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_pixel_reconstruction_of_the_true_target_is_the_clip(norm_pix):
+    import torch
+
+    from components.masking.plan import MaskPlan, TokenGrid
+    from components.targets.pixels import PixelTarget, patchify
+    from experiments.visuals import mask_overview, pixel_reconstruction
+
+    generator = torch.Generator().manual_seed(0)
+    video = torch.randn(2, 3, 4, 8, 12, generator=generator)          # grid 2 × 2 × 3 with tubelet 2×4×4
+    tubelet = (2, 4, 4)
+    grid = TokenGrid(2, 2, 3)
+    targets = torch.stack([torch.randperm(grid.n, generator=generator)[:5] for _ in range(2)])
+    plan = MaskPlan(grid, torch.tensor([[0, 1], [2, 3]]), targets)
+    target = PixelTarget(norm_pix=norm_pix)
+    perfect = target({"video": video}, plan, tubelet)
+    assert torch.allclose(pixel_reconstruction(video, plan, perfect, tubelet, norm_pix, target.eps), video, atol=1e-5)
+    wrong = pixel_reconstruction(video, plan, torch.zeros_like(perfect), tubelet, norm_pix, target.eps)
+    changed = (patchify(wrong, tubelet) != patchify(video, tubelet)).any(dim=-1)     # (b, n)
+    assert torch.equal(changed, plan.dec_target_mask)                       # only the targets are replaced
+    figure = mask_overview(video, plan, reconstruction=wrong)
+    assert len(figure.axes) == 4 * grid.t                                   # 4 rows: input, encoder, targets, reconstruction
