@@ -113,3 +113,13 @@ def test_pixel_reconstruction_of_the_true_target_is_the_clip(norm_pix):
     assert torch.equal(changed, plan.dec_target_mask)                       # only the targets are replaced
     figure = mask_overview(video, plan, reconstruction=wrong)
     assert len(figure.axes) == 4 * grid.t                                   # 4 rows: input, encoder, targets, reconstruction
+
+
+def test_captured_output_is_bounded_keeping_its_start_and_end():
+    from experiments.run_tags import CAPTURED_HEAD_CHARS, MAX_CAPTURED_CHARS, bounded
+    text = "first line\n" + "x" * (3 * MAX_CAPTURED_CHARS) + "\nlast line"
+    kept = bounded(text)
+    assert len(kept) < MAX_CAPTURED_CHARS + 100
+    assert kept.startswith("first line") and kept.endswith("last line")
+    assert f"[... {len(text) - MAX_CAPTURED_CHARS} characters of output left out ...]" in kept
+    assert bounded("short") == "short" and CAPTURED_HEAD_CHARS < MAX_CAPTURED_CHARS
