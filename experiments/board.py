@@ -3,7 +3,8 @@ runs database (``LVMAE_MONGO_URL``, else the local SecantusDB, started if needed
 
 Omniboard is the npm package ``omniboard@2.16.1`` that ``scripts/setup_tools.sh`` installs in
 ``.tools/node``; it listens on loopback only (``board_loopback.cjs``) and gets the database URL
-through its environment, never its command line. Ctrl-C (or SIGTERM) stops it cleanly.
+through its environment, never its command line. Ctrl-C (or SIGTERM) stops it cleanly; after a
+database outage that Omniboard does not survive, the board restarts it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,6 +31,7 @@ LOCAL_OMNIBOARD = ROOT / ".tools" / "node" / "node_modules" / "omniboard" / "dis
 LOOPBACK_PRELOAD = Path(__file__).with_name("board_loopback.cjs")
 DEFAULT_PORT = 9000
 READY_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 10.0
 
 
 def omniboard_script() -> Path:
@@ -70,6 +73,14 @@ def wait_ready(base: str, process: subprocess.Popen, timeout_s: float = READY_TI
     raise SystemExit(f"board: Omniboard did not answer at {base} within {timeout_s:.0f} s")
 
 
+def api_healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/Runs/count?query={{}}", timeout=5) as answer:
+            return answer.status == 200
+    except OSError:   # HTTPError (500 "pool destroyed") and connection errors alike
+        return False
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python run.py board", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,13 +98,13 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"board: the database at {safe_url(url)} (from {origin}) does not answer: {problem}")
     database_url = with_database(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB))
     environment = {**os.environ, "PORT": str(args.port), "MONGO_URI": database_url, "NODE_ENV": "production"}
-    process = subprocess.Popen(["node", "-r", str(LOOPBACK_PRELOAD), str(script)], env=environment,
-                               stdin=subprocess.DEVNULL, cwd=script.parent)
-    stopping = False
+    command = ["node", "-r", str(LOOPBACK_PRELOAD), str(script)]
+    start = lambda: subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, cwd=script.parent)  # noqa: E731
+    process = start()
+    stopping = threading.Event()
 
     def stop(*_):
-        nonlocal stopping
-        stopping = True
+        stopping.set()
         process.terminate()
 
     signal.signal(signal.SIGTERM, stop)
@@ -102,6 +113,15 @@ def main(argv: list[str]) -> int:
     try:
         wait_ready(base, process)
         print(f"Omniboard: {base}  (database {safe_url(database_url)}; Ctrl-C stops it)", flush=True)
+        # Omniboard answers "pool destroyed" forever after a database outage of > ~30 s: when its
+        # API fails while the database answers, restart it (same port, same URL).
+        while not stopping.wait(WATCH_INTERVAL_S) and process.poll() is None:
+            if not api_healthy(base) and local_db.ping(url) is None and not stopping.is_set():
+                print("board: Omniboard lost the database; restarting it", flush=True)
+                process.terminate()
+                process.wait(timeout=30)
+                process = start()
+                wait_ready(base, process)
         process.wait()
     finally:
         if process.poll() is None:
@@ -111,4 +131,4 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
     print("Omniboard stopped", flush=True)
-    return 0 if stopping or process.returncode in (0, -signal.SIGTERM) else process.returncode
+    return 0 if stopping.is_set() or process.returncode in (0, -signal.SIGTERM) else process.returncode
