@@ -12,6 +12,8 @@ MASK = "***"
 # user:password@ right after a scheme; the password may hold anything but '@', '/' and blanks.
 _CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s'\"]+):(?P<password>[^@/\s'\"]+)@")
 _known_secrets: set[str] = set()
+# Shorter passwords are masked inside URLs only: masking "abc" in all text would garble output.
+MIN_BARE_SECRET_CHARS = 4
 
 
 def remember_secret_of(url: str) -> None:
@@ -19,7 +21,7 @@ def remember_secret_of(url: str) -> None:
     error message could quote it alone)."""
     password = urlsplit(url).password
     if password:
-        _known_secrets.update({password, unquote(password)})
+        _known_secrets.update(p for p in {password, unquote(password)} if len(p) >= MIN_BARE_SECRET_CHARS)
 
 
 def redact_text(text: str) -> str:
