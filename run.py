@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 
 _SHORT = {"-g": "gin_files", "--gin": "gin_files", "-b": "gin_bindings", "--bind": "gin_bindings"}
 # Commands that never record a run.
-_UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs"}
+_UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs", "help", None}
 # Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
 _TOOLS = {"db": "experiments.db", "board": "experiments.board", "report": "experiments.report"}
 
@@ -131,7 +131,8 @@ def main(argv: list[str]) -> None:
 
     argv, _, resume_run = pop_tracking_options(translate_argv(argv))
     command = next((a for a in argv[1:] if not a.startswith("-")), None)
-    if command not in _UNOBSERVED and "-u" not in argv and "--unobserved" not in argv:
+    asks_help = any(a in ("-h", "--help") for a in argv[1:])
+    if command not in _UNOBSERVED and not asks_help and "-u" not in argv and "--unobserved" not in argv:
         ex.observers.append(default_observer(resume_run=resume_run))
     ex.run_commandline(argv)
 
