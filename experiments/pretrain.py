@@ -151,10 +151,13 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
             logger.log(step, **scalars, **{"train/lr": lr_now, "train/grad_norm": float(grad_norm),
                                            "train/clips_per_s": clips_since_log / logger.seconds_since_last()})
             clips_since_log = 0
-        if visualize_every and step % visualize_every == 0 and info.is_main:
+        # Every run ends with a picture of its masks and reconstruction (and score maps).
+        if info.is_main and (step == steps or (visualize_every and step % visualize_every == 0)):
             from experiments.reconstruction_grid import attach_reconstruction
+            from experiments.visuals import attach_score_maps
             attach_reconstruction(run, unwrap(wrapped), batch, plan, prediction,
                                   os.path.join(workdir, "pretrain", f"reconstruction_{step:07d}.png"))
+            attach_score_maps(run, batch)
         if step == steps or (checkpoint_every and step % checkpoint_every == 0):
             _checkpoint(checkpoint_path, wrapped, optimizer, schedule, step, micro_batches, seed,
                         info, parallel, run, batch_size, accum_steps)
