@@ -60,7 +60,7 @@ class LFQ(Quantizer):
         with no_autocast(latents):
             z = rearrange(latents.float(), "b d ... -> b ... d")
             hard = torch.where(z > 0, self.code_scale, -self.code_scale)
-            codes = z + (hard - z).detach()
+            codes = hard + (z - z.detach())     # exactly ±scale forward, identity backward
             indices = self.codes_to_indices(hard)
             # p(bit = +1) under softmax(−‖z − c‖²/τ): the ±scale distance difference is 4·scale·z.
             bit_probability = torch.sigmoid(4 * self.code_scale * z / self.temperature)

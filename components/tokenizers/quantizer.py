@@ -42,8 +42,10 @@ def no_autocast(tensor: torch.Tensor):
 
 
 def round_ste(values: torch.Tensor) -> torch.Tensor:
-    """Rounds forward, identity backward (straight-through estimator)."""
-    return values + (values.round() - values).detach()
+    """Rounds forward, identity backward (straight-through estimator). Written as
+    round(x) + (x − x.detach()) so the forward value is exactly an integer (x + (round(x) − x)
+    can miss it by one ulp)."""
+    return values.round() + (values - values.detach())
 
 
 class Quantizer(nn.Module, abc.ABC):

@@ -29,4 +29,5 @@ class StraightThroughTopK(TopK):
         ranked = scores.detach().topk(min(k + 1, scores.shape[-1]), dim=-1).values
         threshold = (ranked[:, k - 1] + ranked[:, -1]) / 2 if k < scores.shape[-1] else ranked[:, -1]
         soft = torch.sigmoid((scores - threshold[:, None]) / self.temperature)
-        return hard + soft - soft.detach()
+        # (soft − soft.detach()) is exactly 0 forward, so the forward value is exactly 0/1.
+        return hard + (soft - soft.detach())
