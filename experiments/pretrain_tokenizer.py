@@ -25,6 +25,7 @@ from experiments.training import (ScalarLogger, build_optimizer, load_checkpoint
 
 CHECKPOINT_NAME = os.path.join("tokenizer", "last.pt")
 _EVAL_SEED_OFFSET = 7919   # the fixed evaluation clips never coincide with training draws
+_RANDOM_SELECTION_DRAWS = 3  # random selections averaged for the selection-gain baseline
 
 
 def psnr(recon: torch.Tensor, video: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
@@ -91,8 +92,31 @@ def evaluate(model: AdaptiveTokenizer, batch: dict, data_range: float | None,
                **codebook_statistics(indices[selection > 0.5], model.tokenizer.quantizer.codebook_size)}
     if "object_coverage" in batch:
         metrics["object_recall"] = selection_recall(selection, batch["object_coverage"])
+    if model.scorer is not None:
+        random_loss = random_selection_recon_loss(model, batch["video"], chunk)
+        metrics["random_selection_recon_loss"] = random_loss
+        metrics["selection_gain"] = random_loss - metrics["recon_loss"]
     scores = (torch.cat([o.scores for o in outputs]) if outputs[0].scores is not None else None)
     return metrics, {"video": video, "recon": recon, "selection": selection, "scores": scores}
+
+
+@torch.no_grad()
+def random_selection_recon_loss(model: AdaptiveTokenizer, video: torch.Tensor, chunk: int) -> float:
+    """The reconstruction loss when the same number of tokens is kept at random (frame 0
+    still kept), averaged over fixed draws: what the learned selection must beat."""
+    tokenizer, losses = model.tokenizer, []
+    grid = tokenizer.check_video(video)
+    for draw in range(_RANDOM_SELECTION_DRAWS):
+        generator = torch.Generator().manual_seed(draw)
+        total = 0.0
+        for clips in video.split(chunk):
+            scores = torch.rand(clips.shape[0], *grid, generator=generator).to(clips.device)
+            selection = model.topk.select_on_grid(scores, model.selected_count(grid))
+            latents = tokenizer.encode_continuous(clips) * selection[:, None]
+            recon = tokenizer.decode(tokenizer.quantize(latents).codes)
+            total += float((recon - clips).pow(2).sum())
+        losses.append(total / video.numel())
+    return sum(losses) / len(losses)
 
 
 def _attach_images(run, step: int, drawn: dict[str, torch.Tensor]) -> list[str]:
@@ -112,6 +136,7 @@ def _attach_images(run, step: int, drawn: dict[str, torch.Tensor]) -> list[str]:
 @gin_applies
 def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUIRED, dataset=None,
                             clips=None, discriminator: nn.Module | None = None,
+                            train_scorer: bool = True,
                             batch_size: int = 16, steps: int = 200, lr: float = 1e-3,
                             weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                             warmup_steps: int = 10, clip_grad: float = 1.0,
@@ -122,11 +147,14 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
                             workdir: str = "outputs/default") -> dict:
     """Trains ``model`` (a ``model.adaptive_tokenizer``); returns the first and last evaluation
     metrics and the checkpoint path. Evaluations run at step 0 (before training), every
-    ``eval_every`` steps and at the end, on ``eval_clips`` fixed clips."""
+    ``eval_every`` steps and at the end, on ``eval_clips`` fixed clips. ``train_scorer=False``
+    freezes the scorer (a heuristic scorer, or the control of the scorer-learns test)."""
     if min(steps, batch_size, eval_every, eval_clips, checkpoint_every) < 1:
         raise ValueError("pretrain_tokenizer_loop: steps, batch_size, eval_every, eval_clips and "
                          "checkpoint_every must be ≥ 1")
     torch.manual_seed(seed)
+    if not train_scorer and model.scorer is not None:
+        model.scorer.requires_grad_(False)
     data_generator = torch.Generator().manual_seed(seed)
     selection_generator = torch.Generator().manual_seed(seed + 1)
     optimizer = build_optimizer(model, lr, weight_decay, betas)
