@@ -45,7 +45,18 @@ def build_flicker_model(seed: int, topk_name: str = "straight_through") -> Adapt
 
 def train_on_flicker(seed: int, steps: int, train_scorer: bool, topk_name: str,
                      workdir: str) -> dict:
-    """Trains tokenizer + scorer jointly (or with the scorer frozen) on flicker clips."""
+    """Trains tokenizer + scorer jointly (or with the scorer frozen) on flicker clips, on one
+    thread: the calibrated trajectory then does not depend on the thread count (float
+    reduction order), and a busy shared machine does not stall in thread spin-waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(seed, steps, train_scorer, topk_name, workdir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(seed: int, steps: int, train_scorer: bool, topk_name: str, workdir: str) -> dict:
     return pretrain_tokenizer_loop(
         None, seed, model=build_flicker_model(seed, topk_name), clips=FlickerSquare(),
         train_scorer=train_scorer, batch_size=8, steps=steps, lr=2e-3, warmup_steps=0,

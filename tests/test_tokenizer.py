@@ -129,3 +129,26 @@ def test_perceptual_term_from_a_local_exported_file(tmp_path):
     assert not any(p.requires_grad for p in perceptual.parameters())
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         PerceptualLoss(str(tmp_path / "missing.pt"))
+
+
+def test_training_loop_with_a_discriminator_checkpoints_and_resumes_it(tmp_path):
+    from components.scorers.flicker_clips import FlickerSquare
+    from experiments.pretrain_tokenizer import pretrain_tokenizer_loop
+    from experiments.training import load_checkpoint
+
+    def train(steps):
+        torch.manual_seed(0)
+        model = AdaptiveTokenizer(tiny(channels=1), LearnedScorer(in_channels=1, stride=(2, 4, 4), channels=4),
+                                  StraightThroughTopK(), selected_ratio=0.5)
+        return pretrain_tokenizer_loop(
+            None, 0, model=model, clips=FlickerSquare(frames=8, image_size=16),
+            discriminator=VideoDiscriminator(in_channels=1, base_channels=4, stages=2),
+            batch_size=2, steps=steps, eval_every=2, eval_clips=2, checkpoint_every=2,
+            log_every=1, workdir=str(tmp_path))
+
+    assert train(2)["start_step"] == 0
+    state = load_checkpoint(str(tmp_path / "tokenizer" / "last.pt"))
+    assert {"discriminator", "disc_optimizer"} <= set(state) and state["step"] == 2
+    resumed = train(3)
+    assert resumed["start_step"] == 2
+    assert load_checkpoint(str(tmp_path / "tokenizer" / "last.pt"))["step"] == 3
