@@ -1,6 +1,6 @@
 """The learned scorer learns (BENCHMARKS.md, "The learned token scorer"): on clips of one
 moving square over strong per-pixel flicker — raw frame differences are large everywhere —
-its selection starts near chance and after short joint training keeps ≥ 90% of the object's
+its selection starts near chance and after short joint training keeps ≥ 80% of the object's
 tokens, and the tokenizer reconstructs better from it than from a random selection of the
 same size. Fails for an untrained or frozen scorer (recall stays ≈ 0.5 — see
 benchmarks/scorer_learns.py for the frozen control, measured)."""
@@ -23,8 +23,10 @@ registry.discover()
 SEED = 0
 STEPS = 40
 # Chance recall is the selected fraction, 0.25; an untrained scorer already sits above it.
+# Measured at seed 0 (benchmarks/scorer_learns.py): 0.59 at step 0, 0.915 at step 40, and a
+# frozen scorer stays at 0.59 — 0.80 leaves a wide margin on both sides.
 MAX_INITIAL_RECALL = 0.65
-MIN_TRAINED_RECALL = 0.90
+MIN_TRAINED_RECALL = 0.80
 # "Learned beats random" by a margin. At this short CPU budget the margin alone does not
 # separate a trained from a frozen scorer (whose recall, ≈ 0.57, is above chance too: gain
 # 0.0056 measured vs 0.0067–0.015 trained, BENCHMARKS.md saw the same) — the recall
