@@ -122,7 +122,7 @@ def test_perceptual_term_from_a_local_exported_file(tmp_path):
     perceptual = PerceptualLoss(str(path), frames_per_clip=2)
     video = torch.randn(2, 3, 8, 16, 16)
     recon = video.clone().requires_grad_(True)
-    assert float(perceptual(recon, video)) == 0.0
+    assert perceptual(recon, video).item() == 0.0
     far = perceptual(recon + 1.0, video)
     far.backward()
     assert far > 0 and recon.grad.abs().sum() > 0
