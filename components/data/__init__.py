@@ -1,0 +1,1 @@
+"""Data: shard writing/reading, manifests, synthetic video sets."""
