@@ -18,7 +18,7 @@ from einops import rearrange
 
 from components.masking.plan import TokenGrid
 
-# Which axes a table covers, tried in this order when a token count fits several.
+# The axes a positional table may cover; a table must fit exactly one on both grids.
 AXES_CHOICES = ("thw", "hw", "t", "h", "w")
 
 
@@ -27,13 +27,9 @@ def grid_sizes(grid: TokenGrid, axes: str) -> tuple[int, int, int]:
     return tuple(getattr(grid, a) if a in axes else 1 for a in "thw")
 
 
-def covered_axes(n: int, grid: TokenGrid) -> str | None:
-    """The axes a table of ``n`` rows covers on ``grid`` (None when none fits)."""
-    for axes in AXES_CHOICES:
-        t, h, w = grid_sizes(grid, axes)
-        if t * h * w == n:
-            return axes
-    return None
+def _rows(grid: TokenGrid, axes: str) -> int:
+    t, h, w = grid_sizes(grid, axes)
+    return t * h * w
 
 
 def resize_table(table: torch.Tensor, old: TokenGrid, new: TokenGrid, axes: str = "thw") -> torch.Tensor:
@@ -102,14 +98,18 @@ def adapt_state(state: dict[str, torch.Tensor], module: torch.nn.Module, new: To
         if value.dim() < 2 or value.shape[:-2] != target.shape[:-2] or value.shape[-1] != target.shape[-1]:
             raise ValueError(f"checkpoint tensor {key!r} has shape {tuple(value.shape)}, the model "
                              f"expects {tuple(target.shape)}; only positional tables are resized")
-        axes = covered_axes(target.shape[-2], new)
-        if axes is None:
-            raise ValueError(f"{key!r}: {target.shape[-2]} rows fit no axes of the grid {new}")
-        source = old
-        if source is None:
-            if axes != "thw":
-                raise ValueError(f"{key!r} covers {axes!r} only; pass pretrained_grid=(t, h, w)")
-            source = infer_grid(value.shape[-2], new)
+        candidates = [a for a in AXES_CHOICES if _rows(new, a) == target.shape[-2]]
+        if old is not None:
+            candidates = [a for a in candidates if _rows(old, a) == value.shape[-2]]
+        elif "thw" in candidates:
+            candidates = ["thw"]
+        else:
+            raise ValueError(f"{key!r} is not a full t·h·w table; pass pretrained_grid=(t, h, w)")
+        if len(candidates) != 1:
+            raise ValueError(f"{key!r} of shape {tuple(value.shape)} → {tuple(target.shape)} fits "
+                             f"{candidates or 'no'} axes of the grids; cannot resize it")
+        axes = candidates[0]
+        source = old if old is not None else infer_grid(value.shape[-2], new)
         adapted[key] = resize_table(value, source, new, axes)
         resized.append(Resized(key, axes, tuple(value.shape), tuple(adapted[key].shape)))
     return adapted, resized
