@@ -58,7 +58,8 @@ def encoder_state(checkpoint: dict, path: str) -> tuple[dict[str, torch.Tensor],
 
 
 def load_pretrained_encoder(encoder: nn.Module, path: str,
-                            pretrained_grid: tuple[int, int, int] | None = None) -> LoadReport:
+                            pretrained_grid: tuple[int, int, int] | None = None,
+                            parameter: str = "finetune_loop.pretrained") -> LoadReport:
     """Copies the pre-trained encoder weights of ``path`` into ``encoder`` (in place).
 
     Every persistent tensor of ``encoder`` must be present; positional tables of another grid
@@ -66,7 +67,7 @@ def load_pretrained_encoder(encoder: nn.Module, path: str,
     ``grid`` entry, or inferred from a full table).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"pre-trained checkpoint not found: {path!r} (finetune_loop.pretrained)")
+        raise FileNotFoundError(f"pre-trained checkpoint not found: {path!r} ({parameter})")
     checkpoint = load_checkpoint(path)
     state, source = encoder_state(checkpoint, path)
     old = pretrained_grid or checkpoint.get("grid")
