@@ -23,7 +23,7 @@ from experiments.experiment import attach_operative_config, ex, gin_applies
 from experiments.layer_decay import build_finetune_optimizer
 from experiments.pretrained import load_pretrained_encoder
 from experiments.training import ScalarLogger, save_checkpoint, warmup_cosine
-from experiments.views import batch_labels
+from experiments.views import batch_labels, model_input_size, random_window
 
 
 def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
@@ -66,10 +66,13 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
     batches = repeat_batches(manifest.urls("train"), batch_size, shuffle_buffer, seed)
     # Token drop and mixup draw from their own generator: a rerun draws the same tubes.
     generator = torch.Generator().manual_seed(seed)
+    frames, side = model_input_size(classifier.encoder)
     classifier.train()
     for step in range(1, steps + 1):
         batch = next(batches)
-        video, targets = batch["video"], batch_labels(batch, list(classes))
+        # Longer clips than the model takes: a random window (evaluation takes the centred one).
+        video = random_window(batch["video"], frames, side, generator)
+        targets = batch_labels(batch, list(classes))
         if mixup is not None:
             video, targets, _ = mixup(video, targets, classes, generator)
         losses = classification_loss(classifier(video, generator), targets, label_smoothing)

@@ -10,7 +10,7 @@ from components.backbones.vit import VideoViT
 from components.models.classifier import VideoClassifier
 from experiments.layer_decay import param_groups
 from experiments.mixup import video_mixup
-from experiments.views import batch_labels, views
+from experiments.views import batch_labels, random_window, views
 
 registry.discover()
 WIDTH = 24
@@ -130,3 +130,17 @@ def test_batch_labels_follow_the_contract():
     assert set(batch_labels(multi, ["verb", "noun"])) == {"verb", "noun"}
     with pytest.raises(KeyError, match="noun"):
         batch_labels({"label": 0, "labels": {"verb": 0}}, ["verb", "noun"])
+
+
+def test_random_window_draws_inside_the_clip_and_keeps_fitting_clips():
+    video = torch.arange(32.0).reshape(1, 1, 32, 1, 1).expand(2, 1, 32, 12, 12).contiguous()
+    generator = torch.Generator().manual_seed(0)
+    starts = set()
+    for _ in range(40):
+        window = random_window(video, 8, 10, generator)
+        assert window.shape == (2, 1, 8, 10, 10)
+        first = int(window[0, 0, 0, 0, 0])
+        assert torch.equal(window[0, 0, :, 0, 0], torch.arange(first, first + 8.0))   # contiguous
+        starts.add(first)
+    assert min(starts) >= 0 and max(starts) <= 24 and len(starts) > 5
+    assert random_window(video, 32, 12, generator) is video
