@@ -4,10 +4,10 @@
         -b "seed_sweep.tag='tiny-ft'"
 
 Each seed is an ordinary observed run of ``seed_sweep.command`` (``finetune`` or ``probe``)
-with ``seed`` = first_seed + i in its config, the tag as its Sacred comment (``meta.comment``,
-what ``-c`` sets) and in ``info.tag``, and its own work folder. The sweep itself records no
-run: it prints mean ± std (sample std, n − 1) of every ``eval/*`` metric and writes
-``summary.json``; the tracking ``report`` command aggregates the same runs from the database.
+with ``seed`` = first_seed + i in its config, the tag in ``meta.tags`` (where the tracking
+``report --tag TAG`` and Omniboard look), ``meta.comment`` and ``info.tag``, and its own work
+folder. The sweep itself records no run: it prints mean ± std (sample std, n − 1) of every
+``eval/*`` metric and writes ``summary.json``.
 """
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ def aggregate(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 @ex.command(unobserved=True)
-def seeds(gin_files, gin_bindings):
+def seeds(_run, gin_files, gin_bindings):
     """Runs ``seed_sweep.command`` for n seeds under one tag and prints mean ± std."""
     sweep = seed_sweep()
+    # The sweep's tag plus any given on the command line (--tag, tracking's run_tags).
+    tags = list(dict.fromkeys([sweep["tag"], *(_run.meta_info.get("tags") or [])]))
     folder = os.path.join(sweep["workdir"], sweep["tag"])
     files = [gin_files] if isinstance(gin_files, str) else list(gin_files)
     runs, results = [], []
@@ -68,7 +70,7 @@ def seeds(gin_files, gin_bindings):
             bindings.append(f"finetune_loop.workdir = '{folder}/seed_{seed}'")
         run = ex.run(sweep["command"],
                      config_updates={"seed": seed, "gin_files": files, "gin_bindings": bindings},
-                     meta_info={"comment": sweep["tag"]}, info={"tag": sweep["tag"]})
+                     meta_info={"comment": sweep["tag"], "tags": tags}, info={"tag": sweep["tag"]})
         runs.append(run._id)
         results.append(flatten(run.result["metrics"]))
         print(f"seed {seed}: run {run._id}, " + ", ".join(

@@ -60,6 +60,7 @@ def test_pretrain_16_finetune_32_evaluate_seeds_probe(tmp_path):
     for run_id, seed in [("4", 1), ("5", 2)]:
         assert run_json(runs, run_id, "config.json")["seed"] == seed
         assert run_json(runs, run_id, "run.json")["meta"]["comment"] == "sweep-test"
+        assert run_json(runs, run_id, "run.json")["meta"]["tags"] == ["sweep-test"]
         assert run_json(runs, run_id, "info.json")["tag"] == "sweep-test"
     summary = json.loads((tmp_path / "seeds" / "sweep-test" / "summary.json").read_text())
     assert summary["runs"] == ["4", "5"] and summary["metrics"]["eval/label/top1"]["n"] == 2
