@@ -144,3 +144,10 @@ def test_random_window_draws_inside_the_clip_and_keeps_fitting_clips():
         starts.add(first)
     assert min(starts) >= 0 and max(starts) <= 24 and len(starts) > 5
     assert random_window(video, 32, 12, generator) is video
+
+
+def test_class_counts_are_validated_with_the_parameter_name():
+    with pytest.raises(ValueError, match="model.classifier.num_classes is not set"):
+        VideoClassifier(VideoViT(16, 40, (2, 8, 8), dim=WIDTH, depth=1, heads=2), MeanPoolLinear)
+    with pytest.raises(ValueError, match="≥ 1 class per head"):
+        classifier(heads={"verb": 0})

@@ -21,6 +21,10 @@ DEFAULT_HEAD = "label"
 
 def head_classes(num_classes: int | Mapping[str, int]) -> dict[str, int]:
     """``4`` → ``{"label": 4}``; a mapping is kept (insertion order: the first is primary)."""
+    if num_classes == 0:
+        raise ValueError("model.classifier.num_classes is not set: bind the classifier as a factory "
+                         "(finetune_loop.model = @model.classifier) to take the dataset's heads, "
+                         "or give a class count / {head: classes}")
     if isinstance(num_classes, int):
         heads = {DEFAULT_HEAD: num_classes}
     elif isinstance(num_classes, Mapping):
