@@ -79,12 +79,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", default="outputs/cue_probe_context")
     parser.add_argument("--data-root", default="data")
+    parser.add_argument("-b", "--bind", action="append", default=[],
+                        help="extra gin binding for every run, e.g. dataset.cue_probe.num_colours=2")
     options = parser.parse_args()
 
     workdir = os.path.abspath(options.workdir)
     data = [f"dataset.cue_probe.root='{os.path.abspath(options.data_root)}'",
             f"dataset.cue_probe.train_samples={options.train_samples}",
-            f"dataset.cue_probe.val_samples={options.val_samples}"]
+            f"dataset.cue_probe.val_samples={options.val_samples}", *options.bind]
     common = data + [f"WORKDIR='{workdir}/pretrain_128'"]
     run("pretrain", common + [f"pretrain_loop.steps={options.pretrain_steps}",
                               f"pretrain_loop.batch_size={options.batch_size}"], options.seed)
