@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from components.data.shards import repeat_batches
 from experiments.classifier_setup import build_classifier, manifest_heads
 from experiments.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
+from experiments.gin_config import operative_config
 from experiments.experiment import attach_operative_config, ex, gin_applies
 from experiments.layer_decay import build_finetune_optimizer
 from experiments.pretrained import load_pretrained_encoder
@@ -96,7 +97,7 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                            {"model": classifier.state_dict(), "step": steps, "heads": classes,
                             "grid": [classifier.encoder.grid.t, classifier.encoder.grid.h, classifier.encoder.grid.w],
                             "run_id": getattr(run, "_id", None),
-                            "gin_config": gin.operative_config_str()})
+                            "gin_config": operative_config()})
     accumulator = predict(classifier, manifest.urls("val"), batch_size)
     metrics = accumulator.metrics()
     logger.log(steps, **flat_metrics(metrics, classifier.head_names[0]))

@@ -108,4 +108,13 @@ def resolved_bindings() -> dict:
 
 
 def operative_config() -> str:
-    return gin.operative_config_str()
+    """gin's operative config with *full* selectors (``masking.encoder.tube.keep_ratio``, not
+    gin's shortest unambiguous ``tube.keep_ratio``), so the file still parses unambiguously
+    after more components are registered."""
+    registry_map = gin_config._REGISTRY  # pylint: disable=protected-access
+    shortest = registry_map.minimal_selector
+    registry_map.minimal_selector = lambda selector: selector
+    try:
+        return gin.operative_config_str()
+    finally:
+        registry_map.minimal_selector = shortest

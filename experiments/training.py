@@ -1,18 +1,24 @@
-"""Shared training pieces: optimizer, warm-up + cosine schedule, atomic checkpoints, logging."""
+"""Shared training pieces: optimizer, warm-up + cosine schedule, atomic checkpoints, logging,
+RNG capture, and process-group set-up for ``torchrun`` (DDP / FSDP2)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import random
 import time
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases, norms and other 1-D parameters."""
+    """AdamW without weight decay on biases, norms and other 1-D parameters; fused kernels
+    when every parameter is on a GPU."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
@@ -20,7 +26,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     fused = torch.cuda.is_available() and all(p.is_cuda for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
@@ -53,15 +59,119 @@ def load_checkpoint(path: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class ScalarLogger:
-    """Logs scalars to the Sacred run every ``every`` steps and shows a progress bar."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers,
+    so checkpoints never carry ``module.`` / ``_orig_mod.`` prefixes."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod      # pylint: disable=protected-access
+        else:
+            return model
 
-    def __init__(self, run, total_steps: int, every: int, description: str):
+
+# ---------------------------------------------------------------- randomness
+
+def rng_state() -> dict:
+    """Every global generator this process uses (Python, NumPy, torch CPU and CUDA)."""
+    numpy_state = np.random.get_state(legacy=False)
+    # tensors and plain types only, so checkpoints load with torch.load(weights_only=True)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    numpy_state = dict(state["numpy"], state=dict(state["numpy"]["state"]))
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# The mask generator is re-seeded every step from (seed, rank, step): a resumed run, or a run
+# with another world size's rank r, draws exactly the masks it would have drawn, and nothing
+# about mask randomness needs to be stored.
+_SEED_STRIDE_RANK = 1_000_003
+_SEED_STRIDE_RUN = 2_147_483_647
+
+
+def step_generator(generator: torch.Generator, seed: int, rank: int, step: int) -> torch.Generator:
+    return generator.manual_seed((seed * _SEED_STRIDE_RUN + rank * _SEED_STRIDE_RANK + step) % 2**63)
+
+
+# ---------------------------------------------------------------- processes
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """Where this process sits: from ``torchrun``'s environment, or a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Distributed:
+    """Joins the process group when launched by ``torchrun`` (NCCL on GPUs, gloo on CPU)."""
+    wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = torch.device("cuda", local_rank) if wants_cuda else torch.device("cpu")
+    if wants_cuda:
+        torch.cuda.set_device(chosen)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+    return Distributed(rank, world_size, local_rank, chosen)
+
+
+def mean_across_ranks(value: torch.Tensor, info: Distributed) -> float:
+    """The mean of a scalar over all ranks (for logging; a collective on every rank)."""
+    if not info.enabled:
+        return float(value)
+    value = value.detach().float().clone().to(info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(value)
+    return float(value) / info.world_size
+
+
+def gather_objects(obj, info: Distributed) -> list:
+    """[obj of rank 0, obj of rank 1, …] on every rank."""
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+class ScalarLogger:
+    """Logs scalars to the Sacred run every ``every`` steps and shows a progress bar.
+
+    ``run`` is None on ranks other than 0 (only rank 0 logs); ``initial`` is the step a
+    resumed run starts after."""
+
+    def __init__(self, run, total_steps: int, every: int, description: str, initial: int = 0,
+                 show: bool = True):
         if every < 1:
             raise ValueError(f"log_every must be ≥ 1, got {every}")
         self.run = run
         self.every = every
-        self.bar = tqdm(total=total_steps, desc=description, dynamic_ncols=True, mininterval=0.5)
+        self.bar = tqdm(total=total_steps, initial=initial, desc=description, dynamic_ncols=True,
+                        mininterval=0.5, disable=not show)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._last_time = time.perf_counter()
 

@@ -94,7 +94,8 @@ def unregister(full_name: str) -> None:
     """Removes a component from the registry and from gin (tests and plugin reloads)."""
     kind, name = _kinds.split_full_name(full_name)
     _ENTRIES.get(kind, {}).pop(name, None)
-    gin_config._REGISTRY.pop(full_name, None)  # pylint: disable=protected-access
+    if full_name in gin_config._REGISTRY:  # pylint: disable=protected-access
+        gin_config._REGISTRY.pop(full_name)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager

@@ -93,5 +93,6 @@ for _name, _desc in [
     ("masking.decoder", "which tokens the decoder reconstructs (dec_target_idx)"),
     ("target", "reconstruction targets and their per-token losses"),
     ("dataset", "datasets: shard manifests and synthetic generators"),
+    ("clips", "in-process procedural clip generators (tokenizer training and tests, no shards)"),
 ]:
     define_kind(_name, _desc)

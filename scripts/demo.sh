@@ -7,5 +7,11 @@ scripts/setup.sh
 .venv/bin/python run.py pretrain -g gin/experiments/tiny_cpu.gin "$@"
 .venv/bin/python run.py finetune -g gin/experiments/tiny_cpu.gin "$@"
 echo
-echo "Runs (config.json with the gin bindings, metrics.json, operative_config.gin): ${LVMAE_RUNS_DIR:-runs}/"
+if [ "${LVMAE_OBSERVER:-mongo}" = file ]; then
+  echo "Runs (config.json with the gin bindings, metrics.json, operative_config.gin): ${LVMAE_RUNS_DIR:-runs}/"
+else
+  .venv/bin/python run.py db status || true
+  echo "Browse the runs: scripts/setup_tools.sh (once, installs Omniboard), then .venv/bin/python run.py board"
+  echo "Stop the database when done: .venv/bin/python run.py db stop"
+fi
 echo "Checkpoints: outputs/tiny_cpu/{pretrain,finetune}/last.pt"

@@ -63,7 +63,7 @@ def test_pretrain_at_16_frames_finetune_at_32(tmp_path):
     for key, value in pretrained.state_dict().items():
         assert torch.equal(classifier.encoder.state_dict()[key], value), key
     # the fixed sin-cos table is the 32-frame one, not the 16-frame one
-    assert classifier.encoder.pos_embed.shape[0] == 2 * pretrained.pos_embed.shape[0]
+    assert classifier.encoder.pos_embed.shape[-2] == 2 * pretrained.pos_embed.shape[-2]
     logits = classifier.eval()(torch.randn(2, 3, 32, 32, 32))
     assert logits["label"].shape == (2, 3)
 
@@ -85,6 +85,19 @@ def test_learned_tables_are_resized_and_other_mismatches_raise(tmp_path):
     other_tubelet = VideoViT(32, 32, (4, 8, 8), dim=WIDTH, depth=2, heads=2)
     with pytest.raises(ValueError, match="patch_embed.weight"):
         load_pretrained_encoder(other_tubelet, path)
+
+
+def test_learned_backbone_positions_are_resized_from_16_to_32_frames(tmp_path):
+    pre = VideoViT(16, 32, TUBELET, dim=WIDTH, depth=2, heads=2, positions="learned")
+    path = save_checkpoint(str(tmp_path / "pre.pt"),
+                           {"model": {f"encoder.{k}": v for k, v in pre.state_dict().items()}})
+    fine = VideoViT(32, 32, TUBELET, dim=WIDTH, depth=2, heads=2, positions="learned")
+    report = load_pretrained_encoder(fine, path)
+    assert [r.key for r in report.resized] == ["pos_embed"]
+    assert torch.equal(fine.pos_embed, resize_table(pre.pos_embed.detach(), pre.grid, fine.grid))
+    same = VideoViT(16, 32, TUBELET, dim=WIDTH, depth=2, heads=2, positions="learned")
+    assert load_pretrained_encoder(same, path).resized == []
+    assert torch.equal(same.pos_embed, pre.pos_embed)
 
 
 def test_missing_checkpoint_and_foreign_state_raise(tmp_path):

@@ -1,9 +1,9 @@
 """Imported VideoMAE weights: parity with Hugging Face's VideoMAE encoder (a peer implementation).
 
 HF weights are rewritten into the official MCG-NJU checkpoint layout (the one users download),
-loaded through ``load_pretrained_encoder``, and both encoders must give the same tokens when
-ours is given HF's positional table (VideoMAE's positions are a fixed 1-D sin-cos table that
-checkpoints do not store).
+loaded through ``load_pretrained_encoder`` into a ``VideoViT`` with VideoMAE's positions
+(``positions="sincos_1d"``, a fixed table that checkpoints do not store): both encoders must
+give the same tokens.
 """
 from __future__ import annotations
 
@@ -53,10 +53,9 @@ def test_imported_videomae_weights_match_the_hugging_face_encoder(tmp_path):
     state = mcg_nju_layout(hf.state_dict())
     assert is_videomae(state) and not is_videomae(convert(state))
     path = save_checkpoint(str(tmp_path / "videomae.pth"), {"model": state})
-    ours = VideoViT(8, 32, (2, 8, 8), dim=24, depth=2, heads=2).eval()
+    ours = VideoViT(8, 32, (2, 8, 8), dim=24, depth=2, heads=2, positions="sincos_1d").eval()
     report = load_pretrained_encoder(ours, path)
     assert report.source == "videomae"
-    ours.pos_embed.copy_(hf.embeddings.position_embeddings[0])
     video = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         expected = hf(video.transpose(1, 2)).last_hidden_state       # HF takes (b, T, C, H, W)

@@ -8,9 +8,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention; q, k, v come from one fused linear (``qkv``)."""
+
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % heads:
@@ -41,3 +44,39 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, grad_checkpointing: bool) -> torch.Tensor:
+    """Applies ``blocks`` in order; with ``grad_checkpointing`` each block's activations are
+    recomputed in backward instead of stored (memory for ~30% more compute at long clips)."""
+    for block in blocks:
+        if grad_checkpointing and torch.is_grad_enabled():
+            x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = block(x)
+    return x
+
+
+def init_weights(module: nn.Module) -> None:
+    """MAE/VideoMAE initialisation: xavier-uniform linears with zero bias, unit LayerNorms,
+    the patch projection initialised like a linear layer on the flattened tubelet."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.Conv3d):
+            nn.init.xavier_uniform_(sub.weight.view(sub.weight.shape[0], -1))
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+
+
+def matmul_flops(tokens: int, dim: int, mlp_ratio: float) -> int:
+    """Forward multiply-add FLOPs (×2) of one block on ``tokens`` tokens: qkv 6nd², proj 2nd²,
+    MLP 4·r·nd², attention scores and weighted sum 4n²d."""
+    hidden = int(dim * mlp_ratio)
+    linear = 2 * tokens * dim * (3 * dim) + 2 * tokens * dim * dim + 2 * 2 * tokens * dim * hidden
+    return linear + 4 * tokens * tokens * dim

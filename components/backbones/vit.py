@@ -9,18 +9,30 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from components.backbones.positions import sincos_3d
-from components.backbones.transformer import Block
+from components.backbones.positions import PositionKind, attach_positions
+from components.backbones.transformer import Block, init_weights, matmul_flops, run_blocks
 from components.masking.plan import TokenGrid
 from registry import register, set_contract, subclass_of
 
 
 class VideoViT(nn.Module):
-    """Tubelet embedding → fixed 3-D sin-cos positions → pre-norm blocks → LayerNorm."""
+    """Tubelet embedding → positions → pre-norm blocks → LayerNorm.
+
+    Args:
+      clip_frames, image_size: the clip the encoder is built for (fixes the token grid).
+      tubelet: (t, p, p) voxels per token; 2×16×16 gives 8×14×14 tokens per 16 frames at 224².
+      positions: ``sincos_3d`` (fixed, per axis), ``sincos_1d`` (fixed, VideoMAE's table over
+        the flattened index: exact ``transformers`` parity) or ``learned`` (parameter
+        ``pos_embed`` (1, n, d)).
+      norm_eps: LayerNorm epsilon (VideoMAE checkpoints use 1e-12).
+      final_norm: LayerNorm after the last block (``transformers``' ``use_mean_pooling=False``).
+      grad_checkpointing: recompute block activations in backward.
+    """
 
     def __init__(self, clip_frames: int, image_size: int, tubelet: tuple[int, int, int] = (2, 16, 16),
                  dim: int = 768, depth: int = 12, heads: int = 12, mlp_ratio: float = 4.0,
-                 in_channels: int = 3):
+                 in_channels: int = 3, positions: PositionKind = "sincos_3d", norm_eps: float = 1e-6,
+                 qkv_bias: bool = True, final_norm: bool = True, grad_checkpointing: bool = False):
         super().__init__()
         tt, ph, pw = tubelet
         if clip_frames % tt or image_size % ph or image_size % pw:
@@ -29,11 +41,18 @@ class VideoViT(nn.Module):
         self.tubelet = (tt, ph, pw)
         self.in_channels = in_channels
         self.dim = dim
+        self.heads = heads
+        self.mlp_ratio = mlp_ratio
+        self.grad_checkpointing = grad_checkpointing
         self.grid = TokenGrid(clip_frames // tt, image_size // ph, image_size // pw)
         self.patch_embed = nn.Conv3d(in_channels, dim, kernel_size=self.tubelet, stride=self.tubelet)
-        self.register_buffer("pos_embed", sincos_3d(self.grid, dim), persistent=False)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        attach_positions(self, positions, self.grid, dim, "backbone.vit.positions")
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else nn.Identity()
+        init_weights(self)
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.grad_checkpointing = enabled
 
     def embed(self, video: torch.Tensor) -> torch.Tensor:
         """video (b, c, T, H, W) → tokens (b, n, d) with positions added."""
@@ -41,30 +60,39 @@ class VideoViT(nn.Module):
         if tokens.shape[1] != self.grid.n:
             raise ValueError(f"clip gives {tokens.shape[1]} tokens, the encoder was built for "
                              f"{self.grid} ({self.grid.n}); check clip_frames/image_size")
-        return tokens + self.pos_embed
+        return tokens + self.pos_embed.to(tokens.dtype)
 
     def forward(self, video: torch.Tensor, enc_keep_idx: torch.Tensor | None = None) -> torch.Tensor:
         """video (b, c, T, H, W)[, enc_keep_idx (b, k)] → features (b, k or n, d)."""
         tokens = self.embed(video)
         if enc_keep_idx is not None:
             tokens = torch.gather(tokens, 1, enc_keep_idx[..., None].expand(-1, -1, self.dim))
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.norm(tokens)
+        return self.norm(run_blocks(self.blocks, tokens, self.grad_checkpointing))
+
+    def flops(self, kept_tokens: int | None = None) -> int:
+        """Forward matmul FLOPs for one clip with ``kept_tokens`` tokens (default: all)."""
+        kept = self.grid.n if kept_tokens is None else kept_tokens
+        voxels = self.in_channels * self.tubelet[0] * self.tubelet[1] * self.tubelet[2]
+        patch = 2 * self.grid.n * voxels * self.dim
+        return patch + len(self.blocks) * matmul_flops(kept, self.dim, self.mlp_ratio)
 
 
 set_contract("backbone", subclass_of(nn.Module))
 
-_PRESETS = {"tiny": (192, 4, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}
+#: name → (width, depth, heads); ViT-B and ViT-L as in VideoMAE.
+PRESETS = {"tiny": (192, 4, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}
 
 
 def _preset(name: str):
-    dim, depth, heads = _PRESETS[name]
+    dim, depth, heads = PRESETS[name]
 
     def build(clip_frames: int = 16, image_size: int = 224,
-              tubelet: tuple[int, int, int] = (2, 16, 16), in_channels: int = 3) -> VideoViT:
+              tubelet: tuple[int, int, int] = (2, 16, 16), in_channels: int = 3,
+              positions: PositionKind = "sincos_3d", norm_eps: float = 1e-6,
+              final_norm: bool = True, grad_checkpointing: bool = False) -> VideoViT:
         return VideoViT(clip_frames, image_size, tuple(tubelet), dim, depth, heads,
-                        in_channels=in_channels)
+                        in_channels=in_channels, positions=positions, norm_eps=norm_eps,
+                        final_norm=final_norm, grad_checkpointing=grad_checkpointing)
 
     build.__name__ = build.__qualname__ = f"vit_{name}"
     build.__doc__ = f"ViT-{name.upper()}: width {dim}, depth {depth}, {heads} heads."
@@ -72,5 +100,5 @@ def _preset(name: str):
 
 
 register("backbone.vit")(VideoViT)
-for _name in _PRESETS:
+for _name in PRESETS:
     register(f"backbone.vit_{_name}")(_preset(_name))

@@ -5,7 +5,10 @@
     clip_frames: 16
     heads: {label: [right, left, down, up]}
     splits:
-      train: {shards: "train-{000000..000003}.tar", samples: 512}
+      train: {shards: "train-{000000..000003}.tar", samples: 512,
+              frames: {min: 16, mean: 16.0, max: 16}}
+
+docs/data.md documents every field; ``${oc.env:VAR}`` interpolation works in any string.
 """
 from __future__ import annotations
 
@@ -15,11 +18,33 @@ from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 
+CODECS = ("mp4", "npy")
+PRECOMPUTED_FIELDS = ("latents", "indices", "scores")
+
+
+@dataclasses.dataclass
+class FrameStats:
+    """Clip-length statistics of a split, in stored frames."""
+    min: int = 0
+    mean: float = 0.0
+    max: int = 0
+
 
 @dataclasses.dataclass
 class Split:
     shards: str = MISSING          # brace pattern, relative to the manifest's folder or a URL
     samples: int = MISSING
+    frames: FrameStats = dataclasses.field(default_factory=FrameStats)
+
+
+@dataclasses.dataclass
+class View:
+    """The fixed view precomputed fields (latents, indices, scores) were computed on:
+    stored frames ``[start, start + frames·stride)`` at ``stride``, at the stored size."""
+    frames: int = 0                # 0 = no precomputed fields
+    stride: int = 1
+    start: int = 0
+    grid: list[int] = dataclasses.field(default_factory=list)   # token grid (t, h, w)
 
 
 @dataclasses.dataclass
@@ -28,17 +53,40 @@ class Manifest:
     splits: dict[str, Split] = dataclasses.field(default_factory=dict)
     heads: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     fps: float = 0.0
-    clip_frames: int = 0
+    clip_frames: int = 0           # fixed clip length when every clip has one, else 0
+    codec: str = "npy"             # "mp4" or "npy": how clips are stored
+    short_side: int = 0            # stored short side in pixels (0 = as the source)
+    fields: list[str] = dataclasses.field(default_factory=list)   # precomputed fields present
+    view: View = dataclasses.field(default_factory=View)
+    schema_version: int = 1
     root: str = ""                 # filled in when loaded: the manifest's folder
+
+    def __post_init__(self):
+        if self.codec not in CODECS:
+            raise ValueError(f"manifest codec must be one of {CODECS}, got {self.codec!r}")
+        unknown = [f for f in self.fields if f not in PRECOMPUTED_FIELDS]
+        if unknown:
+            raise ValueError(f"manifest fields {unknown} unknown; allowed: {PRECOMPUTED_FIELDS}")
+        if self.fields and self.view.frames <= 0:
+            raise ValueError("manifest declares precomputed fields but no view (view.frames > 0)")
+
+    @property
+    def primary_head(self) -> str:
+        """The head whose labels fill a batch's ``label`` (the first one declared)."""
+        return next(iter(self.heads), "label")
 
     def urls(self, split: str) -> str:
         if split not in self.splits:
             raise KeyError(f"manifest {self.name!r} has no split {split!r}; "
                            f"splits: {', '.join(self.splits)}")
         pattern = self.splits[split].shards
-        return pattern if "://" in pattern or os.path.isabs(pattern) else os.path.join(self.root, pattern)
+        is_url = "://" in pattern or pattern.startswith("pipe:")   # anything webdataset opens
+        return pattern if is_url or os.path.isabs(pattern) else os.path.join(self.root, pattern)
 
-    def num_classes(self, head: str = "label") -> int:
+    def num_classes(self, head: str | None = None) -> int:
+        head = head or self.primary_head
+        if head not in self.heads:
+            raise KeyError(f"manifest {self.name!r} has no label head {head!r}; heads: {list(self.heads)}")
         return len(self.heads[head])
 
 

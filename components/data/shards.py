@@ -1,7 +1,7 @@
-"""Writing samples to WebDataset shards and streaming batches of clips back.
+"""Writing samples to WebDataset shards, and the simple batch streams the training loops use.
 
-A sample is ``{"__key__": str, "npy": uint8 (T, H, W, C), "json": {"label": int, ...}}``.
-Batches are ``{"video": float (b, C, T, H, W) normalised, "label": long (b,), "key": [str]}``.
+Samples follow components/data/schema.py; batches follow the cross-team contract
+(components/data/reader.py): ``{"video", "label", "labels", "key"}`` (+ token-grid fields).
 """
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import webdataset as wds
 from einops import rearrange
 
-# ImageNet statistics, as VideoMAE normalises its inputs.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+import webdataset as wds
+
+from components.data.loader import make_loader
+from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream
 
 
 def write_shards(samples: Iterable[dict], folder: str, prefix: str, samples_per_shard: int) -> int:
@@ -35,35 +35,21 @@ def to_video_tensor(clip: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> t
     return rearrange(video, "t h w c -> c t h w")
 
 
-def _to_sample(sample: tuple[str, np.ndarray, dict]) -> dict:
-    key, clip, meta = sample
-    return {"key": key, "video": to_video_tensor(clip), "label": int(meta["label"])}
-
-
-def _collate(samples: list[dict]) -> dict:
-    return {"key": [s["key"] for s in samples],
-            "video": torch.stack([s["video"] for s in samples]),
-            "label": torch.tensor([s["label"] for s in samples], dtype=torch.long)}
-
-
 def stream_batches(urls: str, batch_size: int, shuffle_buffer: int = 0, seed: int = 0,
-                   drop_last: bool = False) -> wds.WebDataset:
-    """One pass over the shards as batches (shard and sample order shuffled when
-    ``shuffle_buffer`` > 0)."""
-    dataset = wds.WebDataset(urls, shardshuffle=100 if shuffle_buffer else False, seed=seed,
-                             detshuffle=True, empty_check=False, nodesplitter=wds.split_by_node)
-    if shuffle_buffer:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    dataset = dataset.decode().to_tuple("__key__", "npy", "json").map(_to_sample)
-    return dataset.batched(batch_size, collation_fn=_collate, partial=not drop_last)
+                   drop_last: bool = False, num_workers: int = 0, **options) -> Iterator[dict]:
+    """One pass over the samples as batches (sample order shuffled when ``shuffle_buffer`` > 0).
+    Without ``options`` every stored frame, no augmentation; ``options`` go to ClipStream
+    (e.g. ``clip_frames=128, stride=2, out_size=112``)."""
+    stream = ClipStream(urls, train=False, shuffle_buffer=shuffle_buffer, seed=seed, **options)
+    return iter(make_loader(stream, batch_size, num_workers=num_workers, drop_last=drop_last))
 
 
-def repeat_batches(urls: str, batch_size: int, shuffle_buffer: int, seed: int) -> Iterator[dict]:
+def repeat_batches(urls: str, batch_size: int, shuffle_buffer: int, seed: int, **options) -> Iterator[dict]:
     """Endless batches: epoch after epoch, each epoch reshuffled with a new seed."""
     epoch = 0
     while True:
         produced = False
-        for batch in stream_batches(urls, batch_size, shuffle_buffer, seed + epoch, drop_last=True):
+        for batch in stream_batches(urls, batch_size, shuffle_buffer, seed + epoch, drop_last=True, **options):
             produced = True
             yield batch
         if not produced:

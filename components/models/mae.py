@@ -54,8 +54,14 @@ class VideoMAE(nn.Module):
         plan = self.plan(video.shape[0], generator, batch.get("scores"))
         features = self.encoder(video, plan.enc_keep_idx)
         prediction = self.decoder(features, plan)
-        target = self.target(batch, plan, self.encoder.tubelet)
+        with torch.no_grad():
+            target = self.target(batch, plan, self.encoder.tubelet)
         return self.target.loss(prediction, target, plan.loss_weight), plan, prediction
+
+    def flops(self, kept_tokens: int, target_tokens: int) -> int:
+        """Forward matmul FLOPs for one clip (×3 for a training step)."""
+        return (self.encoder.flops(kept_tokens)
+                + self.decoder.flops(kept_tokens, target_tokens, self.encoder.dim))
 
 
 set_contract("model", subclass_of(nn.Module))

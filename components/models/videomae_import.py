@@ -11,8 +11,8 @@ top level):
     norm (pre-training) or fc_norm        → norm
 
 Their decoder, heads and ``mask_token`` are ignored. Positions: VideoMAE uses a fixed 1-D
-sin-cos table that is not stored in checkpoints; our encoder keeps its own positions, so
-imported weights start with positions they were not trained with (fine-tuning adapts).
+sin-cos table over the flattened token index, never stored in checkpoints — build the
+encoder with ``positions="sincos_1d"`` (``backbone.vit*.positions``) to match it exactly.
 """
 from __future__ import annotations
 

@@ -11,7 +11,12 @@ from registry import set_contract, subclass_of
 
 
 class Target(nn.Module, abc.ABC):
-    """Turns a batch into per-token targets and scores predictions token by token."""
+    """Turns a batch into per-token targets and scores predictions token by token.
+
+    ``term`` names the loss term in the dict ``loss`` returns (logged as ``train/loss/<term>``).
+    """
+
+    term: str = "reconstruction"
 
     @abc.abstractmethod
     def channels(self, in_channels: int, tubelet: tuple[int, int, int]) -> int:
@@ -27,11 +32,14 @@ class Target(nn.Module, abc.ABC):
 
     def loss(self, prediction: torch.Tensor, target: torch.Tensor,
              weight: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted mean of the per-token loss with an explicit denominator (Σ weight)."""
+        """Weighted mean of the per-token loss with an explicit denominator (Σ weight).
+
+        Returns ``loss`` (what is optimised), ``loss/<term>`` (the same term, named) and
+        ``loss_tokens`` (the denominator: how many tokens the loss covered)."""
         per_token = self.per_token_loss(prediction.float(), target.float())
         denominator = weight.sum().clamp_min(1.0)
-        return {"loss": (per_token * weight).sum() / denominator,
-                "loss_tokens": denominator.detach()}
+        term = (per_token * weight).sum() / denominator
+        return {"loss": term, f"loss/{self.term}": term.detach(), "loss_tokens": denominator.detach()}
 
 
 set_contract("target", subclass_of(Target))

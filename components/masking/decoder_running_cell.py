@@ -1,0 +1,35 @@
+"""Running-cell decoder masking (VideoMAE V2's dual masking)."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from components.masking.base import DecoderMasking
+from components.masking.plan import TokenGrid
+from components.masking.running_cell import draw_patterns, hidden_per_cell, running_cell_indices
+from registry import register
+
+
+@register("masking.decoder.running_cell")
+class RunningCellDecoderMasking(DecoderMasking):
+    """Reconstructs the visible slots of VideoMAE V2's running-cell pattern: ``budget`` (0.25,
+    0.5 or 0.75) of *all* tokens, chosen without looking at the encoder's mask.
+
+    Policy for overlap: the pattern may select tokens the encoder kept. They are still decoded
+    (the count stays fixed, as in VideoMAE V2) but get ``loss_weight`` 0 (MaskPlan), so the
+    loss covers only targets the encoder did not see (PAPER.md §2.3).
+    """
+
+    def __init__(self, budget: float = 0.5):
+        # VideoMAE V2's decoder mask ratio 0.5 hides half of each cell → budget 0.5.
+        self.hidden = hidden_per_cell(1.0 - budget, "masking.decoder.running_cell.budget")
+        self.budget = float(budget)
+
+    @functools.lru_cache(maxsize=8)
+    def _table(self, grid: TokenGrid) -> torch.Tensor:
+        return running_cell_indices(grid, self.hidden, select_hidden=False)
+
+    def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
+                 scores: torch.Tensor | None = None) -> torch.Tensor:
+        return draw_patterns(self._table(grid), enc_keep_idx.shape[0], generator)

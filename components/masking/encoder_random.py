@@ -1,0 +1,21 @@
+"""Random encoder masking (MAE, ST-MAE): each clip keeps an independent random set of tokens."""
+from __future__ import annotations
+
+import torch
+
+from components.masking.base import EncoderMasking, random_order
+from components.masking.plan import TokenGrid, count_from_ratio
+from registry import register
+
+
+@register("masking.encoder.random")
+class RandomMasking(EncoderMasking):
+    """Keeps ``round(keep_ratio · n)`` tokens drawn uniformly over space and time."""
+
+    def __init__(self, keep_ratio: float = 0.1):
+        count_from_ratio(keep_ratio, 1, "masking.encoder.random.keep_ratio")
+        self.keep_ratio = float(keep_ratio)
+
+    def __call__(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        kept = count_from_ratio(self.keep_ratio, grid.n, "masking.encoder.random.keep_ratio")
+        return random_order(batch_size, grid.n, generator)[:, :kept].sort(dim=1).values

@@ -1,0 +1,1 @@
+"""Token scorers: ``video (b, C, T, H, W) → scores (b, t, h, w)`` on the token grid."""

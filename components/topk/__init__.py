@@ -1,0 +1,1 @@
+"""Differentiable top-k selectors: hard masks forward, gradients to the scores backward."""

@@ -1,0 +1,16 @@
+"""Shared fixtures: components discovered once; gin cleared around each test."""
+from __future__ import annotations
+
+import gin
+import pytest
+
+import registry
+
+registry.discover()
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()

@@ -1,0 +1,93 @@
+"""Third-party plugins: a throw-away module found through a gin `import` line and through the
+`lvmae.plugins` entry-point group, then used from a gin file."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import gin
+import pytest
+import torch
+
+import registry
+from components.masking.plan import TokenGrid
+from experiments import gin_config
+
+PLUGIN = textwrap.dedent('''
+    import torch
+    from components.masking.base import DecoderMasking
+    from registry import register
+
+    @register("masking.decoder.{name}")
+    class FirstTokens(DecoderMasking):
+        """Reconstructs the first `count` encoder-masked tokens (a deterministic toy rule)."""
+        def __init__(self, count: int = 2):
+            self.count = count
+
+        def __call__(self, grid, enc_keep_idx, generator, scores=None):
+            masked = torch.ones(enc_keep_idx.shape[0], grid.n, dtype=torch.bool)
+            masked.scatter_(1, enc_keep_idx, False)
+            return torch.stack([row.nonzero()[: self.count, 0] for row in masked])
+''')
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("lvmae_test_plugin")]:
+        del sys.modules[name]
+
+
+@gin.configurable("pick", module="lvmae_tests")
+def pick(strategy=gin.REQUIRED):
+    """A stand-in experiment function with one slot for a decoder strategy."""
+    return strategy
+
+
+def _uses_plugin(gin_file) -> None:
+    gin_config.parse([str(gin_file)], [])
+    strategy = pick()
+    keep = torch.tensor([[0, 1], [1, 3]])
+    # count = 3 from the gin file: the first three tokens the encoder did not keep.
+    assert strategy(TokenGrid(1, 2, 3), keep, torch.Generator()).tolist() == [[2, 3, 4], [0, 2, 4]]
+
+
+def test_plugin_through_gin_import_line(plugin_dir):
+    (plugin_dir / "lvmae_test_plugin_a.py").write_text(PLUGIN.format(name="first_tokens_a"))
+    gin_file = plugin_dir / "use.gin"
+    gin_file.write_text(textwrap.dedent("""
+        import lvmae_test_plugin_a
+        pick.strategy = @masking.decoder.first_tokens_a()
+        masking.decoder.first_tokens_a.count = 3
+    """))
+    with registry.temporary():
+        _uses_plugin(gin_file)
+        assert "first_tokens_a" in registry.names("masking.decoder")
+    assert "first_tokens_a" not in registry.names("masking.decoder")
+
+
+def test_plugin_through_entry_point_group(plugin_dir):
+    (plugin_dir / "lvmae_test_plugin_b.py").write_text(PLUGIN.format(name="first_tokens_b"))
+    dist = plugin_dir / "lvmae_test_plugin_b-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lvmae-test-plugin-b\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\nfirst_tokens_b = lvmae_test_plugin_b\n")
+    gin_file = plugin_dir / "use.gin"
+    gin_file.write_text(textwrap.dedent("""
+        pick.strategy = @masking.decoder.first_tokens_b()
+        masking.decoder.first_tokens_b.count = 3
+    """))
+    with registry.temporary():
+        assert "lvmae_test_plugin_b" in registry.load_entry_points()
+        _uses_plugin(gin_file)
+
+
+def test_broken_entry_point_names_the_plugin(plugin_dir):
+    dist = plugin_dir / "broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nbroken = no_such_module_xyz\n")
+    with pytest.raises(registry.PluginImportError, match="'broken' = 'no_such_module_xyz'"):
+        registry.load_entry_points()

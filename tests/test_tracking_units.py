@@ -1,0 +1,101 @@
+"""Tracking pieces that need no database: redaction, run.py's tracking options, observer
+choice and its errors, report aggregation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from sacred.observers import FileStorageObserver
+
+import run as run_py
+from experiments import observers, report
+from experiments.board import with_database
+from experiments.redact import redact, redact_text, remember_secret_of
+
+
+def test_redact_masks_passwords_in_urls_and_nested_values():
+    text = "connect mongodb://alice:pa55@db:27017/x and mongodb+srv://bob:s3cr%40t@h/?a=1"
+    assert redact_text(text) == "connect mongodb://alice:***@db:27017/x and mongodb+srv://bob:***@h/?a=1"
+    value = {"a": ["mongodb://u:pw1@h"], "mongodb://u:pw2@h": ("x", 3), "n": 1.5}
+    assert redact(value) == {"a": ["mongodb://u:***@h"], "mongodb://u:***@h": ("x", 3), "n": 1.5}
+    assert redact_text("no credentials: mongodb://h:1/x, user@example.org") == \
+        "no credentials: mongodb://h:1/x, user@example.org"
+
+
+def test_known_secret_is_masked_outside_urls():
+    remember_secret_of("mongodb://u:Zq9-unit-secret@h:1/")
+    assert "Zq9-unit-secret" not in redact_text("auth failed for password Zq9-unit-secret")
+
+
+def test_tag_and_resume_options_are_moved_out_of_sacreds_line():
+    argv, tags, resume = run_py.pop_tracking_options(
+        ["run.py", "pretrain", "--tag", "a", "--tag=b", "--resume-run", "7", "with", "x=1", "--tags=c"])
+    assert tags == ["c", "a", "b"] and resume == 7
+    assert argv == ["run.py", "pretrain", "with", "x=1", "--tags=c,a,b"]
+    with pytest.raises(SystemExit, match="--resume-run needs a run id"):
+        run_py.pop_tracking_options(["run.py", "pretrain", "--resume-run", "last"])
+
+
+def test_observer_choice_is_validated(monkeypatch, tmp_path):
+    monkeypatch.setenv("LVMAE_OBSERVER", "sql")
+    with pytest.raises(SystemExit, match="LVMAE_OBSERVER='sql' is not one of mongo, file"):
+        observers.default_observer()
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path))
+    assert isinstance(observers.default_observer(), FileStorageObserver)
+
+
+def test_unreachable_database_fails_clearly_or_falls_back_loudly(monkeypatch, tmp_path, capsys):
+    from tests.tracking_support import free_port
+    monkeypatch.delenv("LVMAE_OBSERVER", raising=False)
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("LVMAE_MONGO_URL", f"mongodb://user:hunter2@127.0.0.1:{free_port()}/?directConnection=true")
+    monkeypatch.setattr(observers.local_db, "PING_TIMEOUT_MS", 300)
+    with pytest.raises(SystemExit) as failure:
+        observers.default_observer()
+    message = str(failure.value)
+    assert "does not answer" in message and "LVMAE_DB_FALLBACK=file" in message
+    assert "hunter2" not in message and "user:***@127.0.0.1" in message
+    monkeypatch.setenv("LVMAE_DB_FALLBACK", "file")
+    assert isinstance(observers.default_observer(), FileStorageObserver)
+    assert "recording this run as files" in capsys.readouterr().err
+
+
+def test_board_puts_the_database_name_in_the_url_path():
+    assert with_database("mongodb://u:p@h:1/?directConnection=true", "lvmae") == \
+        "mongodb://u:p@h:1/lvmae?directConnection=true"
+
+
+def test_report_aggregates_final_metrics_over_seeds_per_group():
+    rows = [report.RunRow(1, 0, (0.1,), {"eval/top1": 0.5}), report.RunRow(2, 1, (0.1,), {"eval/top1": 0.7}),
+            report.RunRow(3, 0, (0.2,), {"eval/top1": 0.9}), report.RunRow(4, 1, (0.2,), {})]
+    groups = report.aggregate(rows, ["eval/top1"])
+    assert [g.group for g in groups] == [(0.1,), (0.2,)]
+    mean, std, n = groups[0].stats["eval/top1"]
+    assert (mean, n) == (pytest.approx(0.6), 2) and std == pytest.approx(math.sqrt(0.02))
+    mean, std, n = groups[1].stats["eval/top1"]
+    assert (mean, n) == (0.9, 1) and math.isnan(std)       # one seed: no spread to report
+    assert groups[1].seeds == [0, 1]
+    table = report.format_table(groups, ["budget"], ["eval/top1"])
+    assert "0.6 ± 0.14 (n=2)" in table and "0.9 (n=1)" in table
+
+
+def test_report_maps_bindings_to_config_fields():
+    assert report.config_path("masking.decoder.random.budget") == "config.gin.bindings.masking.decoder.random.budget"
+    assert report.config_path("%WORKDIR") == "config.gin.macros.WORKDIR"
+    assert report.config_path("config.seed") == "config.seed"
+    assert report.parse_where("pretrain_loop.steps=300") == ("config.gin.bindings.pretrain_loop.steps", 300)
+    assert report.candidate_paths("config.gin.bindings.pretrain_loop.steps")[1] == \
+        "config.gin.bindings.experiments.pretrain_loop.steps"
+    with pytest.raises(SystemExit, match="not a gin binding"):
+        report.config_path("budget")
+
+
+def test_captured_output_is_bounded_keeping_its_start_and_end():
+    from experiments.run_tags import CAPTURED_HEAD_CHARS, MAX_CAPTURED_CHARS, bounded
+    text = "first line\n" + "x" * (3 * MAX_CAPTURED_CHARS) + "\nlast line"
+    kept = bounded(text)
+    assert len(kept) < MAX_CAPTURED_CHARS + 100
+    assert kept.startswith("first line") and kept.endswith("last line")
+    assert f"[... {len(text) - MAX_CAPTURED_CHARS} characters of output left out ...]" in kept
+    assert bounded("short") == "short" and CAPTURED_HEAD_CHARS < MAX_CAPTURED_CHARS
