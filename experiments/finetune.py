@@ -1,94 +1,118 @@
-"""``python run.py finetune``: supervised fine-tuning of a pre-trained encoder."""
+"""``python run.py finetune``: supervised fine-tuning of a pre-trained encoder, then evaluation.
+
+The recipe of PAPER.md §3.3: one head per label head of the dataset (mean pooling + linear,
+or class-attention pooling), random-tube token drop in training (``model.classifier.
+token_drop``; 20% at 128 frames), layer-wise lr decay, drop-path, label smoothing and
+optional video Mixup/CutMix. Pre-trained positional tables are resized when the fine-tuning
+grid (frames, resolution) differs from pre-training. The final checkpoint is evaluated
+single-view on ``val`` (``evaluate`` does multi-view), logging ``eval/top1`` etc.
+"""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import gin
 import torch
 import torch.nn.functional as F
 
-from components.data.shards import repeat_batches, stream_batches
+from components.data.shards import repeat_batches
+from experiments.classifier_setup import build_classifier, manifest_heads
+from experiments.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
 from experiments.gin_config import operative_config
 from experiments.experiment import attach_operative_config, ex, gin_applies
-from experiments.training import (ScalarLogger, build_optimizer, load_checkpoint, save_checkpoint,
-                                  warmup_cosine)
-
-ENCODER_PREFIX = "encoder."
-
-
-def load_pretrained_encoder(classifier: torch.nn.Module, path: str) -> int:
-    """Copies the ``encoder.*`` weights of a pre-training checkpoint; returns how many tensors."""
-    state = load_checkpoint(path)["model"]
-    encoder_state = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    if not encoder_state:
-        raise ValueError(f"checkpoint {path!r} holds no '{ENCODER_PREFIX}*' weights")
-    missing, unexpected = classifier.encoder.load_state_dict(encoder_state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path!r} does not match the encoder: missing {missing}, "
-                         f"unexpected {unexpected}")
-    return len(encoder_state)
+from experiments.layer_decay import build_finetune_optimizer
+from experiments.pretrained import load_pretrained_encoder
+from experiments.training import ScalarLogger, save_checkpoint, warmup_cosine
+from experiments.views import batch_labels, model_input_size, random_window
 
 
-@torch.no_grad()
-def top1(model: torch.nn.Module, urls: str, batch_size: int) -> float:
-    model.eval()
-    correct = total = 0
-    for batch in stream_batches(urls, batch_size):
-        correct += int((model(batch["video"]).argmax(dim=1) == batch["label"]).sum())
-        total += len(batch["label"])
-    model.train()
-    if total == 0:
-        raise ValueError(f"no evaluation samples in {urls}")
-    return correct / total
+def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                        label_smoothing: float) -> dict[str, torch.Tensor]:
+    """Cross-entropy per head (hard labels (b,) or soft targets (b, k)) and their sum ``loss``."""
+    terms = {f"loss/{head}": F.cross_entropy(logits[head], target,
+                                             label_smoothing=label_smoothing if target.dim() == 1 else 0.0)
+             for head, target in targets.items()}
+    terms["loss"] = sum(terms.values())
+    return terms
 
 
 @gin_applies
 def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
-                  pretrained: str | None = None, batch_size: int = 16, steps: int = 100,
-                  lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 10,
-                  clip_grad: float = 1.0, label_smoothing: float = 0.0, log_every: int = 10,
-                  eval_every: int = 0, shuffle_buffer: int = 256,
+                  pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
+                  batch_size: int = 16, steps: int = 100, lr: float = 1e-3,
+                  layer_decay: float = 1.0, weight_decay: float = 0.05, warmup_steps: int = 10,
+                  clip_grad: float = 1.0, label_smoothing: float = 0.0, mixup=None,
+                  log_every: int = 10, eval_every: int = 0, shuffle_buffer: int = 256,
                   workdir: str = "outputs/default") -> dict:
-    """Fine-tunes ``model`` (a ``model.classifier``) and reports ``eval/top1`` on ``val``."""
+    """Fine-tunes ``model`` (a ``model.classifier`` factory, or one built with the dataset's
+    heads) on the train split of ``dataset`` and evaluates it on ``val``.
+
+    Args:
+      pretrained: a checkpoint of ours (pre-training or fine-tuning) or official VideoMAE
+        weights; None trains from scratch.
+      pretrained_grid: the (t, h, w) token grid of ``pretrained`` when it cannot be inferred.
+      layer_decay: lr factor per layer below the heads (1 = none; VideoMAE uses 0.75).
+      mixup: a ``video_mixup`` (soft targets already carry label smoothing) or None.
+    """
     torch.manual_seed(seed)
     manifest = dataset.prepare()
+    classes = manifest_heads(manifest)
+    classifier = build_classifier(model, manifest)
     if pretrained:
-        tensors = load_pretrained_encoder(model, pretrained)
-        print(f"loaded {tensors} encoder tensors from {pretrained}")
-    optimizer = build_optimizer(model, lr, weight_decay)
+        print(load_pretrained_encoder(classifier.encoder, pretrained, pretrained_grid).describe())
+    optimizer = build_finetune_optimizer(classifier, lr, weight_decay, layer_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_steps))
     logger = ScalarLogger(run, steps, log_every, "finetune")
     batches = repeat_batches(manifest.urls("train"), batch_size, shuffle_buffer, seed)
-    model.train()
+    # Token drop and mixup draw from their own generator: a rerun draws the same tubes.
+    generator = torch.Generator().manual_seed(seed)
+    frames, side = model_input_size(classifier.encoder)
+    classifier.train()
     for step in range(1, steps + 1):
         batch = next(batches)
-        loss = F.cross_entropy(model(batch["video"]), batch["label"], label_smoothing=label_smoothing)
+        # Longer clips than the model takes: a random window (evaluation takes the centred one).
+        video = random_window(batch["video"], frames, side, generator)
+        targets = batch_labels(batch, list(classes))
+        if mixup is not None:
+            video, targets, _ = mixup(video, targets, classes, generator)
+        losses = classification_loss(classifier(video, generator), targets, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        lr_now = schedule.get_last_lr()[0]
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(classifier.parameters(), clip_grad)
+        lr_now = schedule.get_last_lr()[-1]          # the last group holds the heads: full lr
         optimizer.step()
         schedule.step()
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"fine-tuning loss is {losses['loss'].item()} at step {step}")
         if logger.due(step):
-            logger.log(step, **{"train/loss": loss.item(), "train/lr": lr_now})
+            logger.log(step, **{f"train/{k}": v.item() for k, v in losses.items()},
+                       **{"train/lr": lr_now, "train/grad_norm": grad_norm.item()})
         if eval_every and step % eval_every == 0 and step != steps:
-            logger.log(step, **{"eval/top1": top1(model, manifest.urls("val"), batch_size)})
+            interim = predict(classifier, manifest.urls("val"), batch_size, description="eval")
+            logger.log(step, **flat_metrics(interim.metrics(), classifier.head_names[0]))
         logger.bar.update()
     logger.close()
-    accuracy = top1(model, manifest.urls("val"), batch_size)
-    logger.log(steps, **{"eval/top1": accuracy})
     path = save_checkpoint(os.path.join(workdir, "finetune", "last.pt"),
-                           {"model": model.state_dict(), "step": steps,
+                           {"model": classifier.state_dict(), "step": steps, "heads": classes,
+                            "grid": [classifier.encoder.grid.t, classifier.encoder.grid.h, classifier.encoder.grid.w],
                             "run_id": getattr(run, "_id", None),
                             "gin_config": operative_config()})
-    return {"top1": accuracy, "checkpoint": path, "pretrained": pretrained}
+    accumulator = predict(classifier, manifest.urls("val"), batch_size)
+    metrics = accumulator.metrics()
+    logger.log(steps, **flat_metrics(metrics, classifier.head_names[0]))
+    with tempfile.TemporaryDirectory() as folder:
+        attach_evaluation(run, accumulator, dict(manifest.heads), folder)
+    return {"top1": metrics[classifier.head_names[0]]["top1"], "metrics": metrics,
+            "checkpoint": path, "pretrained": pretrained, "seed": seed}
 
 
 @ex.command
 def finetune(_run, seed):
-    """Fine-tunes a classifier on a pre-trained encoder and evaluates top-1."""
+    """Fine-tunes a classifier on a pre-trained encoder and evaluates it (single view)."""
     result = finetune_loop(_run, seed)
     _run.info["checkpoint"] = result["checkpoint"]
     attach_operative_config(_run)
     print(f"fine-tuning top-1: {result['top1']:.4f}")
+    print_metrics(result["metrics"])
     return result

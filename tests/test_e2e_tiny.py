@@ -29,7 +29,7 @@ def test_pretrain_then_finetune_records_both_runs(tmp_path):
 
     for run_id, command, operative_line in [
             ("1", "pretrain", "masking.encoder.tube.keep_ratio = 0.1"),
-            ("2", "finetune", "model.classifier.num_classes = 4")]:
+            ("2", "finetune", "model.classifier.head = @head.mean_linear")]:
         folder = runs / run_id
         run = json.loads((folder / "run.json").read_text())
         assert run["command"] == command and run["status"] == "COMPLETED"

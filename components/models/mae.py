@@ -64,18 +64,4 @@ class VideoMAE(nn.Module):
                 + self.decoder.flops(kept_tokens, target_tokens, self.encoder.dim))
 
 
-@register("model.classifier")
-class VideoClassifier(nn.Module):
-    """Encoder on every token → head. ``head`` is a factory receiving width and class count."""
-
-    def __init__(self, encoder: VideoViT, head: Callable[..., nn.Module], num_classes: int):
-        super().__init__()
-        self.encoder = encoder
-        self.head = head(dim=encoder.dim, num_classes=num_classes)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """video (b, C, T, H, W) → logits (b, classes)."""
-        return self.head(self.encoder(video))
-
-
 set_contract("model", subclass_of(nn.Module))
