@@ -143,7 +143,7 @@ def setup_distributed(device: str = "auto") -> Distributed:
 def mean_across_ranks(value: torch.Tensor, info: Distributed) -> float:
     """The mean of a scalar over all ranks (for logging; a collective on every rank)."""
     if not info.enabled:
-        return float(value)
+        return float(value.detach()) if torch.is_tensor(value) else float(value)
     value = value.detach().float().clone().to(info.device if info.device.type == "cuda" else "cpu")
     dist.all_reduce(value)
     return float(value) / info.world_size
