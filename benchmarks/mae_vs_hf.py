@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 
@@ -28,9 +27,9 @@ from components.masking.decoder_random import RandomDecoderMasking  # noqa: E402
 from components.masking.encoder_tube import TubeMasking  # noqa: E402
 from components.models.mae import VideoMAE  # noqa: E402
 from components.targets.pixels import PixelTarget  # noqa: E402
+from experiments.profile import time_steps  # noqa: E402
 from experiments.training import build_optimizer  # noqa: E402
 
-GIB = 2**30
 SIZES = {  # encoder (dim, depth, heads), decoder (dim, depth, heads)
     "toy": ((192, 4, 3), (96, 2, 3)),
     "b": ((768, 12, 12), (384, 4, 6)),
@@ -55,20 +54,6 @@ def build_hf(size: str, frames: int, image_size: int):
         decoder_hidden_size=ddim, decoder_num_hidden_layers=ddepth, decoder_num_attention_heads=dheads,
         decoder_intermediate_size=4 * ddim, norm_pix_loss=True, attn_implementation="sdpa")
     return transformers.VideoMAEForPreTraining(config)
-
-
-def time_steps(step, steps: int, device: torch.device) -> tuple[float, float | None]:
-    step()                                                            # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    ms = (time.perf_counter() - start) * 1000 / steps
-    return ms, (torch.cuda.max_memory_allocated() / GIB if device.type == "cuda" else None)
 
 
 def run_case(name: str, args, device: torch.device) -> dict:

@@ -91,6 +91,21 @@ def analytic_row(model: VideoMAE, frames: int, keep_ratio: float, budget: float,
                       state_gib=params * _TRAIN_STATE_BYTES_PER_PARAM / GIB)
 
 
+def time_steps(step, steps: int, device: torch.device) -> tuple[float, float | None]:
+    """Runs ``step`` once to warm up, then ``steps`` times: (ms per step, peak GiB or None on CPU)."""
+    step()                                                     # warm-up (allocations, kernels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed_ms = (time.perf_counter() - start) * 1000 / steps
+    return elapsed_ms, (torch.cuda.max_memory_allocated() / GIB if device.type == "cuda" else None)
+
+
 def measure_step(model: VideoMAE, frames: int, image_size: int, batch_size: int, steps: int,
                  device: torch.device) -> tuple[float, float | None]:
     """(ms per training step, peak GiB or None on CPU), bf16 autocast on GPU."""
@@ -107,18 +122,7 @@ def measure_step(model: VideoMAE, frames: int, image_size: int, batch_size: int,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()                                                     # warm-up (allocations, kernels)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed_ms = (time.perf_counter() - start) * 1000 / steps
-    peak = torch.cuda.max_memory_allocated() / GIB if device.type == "cuda" else None
-    return elapsed_ms, peak
+    return time_steps(step, steps, device)
 
 
 def plot_figure(rows: list[ProfileRow], frames: int, path: str, title: str) -> str:
