@@ -73,6 +73,7 @@ class FieldComputer:
 
     def __init__(self, model: AdaptiveTokenizer, latent_dtype: LatentDtype, progress: tqdm | None):
         self.model, self.progress = model, progress
+        self.clips = 0
         self.latent_dtype = _LATENT_DTYPES[latent_dtype]
 
     @torch.inference_mode()
@@ -83,6 +84,7 @@ class FieldComputer:
                   "indices": indices[0].numpy().astype(_INDEX_DTYPE)}
         if self.model.scorer is not None:
             fields["scores"] = window_scores(self.model, video)[0].float().numpy()
+        self.clips += 1
         if self.progress is not None:
             self.progress.update()
         return fields
@@ -151,11 +153,11 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
     source = getattr(dataset, "path", None) or os.path.join(manifest.root, "manifest.yaml")
     total = sum(manifest.splits[split].samples for split in chosen)
     with tqdm(total=total, desc="precompute", unit="clip", disable=not progress) as bar:
-        path = add_fields(source, out_dir, view,
-                          FieldComputer(model, latent_dtype, bar), splits=chosen, progress=False)
+        computer = FieldComputer(model, latent_dtype, bar)
+        path = add_fields(source, out_dir, view, computer, splits=chosen, progress=False)
     written = load_manifest(path)
     return {"manifest": path, "grid": list(written.view.grid), "fields": list(written.fields),
-            "clips": bar.n}
+            "clips": computer.clips}
 
 
 @ex.command
