@@ -113,17 +113,15 @@ def _tiny_mae(**kwargs):
     return model
 
 
-def test_adaptive_plan_is_topk_of_stored_scores_plus_random_masked_tokens(setup):
-    written = load_manifest(setup["result"]["manifest"])
-    batch = next(iter(make_loader(ClipStream.from_manifest(written, "train", train=False), 3)))
-    assert batch["latents"].shape == (3, 4, 16, 8, 8) and batch["scores"].shape == (3, 16, 8, 8)
-    model = _tiny_mae()
-    generator = torch.Generator().manual_seed(0)
-    plan = model.plan(3, generator, model.token_scores(batch))
+def assert_adaptive_plan_follows_scores(model, batch: dict) -> None:
+    """The plan's first ``top`` decoder targets are the best-scored encoder-masked tokens of
+    ``batch["scores"]``; the rest are distinct, masked and not among them."""
+    batch_size = batch["video"].shape[0]
+    plan = model.plan(batch_size, torch.Generator().manual_seed(0), model.token_scores(batch))
     top, extra = model.decoder_masking.counts(plan.grid, plan.enc_keep_idx.shape[1])
     assert plan.dec_target_idx.shape[1] == top + extra and extra > 0
     flat = rearrange(batch["scores"], "b t h w -> b (t h w)")
-    for row in range(3):
+    for row in range(batch_size):
         kept = set(plan.enc_keep_idx[row].tolist())
         masked = torch.tensor([i for i in range(plan.grid.n) if i not in kept])
         ranked = masked[flat[row, masked].argsort(descending=True)]
@@ -133,8 +131,29 @@ def test_adaptive_plan_is_topk_of_stored_scores_plus_random_masked_tokens(setup)
         assert len(set(chosen_top.tolist())) == top and not set(chosen_top.tolist()) & kept
         rest = set(plan.dec_target_idx[row, top:].tolist())
         assert len(rest) == extra and not rest & (kept | set(chosen_top.tolist()))
+
+
+def _precomputed_batch(setup, size: int = 3) -> dict:
+    written = load_manifest(setup["result"]["manifest"])
+    return next(iter(make_loader(ClipStream.from_manifest(written, "train", train=False), size)))
+
+
+def test_adaptive_plan_is_topk_of_stored_scores_plus_random_masked_tokens(setup):
+    batch = _precomputed_batch(setup)
+    assert batch["latents"].shape == (3, 4, 16, 8, 8) and batch["scores"].shape == (3, 16, 8, 8)
+    model = _tiny_mae()
+    assert_adaptive_plan_follows_scores(model, batch)
+    losses, plan, _ = model(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(losses["loss"]) and losses["loss_tokens"] == plan.dec_target_idx.numel()
+
+
+def test_token_id_targets_train_on_the_stored_indices(setup):
+    batch = _precomputed_batch(setup)
+    model = _tiny_mae(target=registry.build("target.token_ids", levels=(8, 5, 5, 5)))
     losses, _, _ = model(batch, torch.Generator().manual_seed(0))
-    assert torch.isfinite(losses["loss"]) and losses["loss_tokens"] == 3 * (top + extra)
+    losses["loss"].backward()
+    # Per-level cross-entropy starts near the uniform value, mean of log(levels).
+    assert abs(losses["loss"].item() - float(np.mean(np.log([8, 5, 5, 5])))) < 1.0
 
 
 def test_live_scorer_fills_in_missing_scores_and_can_override_stored_ones():
