@@ -3,7 +3,7 @@
 # synthetic moving-square shards (gin/experiments/lvmae_cpu.gin): train the adaptive FSQ
 # tokenizer + learned scorer, precompute latents/indices/scores beside every clip, pre-train the
 # tiny video MAE with adaptive decoder masking (10% top + 5% random) on tokenizer-latent targets,
-# fine-tune it, and say where the runs are. About 10 minutes on 2 cores.
+# fine-tune it, and say where the runs are. About 7 minutes on 2 quiet cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
