@@ -71,23 +71,31 @@ def window_scores(model: AdaptiveTokenizer, video: torch.Tensor) -> torch.Tensor
 class FieldComputer:
     """uint8 view frames (T, H, W, C) → {latents (d, t, h, w), indices (t, h, w), scores (t, h, w)}."""
 
-    def __init__(self, model: AdaptiveTokenizer, latent_dtype: LatentDtype, progress: tqdm | None):
-        self.model, self.progress = model, progress
+    def __init__(self, model: AdaptiveTokenizer, latent_dtype: LatentDtype, progress: tqdm | None,
+                 device: torch.device = torch.device("cpu")):
+        self.model, self.progress, self.device = model.to(device), progress, device
         self.clips = 0
         self.latent_dtype = _LATENT_DTYPES[latent_dtype]
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        video = to_video_tensor(frames)[None]           # normalised exactly as the reader does
+        # Normalised exactly as the reader does; float32 throughout (FSQ rounds in float32).
+        video = to_video_tensor(frames)[None].to(self.device)
         latents, indices = self.model.tokenizer.encode_windows(video)
-        fields = {"latents": latents[0].float().numpy().astype(self.latent_dtype),
-                  "indices": indices[0].numpy().astype(_INDEX_DTYPE)}
+        fields = {"latents": latents[0].float().cpu().numpy().astype(self.latent_dtype),
+                  "indices": indices[0].cpu().numpy().astype(_INDEX_DTYPE)}
         if self.model.scorer is not None:
-            fields["scores"] = window_scores(self.model, video)[0].float().numpy()
+            fields["scores"] = window_scores(self.model, video)[0].float().cpu().numpy()
         self.clips += 1
         if self.progress is not None:
             self.progress.update()
         return fields
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _check_out_dir(out_dir: str, source_root: str, provenance: dict) -> None:
@@ -111,7 +119,8 @@ def _check_out_dir(out_dir: str, source_root: str, provenance: dict) -> None:
 def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir: str = gin.REQUIRED,
                    splits: tuple[str, ...] | None = None, view_frames: int = 0, view_stride: int = 1,
                    view_start: int = 0, first_frame: FirstFrame = "next",
-                   latent_dtype: LatentDtype = "float16", threads: int = 0, progress: bool = True) -> dict:
+                   latent_dtype: LatentDtype = "float16", threads: int = 0, device: str = "auto",
+                   progress: bool = True) -> dict:
     """Writes the fields of ``dataset`` (any ``dataset.*``) into ``out_dir``; returns the new
     manifest's path and the token grid.
 
@@ -126,6 +135,7 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
       latent_dtype: storage of the latents (FSQ codes are multiples of 1/(L//2), which float16
         keeps exactly for the levels used here).
       threads: torch intra-op threads (0: leave torch's default).
+      device: ``auto`` (CUDA when available, else CPU), or a torch device string.
     """
     check_choice(first_frame, FirstFrame, "precompute_job.first_frame")
     check_choice(latent_dtype, LatentDtype, "precompute_job.latent_dtype")
@@ -153,7 +163,7 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
     source = getattr(dataset, "path", None) or os.path.join(manifest.root, "manifest.yaml")
     total = sum(manifest.splits[split].samples for split in chosen)
     with tqdm(total=total, desc="precompute", unit="clip", disable=not progress) as bar:
-        computer = FieldComputer(model, latent_dtype, bar)
+        computer = FieldComputer(model, latent_dtype, bar, _device(device))
         path = add_fields(source, out_dir, view, computer, splits=chosen, progress=False)
     written = load_manifest(path)
     return {"manifest": path, "grid": list(written.view.grid), "fields": list(written.fields),
