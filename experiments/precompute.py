@@ -22,6 +22,7 @@ another checkpoint or view into the same ``out_dir`` is refused instead of mixin
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Literal
@@ -59,6 +60,15 @@ def load_frozen_tokenizer(checkpoint: str) -> tuple[AdaptiveTokenizer, dict]:
     model = rebuild_adaptive_tokenizer(state["tokenizer_config"], state["model"]).eval()
     model.requires_grad_(False)
     return model, state
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 of the weights (not of the file: a resumed run rewrites the file with a new run id)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def window_scores(model: AdaptiveTokenizer, video: torch.Tensor) -> torch.Tensor:
@@ -157,6 +167,7 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
     if unknown:
         raise KeyError(f"precompute_job.splits {unknown} not in the manifest (splits: {list(manifest.splits)})")
     provenance = {"checkpoint": os.path.abspath(checkpoint), "step": int(state.get("step", 0)),
+                  "weights_sha256": weights_digest(state["model"]),
                   "source": os.path.abspath(manifest.root), "view": [frames, view_stride, view_start],
                   "first_frame": first_frame, "latent_dtype": latent_dtype}
     _check_out_dir(out_dir, manifest.root, provenance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import gin
@@ -104,6 +105,21 @@ def test_rerun_resumes_but_refuses_other_settings_or_the_source_folder(setup):
         precompute_job(checkpoint=str(setup["root"] / "missing.pt"), dataset=setup["source"],
                        out_dir=str(setup["root"] / "other"), progress=False)
     assert json.loads((Path(setup["out_dir"]) / "precompute.json").read_text())["first_frame"] == "next"
+
+
+def test_a_retrained_checkpoint_at_the_same_path_and_step_is_refused(setup, tmp_path):
+    state = torch.load(setup["checkpoint"], weights_only=True)
+    state["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in state["model"].items()}
+    other = tmp_path / "last.pt"
+    torch.save(state, setup["checkpoint"] + ".retrained")
+    try:
+        os.replace(setup["checkpoint"], str(other))
+        os.replace(setup["checkpoint"] + ".retrained", setup["checkpoint"])
+        with pytest.raises(ValueError, match="weights_sha256"):
+            precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"], out_dir=setup["out_dir"],
+                           progress=False)
+    finally:
+        os.replace(str(other), setup["checkpoint"])
 
 
 def _tiny_mae(**kwargs):
