@@ -119,7 +119,10 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
         run.info.update({"effective_batch_size": effective_batch, "world_size": info.world_size,
                          "accum_steps": accum_steps, "parallel": parallel if info.enabled else "none",
                          "precision": "bf16" if use_bf16 else "fp32"})
-    batches = repeat_batches(manifest.urls("train"), batch_size, shuffle_buffer, seed)
+    # Precomputed token-grid fields (run.py precompute) hold for the manifest's view only:
+    # read exactly those frames so latents/indices/scores line up with the clip.
+    view = {"view": manifest.view} if manifest.fields else {}
+    batches = repeat_batches(manifest.urls("train"), batch_size, shuffle_buffer, seed, **view)
     # The data position: skip what the interrupted run consumed (the stream is deterministic).
     batches = itertools.islice(batches, micro_batches, None)
     mask_generator = torch.Generator(device=info.device)

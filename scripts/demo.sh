@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The main job on its embedded defaults: set up, pre-train the tiny video MAE on the synthetic
-# moving-square shards, fine-tune it, and say where the runs are.
+# The main job on its embedded defaults: set up, then the LVMAE pipeline at CPU size on the
+# synthetic moving-square shards (gin/experiments/lvmae_cpu.gin): train the adaptive FSQ
+# tokenizer + learned scorer, precompute latents/indices/scores beside every clip, pre-train the
+# tiny video MAE with adaptive decoder masking (10% top + 5% random) on tokenizer-latent targets,
+# fine-tune it, and say where the runs are. About 7 minutes on 2 quiet cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/python run.py pretrain -g gin/experiments/tiny_cpu.gin "$@"
-.venv/bin/python run.py finetune -g gin/experiments/tiny_cpu.gin "$@"
+GIN=gin/experiments/lvmae_cpu.gin
+.venv/bin/python run.py pretrain_tokenizer -g "$GIN" "$@"
+.venv/bin/python run.py precompute -g "$GIN" "$@"
+.venv/bin/python run.py pretrain -g "$GIN" "$@"
+.venv/bin/python run.py finetune -g "$GIN" "$@"
 echo
 if [ "${LVMAE_OBSERVER:-mongo}" = file ]; then
-  echo "Runs (config.json with the gin bindings, metrics.json, operative_config.gin): ${LVMAE_RUNS_DIR:-runs}/"
+  echo "Runs (config.json with the gin bindings, metrics.json, operative_config.gin, PNGs): ${LVMAE_RUNS_DIR:-runs}/"
 else
   .venv/bin/python run.py db status || true
   echo "Browse the runs: scripts/setup_tools.sh (once, installs Omniboard), then .venv/bin/python run.py board"
   echo "Stop the database when done: .venv/bin/python run.py db stop"
 fi
-echo "Checkpoints: outputs/tiny_cpu/{pretrain,finetune}/last.pt"
+echo "Checkpoints: outputs/lvmae_cpu/{tokenizer,pretrain,finetune}/last.pt"
+echo "Precomputed shards (latents, indices, scores): data/lvmae_cpu_precomputed/manifest.yaml"

@@ -4,7 +4,7 @@ Axis legend: b batch, C channels, T frames, H/W pixels, n tokens, k kept, q targ
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 from torch import nn
@@ -14,6 +14,8 @@ from components.masking.base import DecoderMasking, EncoderMasking
 from components.masking.plan import MaskPlan
 from components.targets.base import Target
 from registry import register, set_contract, subclass_of
+
+ScoreSource = Literal["auto", "batch", "scorer"]
 
 
 @register("model.mae")
@@ -26,11 +28,31 @@ class VideoMAE(nn.Module):
         the encoder width, the target width and the token grid.
       encoder_masking, decoder_masking: strategies (any pair composes).
       target: what the decoder regresses.
+      scorer: an optional live ``scorer.*`` (frozen, on the tubelet grid) giving the token
+        scores of a decoder masking that needs them (``adaptive``).
+      score_source: where those scores come from: ``auto`` = the batch's precomputed
+        ``scores`` when present, else the live scorer; ``batch`` = precomputed only;
+        ``scorer`` = always the live scorer (a heuristic-scorer baseline on shards that also
+        carry learned scores).
     """
 
     def __init__(self, encoder: VideoViT, decoder: Callable[..., nn.Module],
-                 encoder_masking: EncoderMasking, decoder_masking: DecoderMasking, target: Target):
+                 encoder_masking: EncoderMasking, decoder_masking: DecoderMasking, target: Target,
+                 scorer: nn.Module | None = None, score_source: ScoreSource = "auto"):
         super().__init__()
+        if score_source not in get_args(ScoreSource):
+            raise ValueError(f"model.mae.score_source must be one of {get_args(ScoreSource)}, "
+                             f"got {score_source!r}")
+        if score_source == "scorer" and scorer is None:
+            raise ValueError("model.mae.score_source='scorer' needs model.mae.scorer")
+        if scorer is not None and tuple(scorer.stride) != tuple(encoder.tubelet):
+            raise ValueError(f"model.mae.scorer: its stride {tuple(scorer.stride)} differs from the "
+                             f"encoder's tubelet {tuple(encoder.tubelet)}; the scores would not be on "
+                             "the token grid")
+        if scorer is not None:
+            scorer.requires_grad_(False)   # a frozen ranking, never trained by the MAE loss
+        self.scorer = scorer
+        self.score_source = score_source
         self.encoder = encoder
         self.target = target
         self.decoder = decoder(encoder_dim=encoder.dim, grid=encoder.grid,
@@ -48,10 +70,23 @@ class VideoMAE(nn.Module):
         dec_target_idx = self.decoder_masking(grid, enc_keep_idx, generator, scores)
         return MaskPlan(grid, enc_keep_idx, dec_target_idx)
 
+    def token_scores(self, batch: dict) -> torch.Tensor | None:
+        """Token scores (b, t, h, w) for the decoder masking, per ``score_source``; None when
+        neither the batch nor a live scorer provides them (or the masking needs none)."""
+        scores = batch.get("scores") if self.score_source != "scorer" else None
+        if (scores is not None or self.scorer is None or self.score_source == "batch"
+                or not self.decoder_masking.needs_scores):
+            return scores
+        with torch.no_grad():
+            was_training = self.scorer.training
+            scores = self.scorer.eval()(batch["video"])
+            self.scorer.train(was_training)
+        return scores
+
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], MaskPlan, torch.Tensor]:
         """batch{video (b, C, T, H, W)} → (loss terms, plan, predictions (b, q, c))."""
         video = batch["video"]
-        plan = self.plan(video.shape[0], generator, batch.get("scores"))
+        plan = self.plan(video.shape[0], generator, self.token_scores(batch))
         features = self.encoder(video, plan.enc_keep_idx)
         prediction = self.decoder(features, plan)
         with torch.no_grad():
