@@ -8,10 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 GIN=gin/experiments/lvmae_cpu.gin
-.venv/bin/python run.py pretrain_tokenizer -g "$GIN" "$@"
-.venv/bin/python run.py precompute -g "$GIN" "$@"
-.venv/bin/python run.py pretrain -g "$GIN" "$@"
-.venv/bin/python run.py finetune -g "$GIN" "$@"
+# Every invocation gets its own output folder: checkpoints resume by default, so a second demo
+# in the same folder would find finished runs and train nothing.
+OUT=outputs/demo-$(date +%Y%m%d-%H%M%S)
+PLACES=(-b "WORKDIR='$OUT'" -b "TOKENIZER_WORKDIR='$OUT'" -b "TOKENIZER_CHECKPOINT='$OUT/tokenizer/last.pt'"
+        -b "PRECOMPUTED_DIR='$OUT/precomputed'" -b "PRECOMPUTED_MANIFEST='$OUT/precomputed/manifest.yaml'"
+        -b "PRETRAINED='$OUT/pretrain/last.pt'")
+for command in pretrain_tokenizer precompute pretrain finetune; do
+  .venv/bin/python run.py "$command" -g "$GIN" "${PLACES[@]}" "$@"
+done
 echo
 if [ "${LVMAE_OBSERVER:-mongo}" = file ]; then
   echo "Runs (config.json with the gin bindings, metrics.json, operative_config.gin, PNGs): ${LVMAE_RUNS_DIR:-runs}/"
@@ -20,5 +25,5 @@ else
   echo "Browse the runs: scripts/setup_tools.sh (once, installs Omniboard), then .venv/bin/python run.py board"
   echo "Stop the database when done: .venv/bin/python run.py db stop"
 fi
-echo "Checkpoints: outputs/lvmae_cpu/{tokenizer,pretrain,finetune}/last.pt"
-echo "Precomputed shards (latents, indices, scores): data/lvmae_cpu_precomputed/manifest.yaml"
+echo "Checkpoints: $OUT/{tokenizer,pretrain,finetune}/last.pt"
+echo "Precomputed shards (latents, indices, scores): $OUT/precomputed/manifest.yaml"

@@ -23,12 +23,27 @@ def _split_stride(value: int) -> tuple[int, int]:
     return first, value // first
 
 
+class _TimeReplicateConv3d(nn.Conv3d):
+    """Pads time by repeating the clip's edge frames and space with zeros: a zero frame beyond
+    the clip would look like motion, so the last latent frame of every window scored high."""
+
+    def __init__(self, *args, time_padding: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.time_padding = time_padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_padding:
+            x = F.pad(x, (0, 0, 0, 0, self.time_padding, self.time_padding), mode="replicate")
+        return super().forward(x)
+
+
 def _conv(in_channels: int, out_channels: int, stride: tuple[int, int, int]) -> nn.Conv3d:
     """Kernel 2s with padding s/2 (3 and 1 when s = 1): output length exactly input/s, and each
     cell sees its neighbours' half-cells, so a moving edge is not lost at a cell border."""
     kernel = tuple(3 if s == 1 else 2 * s for s in stride)
     padding = tuple(1 if s == 1 else s // 2 for s in stride)
-    return nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding)
+    return _TimeReplicateConv3d(in_channels, out_channels, kernel, stride=stride,
+                                padding=(0, *padding[1:]), time_padding=padding[0])
 
 
 @register("scorer.learned")
