@@ -8,14 +8,7 @@ import torch
 import registry
 from experiments import gin_config
 
-registry.discover()
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+registry.discover()      # (tests/conftest.py clears gin around every test)
 
 
 def test_paper_tokenizer_gin_builds_the_vit_b_grid_with_an_18_bit_fsq():

@@ -10,10 +10,6 @@ sampler sees every event in a fraction f of clips, its accuracy is at most
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
-import os
-import shutil
 from typing import Iterator
 
 import numpy as np
@@ -21,12 +17,12 @@ from tqdm import tqdm
 
 from components.data.base import Dataset
 from components.data.codec import encode_mp4
-from components.data.manifest import FrameStats, Manifest, Split, load_manifest, save_manifest
+from components.data.generated import generated_folder, publish_generated
+from components.data.manifest import FrameStats, Manifest, Split
 from components.data.schema import make_sample
 from components.data.shards import write_shards
 from components.data.temporal import StartMode
 
-MANIFEST_NAME = "manifest.yaml"
 
 
 def sees_every_event(events: list[tuple[int, int]], frame_idx: np.ndarray) -> bool:
@@ -71,8 +67,7 @@ class ProceduralDataset(Dataset):
         self.params = dict(clip_frames=clip_frames, image_size=image_size, train_samples=train_samples,
                            val_samples=val_samples, samples_per_shard=samples_per_shard, seed=seed,
                            fps=fps, codec=codec, **generation)
-        fingerprint = hashlib.sha1(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
-        self.folder = os.path.join(root, f"{self.name}-{fingerprint}")
+        self.folder = generated_folder(root, self.name, self.params)
 
     @property
     @abc.abstractmethod
@@ -116,25 +111,17 @@ class ProceduralDataset(Dataset):
             yield sample
 
     def prepare(self) -> Manifest:
-        manifest_path = os.path.join(self.folder, MANIFEST_NAME)
-        if os.path.exists(manifest_path):
-            return load_manifest(manifest_path)
-        staging = f"{self.folder}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
+        return publish_generated(self.folder, self._write)
+
+    def _write(self, staging: str) -> Manifest:
         p, splits = self.params, {}
         for split in ("train", "val"):
             shards = write_shards(self._samples(split), staging, split, p["samples_per_shard"])
             n = p["clip_frames"]
             splits[split] = Split(shards=f"{split}-{{000000..{shards - 1:06d}}}.tar",
                                   samples=p[f"{split}_samples"], frames=FrameStats(n, float(n), n))
-        manifest = Manifest(name=self.name, splits=splits, heads=self.heads(), fps=p["fps"],
-                            clip_frames=p["clip_frames"], codec=p["codec"])
-        save_manifest(manifest, os.path.join(staging, MANIFEST_NAME))
-        try:
-            os.rename(staging, self.folder)
-        except OSError:                      # another process finished first
-            shutil.rmtree(staging, ignore_errors=True)
-        return load_manifest(manifest_path)
+        return Manifest(name=self.name, splits=splits, heads=self.heads(), fps=p["fps"],
+                        clip_frames=p["clip_frames"], codec=p["codec"])
 
     def oracle_ceiling(self, clip_frames: int, stride: int = 1, start: StartMode = "random",
                        clips: int = 500, split: str = "val") -> dict[str, float]:

@@ -7,21 +7,17 @@ to check that pre-training and fine-tuning run and learn.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from typing import Iterator
 
 import numpy as np
 
 from components.data.base import Dataset
-from components.data.manifest import Manifest, Split, load_manifest, save_manifest
+from components.data.generated import generated_folder, publish_generated
+from components.data.manifest import Manifest, Split
 from components.data.shards import write_shards
 from registry import register
 
 DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
-_MANIFEST = "manifest.yaml"
 
 
 def motion_clip(rng: np.random.Generator, frames: int, size: int, label: int,
@@ -59,8 +55,7 @@ class SyntheticMotion(Dataset):
                            train_samples=train_samples, val_samples=val_samples,
                            samples_per_shard=samples_per_shard, square=square, noise=noise,
                            seed=seed, fps=fps)
-        fingerprint = hashlib.sha1(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
-        self.folder = os.path.join(root, f"synthetic_motion-{fingerprint}")
+        self.folder = generated_folder(root, "synthetic_motion", self.params)
 
     def _samples(self, split: str, count: int, seed: int) -> Iterator[dict]:
         rng = np.random.default_rng(seed)
@@ -73,22 +68,14 @@ class SyntheticMotion(Dataset):
                             "frames": [0, p["clip_frames"]]}}
 
     def prepare(self) -> Manifest:
-        manifest_path = os.path.join(self.folder, _MANIFEST)
-        if os.path.exists(manifest_path):
-            return load_manifest(manifest_path)
-        staging = f"{self.folder}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
+        return publish_generated(self.folder, self._write)
+
+    def _write(self, staging: str) -> Manifest:
         p = self.params
         splits = {}
         for offset, (split, count) in enumerate([("train", p["train_samples"]), ("val", p["val_samples"])]):
             shards = write_shards(self._samples(split, count, p["seed"] * 1000 + offset),
                                   staging, split, p["samples_per_shard"])
             splits[split] = Split(shards=f"{split}-{{000000..{shards - 1:06d}}}.tar", samples=count)
-        manifest = Manifest(name="synthetic_motion", splits=splits, heads={"label": list(DIRECTIONS)},
-                            fps=p["fps"], clip_frames=p["clip_frames"])
-        save_manifest(manifest, os.path.join(staging, _MANIFEST))
-        try:
-            os.rename(staging, self.folder)   # atomic: readers never see half a dataset
-        except OSError:                       # another process finished first
-            shutil.rmtree(staging, ignore_errors=True)
-        return load_manifest(manifest_path)
+        return Manifest(name="synthetic_motion", splits=splits, heads={"label": list(DIRECTIONS)},
+                        fps=p["fps"], clip_frames=p["clip_frames"])
