@@ -33,11 +33,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import registry  # noqa: E402
-from components.data.augment import SpatialAugment, normalise  # noqa: E402
-from components.data.loader import make_loader  # noqa: E402
-from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream  # noqa: E402
-from components.data.temporal import TemporalSampler  # noqa: E402
-from components.data.writer import WriteOptions, write_split  # noqa: E402
+from lvmae.components.data.augment import SpatialAugment, normalise  # noqa: E402
+from lvmae.components.data.loader import make_loader  # noqa: E402
+from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream  # noqa: E402
+from lvmae.components.data.temporal import TemporalSampler  # noqa: E402
+from lvmae.components.data.writer import WriteOptions, write_split  # noqa: E402
 
 CLIP_FRAMES = 128
 SETTINGS = [(112, 128), (224, 256)]      # (training side, stored short side)

@@ -20,15 +20,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from components.backbones.mae_decoder import MAEDecoder  # noqa: E402
-from components.backbones.vit import VideoViT  # noqa: E402
-from components.masking.decoder_all import AllMaskedDecoding  # noqa: E402
-from components.masking.decoder_random import RandomDecoderMasking  # noqa: E402
-from components.masking.encoder_tube import TubeMasking  # noqa: E402
-from components.models.mae import VideoMAE  # noqa: E402
-from components.targets.pixels import PixelTarget  # noqa: E402
-from experiments.profile import time_steps  # noqa: E402
-from experiments.training import build_optimizer  # noqa: E402
+from lvmae.components.backbones.mae_decoder import MAEDecoder  # noqa: E402
+from lvmae.components.backbones.vit import VideoViT  # noqa: E402
+from lvmae.components.masking.decoder_all import AllMaskedDecoding  # noqa: E402
+from lvmae.components.masking.decoder_random import RandomDecoderMasking  # noqa: E402
+from lvmae.components.masking.encoder_tube import TubeMasking  # noqa: E402
+from lvmae.components.models.mae import VideoMAE  # noqa: E402
+from lvmae.components.targets.pixels import PixelTarget  # noqa: E402
+from lvmae.experiments.commands.profile import time_steps  # noqa: E402
+from lvmae.experiments.engine.training import build_optimizer  # noqa: E402
 
 SIZES = {  # encoder (dim, depth, heads), decoder (dim, depth, heads)
     "toy": ((192, 4, 3), (96, 2, 3)),

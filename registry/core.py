@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import gin
 import gin.config as gin_config
 
-from registry import kinds as _kinds
+from lvmae.registry import kinds as _kinds
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ class PluginImportError(ImportError):
     """A plugin declared through the entry-point group failed to import."""
 
 
-def import_components(package: str = "components") -> list[str]:
+def import_components(package: str = "lvmae.components") -> list[str]:
     """Imports every module of ``package`` recursively; returns the module names."""
     root = importlib.import_module(package)
     imported = []

@@ -94,5 +94,6 @@ for _name, _desc in [
     ("target", "reconstruction targets and their per-token losses"),
     ("dataset", "datasets: shard manifests and synthetic generators"),
     ("clips", "in-process procedural clip generators (tokenizer training and tests, no shards)"),
+    ("video_decoder", "decode chosen frames of an encoded clip (the reader's decoder)"),
 ]:
     define_kind(_name, _desc)

@@ -59,8 +59,8 @@ def top1(stdout: str) -> float:
 def oracle(bindings: list[str], frames: int, clips: int) -> dict[str, float]:
     """The cue–probe oracle ceiling of a centred ``frames`` window, from the configured dataset."""
     sys.path.insert(0, str(ROOT))
-    import registry
-    from experiments import gin_config
+    from lvmae import registry
+    from lvmae.experiments.engine import gin_config
 
     gin_config.parse([str(ROOT / GIN)], bindings)
     dataset = registry.build("dataset.cue_probe")

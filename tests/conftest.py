@@ -4,7 +4,8 @@ from __future__ import annotations
 import gin
 import pytest
 
-import registry
+from lvmae import registry
+
 
 registry.discover()
 

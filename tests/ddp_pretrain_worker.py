@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import registry  # noqa: E402
-from experiments.pretrain import pretrain_loop  # noqa: E402
+from lvmae.experiments.commands.pretrain import pretrain_loop  # noqa: E402
 
 
 def main(out: str, parallel: str, *bindings: str) -> None:

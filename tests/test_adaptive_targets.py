@@ -9,9 +9,9 @@ import pytest
 import torch
 from einops import rearrange
 
-import registry
-from components.masking.plan import MaskPlan, TokenGrid
-from components.targets.token_ids import level_digits
+from lvmae import registry
+from lvmae.components.masking.plan import MaskPlan, TokenGrid
+from lvmae.components.targets.token_ids import level_digits
 
 GRID = TokenGrid(4, 5, 5)
 

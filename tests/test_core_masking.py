@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-import registry
-from components.masking.decoder_all import AllMaskedDecoding
-from components.masking.decoder_random import RandomDecoderMasking
-from components.masking.decoder_running_cell import RunningCellDecoderMasking
-from components.masking.decoder_uniform import UniformFrameDecoding
-from components.masking.encoder_random import RandomMasking
-from components.masking.encoder_running_cell import RunningCellEncoderMasking
-from components.masking.encoder_tube import TubeMasking
-from components.masking.plan import MaskPlan, TokenGrid
-from components.masking.running_cell import running_cell_hidden
-from components.targets.pixels import PixelTarget
+from lvmae import registry
+from lvmae.components.masking.decoder_all import AllMaskedDecoding
+from lvmae.components.masking.decoder_random import RandomDecoderMasking
+from lvmae.components.masking.decoder_running_cell import RunningCellDecoderMasking
+from lvmae.components.masking.decoder_uniform import UniformFrameDecoding
+from lvmae.components.masking.encoder_random import RandomMasking
+from lvmae.components.masking.encoder_running_cell import RunningCellEncoderMasking
+from lvmae.components.masking.encoder_tube import TubeMasking
+from lvmae.components.masking.plan import MaskPlan, TokenGrid
+from lvmae.components.masking.running_cell import running_cell_hidden
+from lvmae.components.targets.pixels import PixelTarget
 
 registry.discover()
 GRID = TokenGrid(8, 6, 4)          # n = 192, 24 cells per frame

@@ -9,15 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.backbones.mae_decoder import MAEDecoder
-from components.backbones.vit import VideoViT
-from components.masking.decoder_all import AllMaskedDecoding
-from components.masking.encoder_tube import TubeMasking
-from components.masking.plan import MaskPlan
-from components.models.hf_videomae import hf_build_kwargs, mae_from_hf, mae_to_hf
-from components.models.mae import VideoMAE
-from components.targets.pixels import PixelTarget
+from lvmae import registry
+from lvmae.components.backbones.mae_decoder import MAEDecoder
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.masking.decoder_all import AllMaskedDecoding
+from lvmae.components.masking.encoder_tube import TubeMasking
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.models.hf_videomae import hf_build_kwargs, mae_from_hf, mae_to_hf
+from lvmae.components.models.mae import VideoMAE
+from lvmae.components.targets.pixels import PixelTarget
 
 transformers = pytest.importorskip("transformers")
 registry.discover()
@@ -103,7 +103,7 @@ def test_export_refuses_a_projection_bias_hf_cannot_hold():
 
 
 def test_a_checkpoint_on_disk_starts_our_model(tmp_path):
-    from components.models.hf_videomae import load_hf_checkpoint
+    from lvmae.components.models.hf_videomae import load_hf_checkpoint
     hf, config = _hf_model(seed=6)
     bin_path = tmp_path / "pytorch_model.bin"
     torch.save(hf.state_dict(), bin_path)

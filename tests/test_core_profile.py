@@ -9,10 +9,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-import registry
-from components.backbones.mae_decoder import MAEDecoder
-from components.backbones.vit import VideoViT
-from experiments.profile import analytic_row, build_mae
+from lvmae import registry
+from lvmae.components.backbones.mae_decoder import MAEDecoder
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.experiments.commands.profile import analytic_row, build_mae
 from tests.cli import run_cli
 
 registry.discover()

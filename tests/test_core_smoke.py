@@ -9,8 +9,8 @@ import gin
 import pytest
 import torch
 
-import registry
-from components.masking.plan import MaskPlan
+from lvmae import registry
+from lvmae.components.masking.plan import MaskPlan
 
 registry.discover()
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,14 +114,14 @@ def test_bf16_autocast_forward_backward():
 
 
 def test_bad_position_choice_names_the_parameter():
-    from components.backbones.vit import VideoViT
+    from lvmae.components.backbones.vit import VideoViT
     with pytest.raises(ValueError, match=r"backbone\.vit\.positions"):
         VideoViT(4, 32, (2, 16, 16), 64, 1, 4, positions="rope")
 
 
 def test_resize_pos_embed_keeps_a_table_and_stretches_time():
-    from components.backbones.positions import resize_pos_embed
-    from components.masking.plan import TokenGrid
+    from lvmae.components.backbones.positions import resize_pos_embed
+    from lvmae.components.masking.plan import TokenGrid
     old, longer = TokenGrid(2, 3, 3), TokenGrid(4, 3, 3)
     table = torch.randn(1, old.n, 8)
     assert torch.equal(resize_pos_embed(table, old, old), table)

@@ -69,7 +69,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_another_batch_layout():
-    from experiments.pretrain import _check_resumable
+    from lvmae.experiments.commands.pretrain import _check_resumable
     saved = {"world_size": 2, "batch_size": 4, "accum_steps": 1}
     _check_resumable(saved, "last.pt", 2, 4, 1)
     with pytest.raises(ValueError, match="cannot resume 'last.pt'.*accum_steps"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from components.backbones.mae_decoder import MAEDecoder
-from components.backbones.vit import VideoViT
-from components.masking.decoder_running_cell import RunningCellDecoderMasking
-from components.masking.encoder_tube import TubeMasking
-from components.models.mae import VideoMAE
-from components.targets.pixels import PixelTarget, patchify
-from experiments.reconstruction_grid import _HIDDEN_GREY, reconstruction_rows, save_grid
+from lvmae.components.backbones.mae_decoder import MAEDecoder
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.masking.decoder_running_cell import RunningCellDecoderMasking
+from lvmae.components.masking.encoder_tube import TubeMasking
+from lvmae.components.models.mae import VideoMAE
+from lvmae.components.targets.pixels import PixelTarget, patchify
+from lvmae.experiments.reporting.reconstruction_grid import _HIDDEN_GREY, reconstruction_rows, save_grid
 
 
 def test_perfect_prediction_reconstructs_the_input(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import gin
 import pytest
 
-import registry
-from experiments import gin_config
-from experiments.mixup import video_mixup
+from lvmae import registry
+from lvmae.experiments.engine import gin_config
+from lvmae.experiments.engine.mixup import video_mixup
 
 registry.discover()
 TINY = "gin/experiments/tiny_cpu.gin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.metrics import Accumulator, action_metrics, confusion_matrix, head_metrics
+from lvmae.experiments.engine.metrics import Accumulator, action_metrics, confusion_matrix, head_metrics
 
 
 def logits_for(ranking: list[list[int]], classes: int) -> torch.Tensor:

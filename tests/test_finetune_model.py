@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.backbones.heads import ClassAttentionPool, MeanPoolLinear
-from components.backbones.vit import VideoViT
-from components.models.classifier import VideoClassifier
-from experiments.layer_decay import param_groups
-from experiments.mixup import video_mixup
-from experiments.views import batch_labels, random_window, views
+from lvmae import registry
+from lvmae.components.backbones.heads import ClassAttentionPool, MeanPoolLinear
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.models.classifier import VideoClassifier
+from lvmae.experiments.engine.layer_decay import param_groups
+from lvmae.experiments.engine.mixup import video_mixup
+from lvmae.experiments.engine.views import batch_labels, random_window, views
 
 registry.discover()
 WIDTH = 24

@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-import registry
-from components.backbones.heads import MeanPoolLinear
-from components.backbones.pos_interpolation import adapt_state, resize_table
-from components.backbones.vit import VideoViT
-from components.masking.plan import TokenGrid
-from components.models.classifier import VideoClassifier
-from experiments.pretrained import load_pretrained_encoder
-from experiments.training import save_checkpoint
+from lvmae import registry
+from lvmae.components.backbones.heads import MeanPoolLinear
+from lvmae.components.backbones.pos_interpolation import adapt_state, resize_table
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.components.models.classifier import VideoClassifier
+from lvmae.experiments.engine.pretrained import load_pretrained_encoder
+from lvmae.experiments.engine.training import save_checkpoint
 
 registry.discover()
 TUBELET = (2, 8, 8)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.backbones.vit import VideoViT
-from components.models.videomae_import import convert, is_videomae
-from experiments.pretrained import load_pretrained_encoder
-from experiments.training import save_checkpoint
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.models.videomae_import import convert, is_videomae
+from lvmae.experiments.engine.pretrained import load_pretrained_encoder
+from lvmae.experiments.engine.training import save_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments import gin_config
+from lvmae.experiments.engine import gin_config
 from tests.cli import run_cli
 
 TINY = "gin/experiments/tiny_cpu.gin"

@@ -8,11 +8,11 @@ import json
 import gin
 import pytest
 
-import registry
-from components.data.loader import make_loader
-from components.data.manifest import load_manifest
-from components.data.reader import ClipStream
-from experiments import gin_config
+from lvmae import registry
+from lvmae.components.data.loader import make_loader
+from lvmae.components.data.manifest import load_manifest
+from lvmae.components.data.reader import ClipStream
+from lvmae.experiments.engine import gin_config
 from tests.cli import run_cli
 from tests.test_precompute import assert_adaptive_plan_follows_scores
 

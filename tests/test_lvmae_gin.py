@@ -6,8 +6,8 @@ import gin
 import pytest
 import torch
 
-import registry
-from experiments import gin_config
+from lvmae import registry
+from lvmae.experiments.engine import gin_config
 
 registry.discover()
 PAPER = ["lvmae_b_128f", "lvmae_b_32f", "random_b_128f", "uniform_b_128f", "running_cell_b_128f",

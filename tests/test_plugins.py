@@ -9,14 +9,14 @@ import gin
 import pytest
 import torch
 
-import registry
-from components.masking.plan import TokenGrid
-from experiments import gin_config
+from lvmae import registry
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.experiments.engine import gin_config
 
 PLUGIN = textwrap.dedent('''
     import torch
-    from components.masking.base import DecoderMasking
-    from registry import register
+    from lvmae.components.masking.base import DecoderMasking
+    from lvmae.registry import register
 
     @register("masking.decoder.{name}")
     class FirstTokens(DecoderMasking):

@@ -14,14 +14,14 @@ import pytest
 import torch
 from einops import rearrange
 
-import registry
-from components.data.manifest import load_manifest
-from components.data.reader import ClipStream
-from components.data.loader import make_loader
-from components.data.shards import to_video_tensor
-from experiments import gin_config
-from experiments.precompute import load_frozen_tokenizer, precompute_job, window_scores
-from experiments.training import save_checkpoint
+from lvmae import registry
+from lvmae.components.data.manifest import load_manifest
+from lvmae.components.data.reader import ClipStream
+from lvmae.components.data.loader import make_loader
+from lvmae.components.data.shards import to_video_tensor
+from lvmae.experiments.engine import gin_config
+from lvmae.experiments.commands.precompute import load_frozen_tokenizer, precompute_job, window_scores
+from lvmae.experiments.engine.training import save_checkpoint
 
 registry.discover()
 CLIP_FRAMES = 32          # two 16-frame tokenizer windows per clip

@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-import registry
-from components.tokenizers.adaptive import rebuild_adaptive_tokenizer
-from experiments.training import load_checkpoint
+from lvmae import registry
+from lvmae.components.models.adaptive_tokenizer import rebuild_adaptive_tokenizer
+from lvmae.experiments.engine.training import load_checkpoint
 
 registry.discover()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

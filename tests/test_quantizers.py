@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.tokenizers.fsq import FSQ
-from components.tokenizers.lfq import LFQ
-from components.tokenizers.quantizer import Quantized
+from lvmae import registry
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.lfq import LFQ
+from lvmae.components.tokenizers.quantizer import Quantized
 
 registry.discover()
 

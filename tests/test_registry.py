@@ -5,9 +5,9 @@ import gin
 import pytest
 import torch
 
-import registry
-from components.masking.base import EncoderMasking
-from components.masking.plan import TokenGrid
+from lvmae import registry
+from lvmae.components.masking.base import EncoderMasking
+from lvmae.components.masking.plan import TokenGrid
 
 
 def test_register_exposes_component_to_gin_under_the_same_name():

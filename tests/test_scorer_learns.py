@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.scorers.flicker_clips import FlickerSquare
-from components.scorers.learned import LearnedScorer
-from components.tokenizers.adaptive import AdaptiveTokenizer
-from components.tokenizers.fsq import FSQ
-from components.tokenizers.magvit import MagvitTokenizer
-from experiments.pretrain_tokenizer import pretrain_tokenizer_loop
+from lvmae import registry
+from lvmae.components.data.flicker_clips import FlickerSquare
+from lvmae.components.scorers.learned import LearnedScorer
+from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.magvit import MagvitTokenizer
+from lvmae.experiments.commands.pretrain_tokenizer import pretrain_tokenizer_loop
 
 registry.discover()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.scorers.flicker_clips import FlickerSquare, object_token_mask, selection_recall
+from lvmae import registry
+from lvmae.components.data.flicker_clips import FlickerSquare, object_token_mask, selection_recall
 
 registry.discover()
 SCORERS = registry.names("scorer")

@@ -6,17 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-import registry
-from components.tokenizers.adaptive import AdaptiveTokenizer, rebuild_adaptive_tokenizer
-from components.tokenizers.base import build_from_config
-from components.tokenizers.discriminator import (VideoDiscriminator, discriminator_gan_loss,
+from lvmae import registry
+from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
+from lvmae.components.tokenizers.base import build_from_config
+from lvmae.components.models.video_discriminator import (VideoDiscriminator, discriminator_gan_loss,
                                                  generator_gan_loss, r1_penalty)
-from components.tokenizers.fsq import FSQ
-from components.tokenizers.lfq import LFQ
-from components.tokenizers.magvit import MagvitTokenizer, stage_strides
-from components.tokenizers.perceptual import PerceptualLoss
-from components.scorers.learned import LearnedScorer
-from components.topk.straight_through import StraightThroughTopK
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.lfq import LFQ
+from lvmae.components.tokenizers.magvit import MagvitTokenizer, stage_strides
+from lvmae.components.models.perceptual_loss import PerceptualLoss
+from lvmae.components.scorers.learned import LearnedScorer
+from lvmae.components.topk.straight_through import StraightThroughTopK
 
 registry.discover()
 
@@ -132,9 +132,9 @@ def test_perceptual_term_from_a_local_exported_file(tmp_path):
 
 
 def test_training_loop_with_a_discriminator_checkpoints_and_resumes_it(tmp_path):
-    from components.scorers.flicker_clips import FlickerSquare
-    from experiments.pretrain_tokenizer import pretrain_tokenizer_loop
-    from experiments.training import load_checkpoint
+    from lvmae.components.data.flicker_clips import FlickerSquare
+    from lvmae.experiments.commands.pretrain_tokenizer import pretrain_tokenizer_loop
+    from lvmae.experiments.engine.training import load_checkpoint
 
     def train(steps):
         torch.manual_seed(0)

@@ -5,8 +5,8 @@ import gin
 import pytest
 import torch
 
-import registry
-from experiments import gin_config
+from lvmae import registry
+from lvmae.experiments.engine import gin_config
 
 registry.discover()      # (tests/conftest.py clears gin around every test)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
-from components.scorers.learned import LearnedScorer
-from components.tokenizers.adaptive import AdaptiveTokenizer
-from components.tokenizers.fsq import FSQ
-from components.tokenizers.magvit import MagvitTokenizer
+from lvmae import registry
+from lvmae.components.scorers.learned import LearnedScorer
+from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.magvit import MagvitTokenizer
 
 registry.discover()
 VARIANTS = registry.names("topk")

@@ -7,10 +7,11 @@ import math
 import pytest
 from sacred.observers import FileStorageObserver
 
-import run as run_py
-from experiments import observers, report
-from experiments.board import with_database
-from experiments.redact import redact, redact_text, remember_secret_of
+from lvmae.experiments.commands import cli as run_py
+from lvmae.experiments.tracking import observers
+from lvmae.experiments.reporting import report
+from lvmae.experiments.tracking.board import with_database
+from lvmae.experiments.tracking.redact import redact, redact_text, remember_secret_of
 
 
 def test_redact_masks_passwords_in_urls_and_nested_values():
@@ -92,7 +93,7 @@ def test_report_maps_bindings_to_config_fields():
 
 
 def test_captured_output_is_bounded_keeping_its_start_and_end():
-    from experiments.run_tags import CAPTURED_HEAD_CHARS, MAX_CAPTURED_CHARS, bounded
+    from lvmae.experiments.tracking.run_tags import CAPTURED_HEAD_CHARS, MAX_CAPTURED_CHARS, bounded
     text = "first line\n" + "x" * (3 * MAX_CAPTURED_CHARS) + "\nlast line"
     kept = bounded(text)
     assert len(kept) < MAX_CAPTURED_CHARS + 100

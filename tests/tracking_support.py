@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import local_db
+from lvmae.experiments.tracking import local_db
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from registry import register, set_contract, subclass_of
+from lvmae.registry import register, set_contract, subclass_of
 
 # timm / VideoMAE initialise classifier weights with a small std so that the first logits
 # are near zero and a pre-trained encoder is not disturbed by a large random head.

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.backbones.positions import PositionKind, attach_positions
-from components.backbones.transformer import Block, init_weights, matmul_flops, run_blocks
-from components.masking.plan import MaskPlan, TokenGrid
-from registry import register, set_contract, subclass_of
+from lvmae.components.backbones.positions import PositionKind, attach_positions
+from lvmae.components.backbones.transformer import Block, init_weights, matmul_flops, run_blocks
+from lvmae.components.masking.plan import MaskPlan, TokenGrid
+from lvmae.registry import register, set_contract, subclass_of
 
 
 def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ def _preset(name: str, dim: int, heads: int):
     return build
 
 
-for _name, _dim, _heads in [("b", 384, 6), ("l", 512, 8)]:
-    register(f"decoder.mae_{_name}")(_preset(_name, _dim, _heads))
+mae_b = register("decoder.mae_b")(_preset("b", dim=384, heads=6))
+mae_l = register("decoder.mae_l")(_preset("l", dim=512, heads=8))
 
 set_contract("decoder", subclass_of(nn.Module))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from components.masking.plan import TokenGrid
+from lvmae.components.masking.plan import TokenGrid
 
 # The axes a positional table may cover; a table must fit exactly one on both grids.
 AXES_CHOICES = ("thw", "hw", "t", "h", "w")

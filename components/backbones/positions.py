@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from components.masking.plan import TokenGrid
+from lvmae.components.masking.plan import TokenGrid
 
 PositionKind = Literal["sincos_3d", "sincos_1d", "learned"]
 POSITION_KINDS: tuple[str, ...] = get_args(PositionKind)

@@ -9,10 +9,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from components.backbones.positions import PositionKind, attach_positions
-from components.backbones.transformer import Block, init_weights, matmul_flops, run_blocks
-from components.masking.plan import TokenGrid
-from registry import register, set_contract, subclass_of
+from lvmae.components.backbones.positions import PositionKind, attach_positions
+from lvmae.components.backbones.transformer import Block, init_weights, matmul_flops, run_blocks
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.registry import register, set_contract, subclass_of
 
 
 class VideoViT(nn.Module):
@@ -100,5 +100,7 @@ def _preset(name: str):
 
 
 register("backbone.vit")(VideoViT)
-for _name in PRESETS:
-    register(f"backbone.vit_{_name}")(_preset(_name))
+vit_tiny = register("backbone.vit_tiny")(_preset("tiny"))
+vit_s = register("backbone.vit_s")(_preset("s"))
+vit_b = register("backbone.vit_b")(_preset("b"))
+vit_l = register("backbone.vit_l")(_preset("l"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import abc
 
-from components.data.manifest import Manifest
-from registry import set_contract, subclass_of
+from lvmae.components.data.manifest import Manifest
+from lvmae.registry import set_contract, subclass_of
 
 
 class Dataset(abc.ABC):

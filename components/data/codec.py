@@ -17,7 +17,7 @@ from typing import Literal, Sequence
 import av
 import numpy as np
 
-from registry import define_kind, register, set_contract
+from lvmae.registry import register, set_contract
 
 PixelFormat = Literal["yuv420p", "yuv444p"]
 PIXEL_FORMATS = ("yuv420p", "yuv444p")
@@ -42,7 +42,6 @@ class VideoDecoder(abc.ABC):
         """
 
 
-define_kind("video_decoder", "decode chosen frames of an encoded clip (the reader's decoder)")
 set_contract("video_decoder", lambda obj: None if isinstance(obj, type) and issubclass(obj, VideoDecoder)
              else "must subclass components.data.codec.VideoDecoder")
 

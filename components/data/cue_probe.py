@@ -15,8 +15,8 @@ import colorsys
 
 import numpy as np
 
-from components.data.procedural import ProceduralDataset
-from registry import register
+from lvmae.components.data.procedural import ProceduralDataset
+from lvmae.registry import register
 
 
 def palette(colours: int) -> np.ndarray:

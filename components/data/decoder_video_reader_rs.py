@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from components.data.codec import CorruptVideoError, VideoDecoder
-from registry import register
+from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
+from lvmae.registry import register
 
 _SHM = "/dev/shm"
 

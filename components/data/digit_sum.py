@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.data.procedural import ProceduralDataset
-from registry import register
+from lvmae.components.data.procedural import ProceduralDataset
+from lvmae.registry import register
 
 # Seven segments, a–g, as which of them each digit lights (the usual display encoding).
 SEGMENTS_OF_DIGIT = {0: "abcdef", 1: "bc", 2: "abdeg", 3: "abcdg", 4: "bcfg",

@@ -20,9 +20,9 @@ import webdataset as wds
 from tqdm import tqdm
 from webdataset.shardlists import expand_urls
 
-from components.data.codec import PyAVDecoder
-from components.data.manifest import PRECOMPUTED_FIELDS, View, load_manifest, save_manifest
-from components.data.schema import RawSample, npy_bytes, parse_sample
+from lvmae.components.data.codec import PyAVDecoder
+from lvmae.components.data.manifest import PRECOMPUTED_FIELDS, View, load_manifest, save_manifest
+from lvmae.components.data.schema import RawSample, npy_bytes, parse_sample
 
 Compute = Callable[[np.ndarray], dict[str, np.ndarray]]   # uint8 (t, h, w, c) → {field: array}
 

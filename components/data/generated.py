@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Callable
 
-from components.data.manifest import Manifest, load_manifest, save_manifest
+from lvmae.components.data.manifest import Manifest, load_manifest, save_manifest
 
 MANIFEST_NAME = "manifest.yaml"
 

@@ -11,8 +11,8 @@ from typing import Iterator
 
 import torch
 
-from components.data.augment import normalise
-from components.data.reader import ClipStream
+from lvmae.components.data.augment import normalise
+from lvmae.components.data.reader import ClipStream
 
 
 def collate(items: list[dict]) -> dict:

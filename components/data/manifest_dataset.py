@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-from components.data.base import Dataset
-from components.data.manifest import Manifest, load_manifest
-from registry import register
+from lvmae.components.data.base import Dataset
+from lvmae.components.data.manifest import Manifest, load_manifest
+from lvmae.registry import register
 
 
 @register("dataset.manifest")

@@ -15,13 +15,13 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from components.data.base import Dataset
-from components.data.codec import encode_mp4
-from components.data.generated import generated_folder, publish_generated
-from components.data.manifest import FrameStats, Manifest, Split
-from components.data.schema import make_sample
-from components.data.shards import write_shards
-from components.data.temporal import StartMode
+from lvmae.components.data.base import Dataset
+from lvmae.components.data.codec import encode_mp4
+from lvmae.components.data.generated import generated_folder, publish_generated
+from lvmae.components.data.manifest import FrameStats, Manifest, Split
+from lvmae.components.data.schema import make_sample
+from lvmae.components.data.shards import write_shards
+from lvmae.components.data.temporal import StartMode
 
 
 

@@ -27,13 +27,13 @@ import torch
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
-import registry
-from components.data.augment import SpatialAugment, channels_first, normalise
-from components.data.codec import CorruptVideoError, VideoDecoder
-from components.data.manifest import Manifest, View
-from components.data.schema import RawSample, SampleError, parse_sample
-from components.data.splitting import consumer_share, current_consumer, epoch_quota
-from components.data.temporal import ShortPolicy, TemporalSampler
+from lvmae import registry
+from lvmae.components.data.augment import SpatialAugment, channels_first, normalise
+from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
+from lvmae.components.data.manifest import Manifest, View
+from lvmae.components.data.schema import RawSample, SampleError, parse_sample
+from lvmae.components.data.splitting import consumer_share, current_consumer, epoch_quota
+from lvmae.components.data.temporal import ShortPolicy, TemporalSampler
 
 # ImageNet statistics, as VideoMAE normalises its inputs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -17,7 +17,7 @@ import io
 
 import numpy as np
 
-from components.data.manifest import PRECOMPUTED_FIELDS
+from lvmae.components.data.manifest import PRECOMPUTED_FIELDS
 
 CLIP_EXTENSIONS = ("mp4", "npy")
 REQUIRED_META = ("labels", "fps", "num_frames")

@@ -14,8 +14,8 @@ from einops import rearrange
 
 import webdataset as wds
 
-from components.data.loader import make_loader
-from components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream
+from lvmae.components.data.loader import make_loader
+from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream
 
 
 def write_shards(samples: Iterable[dict], folder: str, prefix: str, samples_per_shard: int) -> int:

@@ -11,11 +11,11 @@ from typing import Iterator
 
 import numpy as np
 
-from components.data.base import Dataset
-from components.data.generated import generated_folder, publish_generated
-from components.data.manifest import Manifest, Split
-from components.data.shards import write_shards
-from registry import register
+from lvmae.components.data.base import Dataset
+from lvmae.components.data.generated import generated_folder, publish_generated
+from lvmae.components.data.manifest import Manifest, Split
+from lvmae.components.data.shards import write_shards
+from lvmae.registry import register
 
 DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 

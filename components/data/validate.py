@@ -15,9 +15,9 @@ import webdataset as wds
 from tqdm import tqdm
 from webdataset.shardlists import expand_urls
 
-from components.data.codec import CorruptVideoError, PyAVDecoder
-from components.data.manifest import Manifest, load_manifest
-from components.data.schema import SampleError, parse_sample
+from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder
+from lvmae.components.data.manifest import Manifest, load_manifest
+from lvmae.components.data.schema import SampleError, parse_sample
 
 
 @dataclasses.dataclass

@@ -21,10 +21,10 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from components.data.annotations import AnnotationFormat, ClipSpec, read_annotations, resolve_video
-from components.data.codec import PIXEL_FORMATS, CorruptVideoError, PixelFormat, encode_mp4, read_video_file
-from components.data.manifest import FrameStats, Manifest, Split, load_manifest, save_manifest
-from components.data.schema import make_sample
+from lvmae.components.data.annotations import AnnotationFormat, ClipSpec, read_annotations, resolve_video
+from lvmae.components.data.codec import PIXEL_FORMATS, CorruptVideoError, PixelFormat, encode_mp4, read_video_file
+from lvmae.components.data.manifest import FrameStats, Manifest, Split, load_manifest, save_manifest
+from lvmae.components.data.schema import make_sample
 
 MANIFEST_NAME = "manifest.yaml"
 OnError = Literal["skip", "fail"]

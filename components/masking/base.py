@@ -9,8 +9,8 @@ import abc
 
 import torch
 
-from components.masking.plan import TokenGrid
-from registry import set_contract, subclass_of
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.registry import set_contract, subclass_of
 
 
 class EncoderMasking(abc.ABC):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from components.masking.base import DecoderMasking
-from components.masking.plan import TokenGrid, count_from_ratio
-from registry import register
+from lvmae.components.masking.base import DecoderMasking
+from lvmae.components.masking.plan import TokenGrid, count_from_ratio
+from lvmae.registry import register
 
 
 @register("masking.decoder.random")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from components.masking.base import DecoderMasking
-from components.masking.plan import TokenGrid
-from registry import register
+from lvmae.components.masking.base import DecoderMasking
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.registry import register
 
 
 @register("masking.decoder.uniform")

@@ -5,10 +5,10 @@ import functools
 
 import torch
 
-from components.masking.base import EncoderMasking
-from components.masking.plan import TokenGrid
-from components.masking.running_cell import draw_patterns, hidden_per_cell, running_cell_indices
-from registry import register
+from lvmae.components.masking.base import EncoderMasking
+from lvmae.components.masking.plan import TokenGrid
+from lvmae.components.masking.running_cell import draw_patterns, hidden_per_cell, running_cell_indices
+from lvmae.registry import register
 
 
 @register("masking.encoder.running_cell")

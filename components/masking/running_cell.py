@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from components.masking.plan import TokenGrid
+from lvmae.components.masking.plan import TokenGrid
 
 CELL_SLOTS = 4          # a 2×2 cell
 CELL_SIDE = 2

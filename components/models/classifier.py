@@ -12,9 +12,9 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from components.backbones.drop_path import add_drop_path
-from components.masking.encoder_tube import TubeMasking
-from registry import register
+from lvmae.components.backbones.drop_path import add_drop_path
+from lvmae.components.masking.encoder_tube import TubeMasking
+from lvmae.registry import register
 
 DEFAULT_HEAD = "label"
 

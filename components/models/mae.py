@@ -9,11 +9,11 @@ from typing import Callable, Literal, get_args
 import torch
 from torch import nn
 
-from components.backbones.vit import VideoViT
-from components.masking.base import DecoderMasking, EncoderMasking
-from components.masking.plan import MaskPlan
-from components.targets.base import Target
-from registry import register, set_contract, subclass_of
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.masking.base import DecoderMasking, EncoderMasking
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.targets.base import Target
+from lvmae.registry import register, set_contract, subclass_of
 
 ScoreSource = Literal["auto", "batch", "scorer"]
 

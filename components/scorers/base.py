@@ -15,7 +15,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from registry import set_contract, subclass_of
+from lvmae.registry import set_contract, subclass_of
 
 FirstFrame = Literal["zero", "next", "max"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.scorers.base import FirstFrame, Scorer, adjacent_distance, check_choice, check_stride
-from registry import register
+from lvmae.components.scorers.base import FirstFrame, Scorer, adjacent_distance, check_choice, check_stride
+from lvmae.registry import register
 
 
 @register("scorer.feature_distance")

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.scorers.base import FirstFrame, Scorer, adjacent_distance, check_choice, check_stride
-from registry import register
+from lvmae.components.scorers.base import FirstFrame, Scorer, adjacent_distance, check_choice, check_stride
+from lvmae.registry import register
 
 
 def _split_stride(value: int) -> tuple[int, int]:

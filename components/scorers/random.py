@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from components.scorers.base import FirstFrame, Scorer, check_choice, check_stride
-from registry import register
+from lvmae.components.scorers.base import FirstFrame, Scorer, check_choice, check_stride
+from lvmae.registry import register
 
 
 @register("scorer.random")

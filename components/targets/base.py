@@ -6,8 +6,8 @@ import abc
 import torch
 from torch import nn
 
-from components.masking.plan import MaskPlan
-from registry import set_contract, subclass_of
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.registry import set_contract, subclass_of
 
 
 class Target(nn.Module, abc.ABC):

@@ -10,10 +10,10 @@ from typing import Literal, get_args
 import torch
 from einops import rearrange
 
-from components.backbones.mae_decoder import gather_tokens
-from components.masking.plan import MaskPlan
-from components.targets.base import Target
-from registry import register
+from lvmae.components.backbones.mae_decoder import gather_tokens
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.targets.base import Target
+from lvmae.registry import register
 
 NormPix = Literal["none", "patch", "patch_channel"]
 

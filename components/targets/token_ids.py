@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from components.masking.plan import MaskPlan
-from components.targets.base import Target
-from registry import register
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.targets.base import Target
+from lvmae.registry import register
 
 INDICES_KEY = "indices"
 _FACTORISATIONS = ("codebook", "per_level")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from components.backbones.mae_decoder import gather_tokens
-from components.masking.plan import MaskPlan
-from components.targets.base import Target
-from registry import register
+from lvmae.components.backbones.mae_decoder import gather_tokens
+from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.targets.base import Target
+from lvmae.registry import register
 
 LATENTS_KEY = "latents"
 

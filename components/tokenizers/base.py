@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import registry
-from components.tokenizers.quantizer import Quantized, Quantizer
-from registry import set_contract, subclass_of
+from lvmae import registry
+from lvmae.components.tokenizers.quantizer import Quantized, Quantizer
+from lvmae.registry import set_contract, subclass_of
 
 
 class Tokenizer(nn.Module, abc.ABC):

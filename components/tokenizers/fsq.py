@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from components.tokenizers.quantizer import Quantized, Quantizer, no_autocast, round_ste
-from registry import register
+from lvmae.components.tokenizers.quantizer import Quantized, Quantizer, no_autocast, round_ste
+from lvmae.registry import register
 
 # tanh reaches ±1 only asymptotically; widening the half-range by 0.1% lets the extreme
 # levels be reached by finite inputs (the FSQ reference code's choice).

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from components.tokenizers.quantizer import Quantized, Quantizer, no_autocast
-from registry import register
+from lvmae.components.tokenizers.quantizer import Quantized, Quantizer, no_autocast
+from lvmae.registry import register
 
 _LOG_EPS = 1e-6   # keeps log(p) finite at saturated probabilities
 

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.tokenizers.base import Tokenizer, component_config
-from components.tokenizers.blocks3d import Downsample3D, ResBlock3D, Upsample3D, conv3, group_norm
-from components.tokenizers.fsq import FSQ
-from components.tokenizers.quantizer import Quantizer
-from registry import register
+from lvmae.components.tokenizers.base import Tokenizer, component_config
+from lvmae.components.tokenizers.blocks3d import Downsample3D, ResBlock3D, Upsample3D, conv3, group_norm
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.quantizer import Quantizer
+from lvmae.registry import register
 
 
 def stage_strides(stride: tuple[int, int, int]) -> list[tuple[int, int, int]]:

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from registry import set_contract, subclass_of
+from lvmae.registry import set_contract, subclass_of
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from registry import set_contract, subclass_of
+from lvmae.registry import set_contract, subclass_of
 
 
 def hard_topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:

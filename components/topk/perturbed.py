@@ -16,9 +16,9 @@ from typing import Literal
 import torch
 from einops import einsum
 
-from components.scorers.base import check_choice
-from components.topk.base import TopK, hard_topk_mask
-from registry import register
+from lvmae.components.scorers.base import check_choice
+from lvmae.components.topk.base import TopK, hard_topk_mask
+from lvmae.registry import register
 
 ForwardValue = Literal["hard", "mean"]
 

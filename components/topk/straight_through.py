@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from components.topk.base import TopK, hard_topk_mask
-from registry import register
+from lvmae.components.topk.base import TopK, hard_topk_mask
+from lvmae.registry import register
 
 
 @register("topk.straight_through")

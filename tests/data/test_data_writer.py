@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
-from components.data.loader import make_loader
-from components.data.reader import ClipStream
-from components.data.schema import make_sample
-from components.data.shards import write_shards
-from components.data.validate import validate_manifest
-from components.data.writer import WriteOptions, write_split
+from lvmae.components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
+from lvmae.components.data.loader import make_loader
+from lvmae.components.data.reader import ClipStream
+from lvmae.components.data.schema import make_sample
+from lvmae.components.data.shards import write_shards
+from lvmae.components.data.validate import validate_manifest
+from lvmae.components.data.writer import WriteOptions, write_split
 
 from test_data_annotations import EPIC_HEADER
 
@@ -140,7 +140,7 @@ def test_run_py_write_and_validate_commands(tmp_path, video_folder):
 
 
 def test_manifest_dataset_reads_written_shards(tmp_path, video_folder):
-    import registry
+    from lvmae import registry
     folder, write = video_folder
     write("a.mp4", 12)
     annotation = tmp_path / "train.csv"
@@ -153,7 +153,7 @@ def test_manifest_dataset_reads_written_shards(tmp_path, video_folder):
 
 
 def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_folder):
-    from components.data.fields import add_fields
+    from lvmae.components.data.fields import add_fields
     folder, write = video_folder
     write("a.mp4", 20)
     write("b.mp4", 24, seed=5)

@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""lvmae's command line (``python run.py`` or the ``lvmae`` console script): ``COMMAND [-g FILE]... [-b BINDING]... [with ...]``.
+
+Short options, repeatable and translated to Sacred config before Sacred parses the line:
+  -g FILE,    --gin FILE        add a gin file        (config entry gin_files)
+  -b BINDING, --bind BINDING    add a gin binding     (config entry gin_bindings)
+  --tag TAG                     tag the run (repeatable; Sacred's --tags=a,b also works)
+  --resume-run ID               write into the existing MongoDB run ID (resume)
+Sacred's own heartbeat option stays available as ``--beat-interval``.
+Tracking tools with their own options (not Sacred runs; ``--help`` on each):
+  python run.py db [start|stop|status|replay FILE]   the local SecantusDB server
+  python run.py board                               Omniboard on 127.0.0.1
+  python run.py report --tag T --by BINDING          final metrics over seeds
+Everything else is Sacred's command line, e.g.
+  python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain.steps=20'
+  python run.py print_config with gin_files='["gin/experiments/tiny_cpu.gin"]'
+"""
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+_SHORT = {"-g": "gin_files", "--gin": "gin_files", "-b": "gin_bindings", "--bind": "gin_bindings"}
+# Commands that never record a run.
+_UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs", "help", None}
+# Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
+_TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
+          "report": "lvmae.experiments.reporting.report"}
+
+
+def _as_list(text: str) -> list:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return [text]
+    return list(value) if isinstance(value, (list, tuple)) else [text]
+
+
+def translate_argv(argv: list[str]) -> list[str]:
+    """Moves -g/-b options into ``with gin_files=[...] gin_bindings=[...]``, appending to any
+    lists already given after ``with``."""
+    extra: dict[str, list[str]] = {"gin_files": [], "gin_bindings": []}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key = next((k for k in _SHORT if arg == k or arg.startswith(k + "=")), None)
+        if key is None:
+            rest.append(arg)
+            i += 1
+            continue
+        if arg == key:
+            if i + 1 >= len(argv):
+                raise SystemExit(f"run.py: option {key} needs a value")
+            extra[_SHORT[key]].append(argv[i + 1])
+            i += 2
+        else:
+            extra[_SHORT[key]].append(arg.split("=", 1)[1])
+            i += 1
+    if not any(extra.values()):
+        return rest
+    if "with" not in rest:
+        rest.append("with")
+    start = rest.index("with") + 1
+    for name, values in extra.items():
+        if not values:
+            continue
+        given = [j for j in range(start, len(rest)) if rest[j].startswith(name + "=")]
+        merged = (_as_list(rest[given[-1]].split("=", 1)[1]) if given else []) + values
+        for j in reversed(given):
+            del rest[j]
+        rest.append(f"{name}={merged!r}")
+    return rest
+
+
+def pop_tracking_options(argv: list[str]) -> tuple[list[str], list[str], int | None]:
+    """Removes ``--tag TAG`` (repeatable) and ``--resume-run ID``; returns (argv, tags, run id)."""
+    rest, tags, resume_run = [], [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, _, inline = arg.partition("=")
+        if name in ("--tag", "--resume-run"):
+            if not inline and i + 1 >= len(argv):
+                raise SystemExit(f"run.py: option {name} needs a value")
+            value = inline or argv[i + 1]
+            i += 1 if inline else 2
+            if name == "--tag":
+                tags.append(value)
+            elif not value.isdigit():
+                raise SystemExit(f"run.py: --resume-run needs a run id (an integer), got {value!r}")
+            else:
+                resume_run = int(value)
+            continue
+        rest.append(arg)
+        i += 1
+    if tags:
+        given = [j for j, a in enumerate(rest) if a.startswith("--tags=") or a == "--tags"]
+        for j in reversed(given):   # merge with --tags=a,b given directly
+            if rest[j] == "--tags" and j + 1 < len(rest):
+                tags = rest[j + 1].split(",") + tags
+                del rest[j:j + 2]
+            else:
+                tags = rest[j].split("=", 1)[1].split(",") + tags
+                del rest[j]
+        rest.append("--tags=" + ",".join(tags))
+    return rest, tags, resume_run
+
+
+def _tool(name: str):
+    """The tool's module alone (no command module, no torch): a tool answers in a fraction
+    of a second."""
+    import importlib
+    return importlib.import_module(_TOOLS[name])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1 and argv[1] in _TOOLS:
+        raise SystemExit(_tool(argv[1]).main(argv[2:]))
+    from lvmae.experiments.commands import ex
+    from lvmae.experiments.tracking.observers import default_observer
+
+    argv, _, resume_run = pop_tracking_options(translate_argv(argv))
+    command = next((a for a in argv[1:] if not a.startswith("-")), None)
+    asks_help = any(a in ("-h", "--help") for a in argv[1:])
+    # Under torchrun only rank 0 records the run (one run, one set of metrics).
+    is_main_process = int(os.environ.get("RANK", "0")) == 0
+    if (command not in _UNOBSERVED and not asks_help and "-u" not in argv
+            and "--unobserved" not in argv and is_main_process):
+        ex.observers.append(default_observer(resume_run=resume_run))
+    ex.run_commandline(argv)
+
+
+def console_main() -> None:
+    """The ``lvmae`` console script: the same as ``python run.py``."""
+    main(["lvmae"] + sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv)

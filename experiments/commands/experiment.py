@@ -1,0 +1,62 @@
+"""The one Sacred experiment. gin files and bindings are Sacred config entries; a config hook
+parses them before the run starts (so a bad binding fails early with a non-zero exit) and adds
+the resolved bindings to the run's config as a nested dict under ``gin``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import gin
+from sacred import SETTINGS, Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from lvmae.experiments.engine import gin_config
+from lvmae.experiments.tracking import run_tags
+
+SETTINGS.CAPTURE_MODE = "sys"         # fd-level tee breaks progress bars and subprocesses
+SETTINGS.CONFIG.READ_ONLY_CONFIG = False
+
+
+
+def _has_git_head() -> bool:
+    """Sacred records git state only when there is a commit to record (a fresh ``git init``
+    or an unpacked archive has none, and Sacred would crash on it)."""
+    try:
+        import git
+        return git.Repo(os.path.dirname(os.path.abspath(__file__)),
+                        search_parent_directories=True).head.is_valid()
+    except Exception:  # no git, no repository
+        return False
+
+
+ex = Experiment("lvmae", save_git_info=_has_git_head())
+ex.captured_out_filter = apply_backspaces_and_linefeeds   # keeps tqdm's \r frames out of runs
+run_tags.install(ex)
+
+
+@ex.config
+def _config():
+    gin_files = []        # gin files, applied in order (also -g FILE)
+    gin_bindings = []     # gin bindings applied after the files (also -b BINDING)
+
+
+@ex.config_hook
+def _parse_gin(config, command_name, logger):
+    files = config.get("gin_files") or []
+    bindings = config.get("gin_bindings") or []
+    files = [files] if isinstance(files, str) else list(files)
+    bindings = [bindings] if isinstance(bindings, str) else list(bindings)
+    gin_config.parse(files, bindings)
+    return {"gin": {"files": files, **gin_config.resolved_bindings()}}
+
+
+def attach_operative_config(run) -> None:
+    """Stores the operative gin config as the artifact ``operative_config.gin``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "operative_config.gin")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(gin_config.operative_config())
+        run.add_artifact(path, "operative_config.gin")
+
+
