@@ -15,17 +15,27 @@ from torch import nn
 from tqdm import tqdm
 
 
+# Devices with a fused AdamW kernel: one kernel per step, and the step count stays a tensor
+# (the for-loop implementation reads it with ``.item()`` per parameter: a host read per step).
+_FUSED_ADAMW_DEVICES = ("cuda", "cpu")
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases, norms and other 1-D parameters; fused kernels
-    when every parameter is on a GPU."""
+                    betas: tuple[float, float] = (0.9, 0.95), fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases, norms and other 1-D parameters.
+
+    ``fused``: None (default) uses the fused kernel when every parameter is on one device
+    type that has it (GPU or CPU); True requires it; False uses PyTorch's default.
+    """
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim <= 1 else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    fused = torch.cuda.is_available() and all(p.is_cuda for p in decay + no_decay)
+    if fused is None:
+        devices = {p.device.type for p in decay + no_decay}
+        fused = len(devices) == 1 and devices <= set(_FUSED_ADAMW_DEVICES)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
 
 
