@@ -124,3 +124,31 @@ def normalise(video: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     scale = rearrange(1.0 / (255.0 * std_c), "c -> c 1 1 1")
     shift = rearrange(mean_c / std_c, "c -> c 1 1 1")
     return torch.addcmul(-shift, video.float(), scale)
+
+
+def short_side_boxes(height: int, width: int, size: int, resize: int, count: int = 1) -> list[CropBox]:
+    """Evaluation crops in source pixels: the frame resized so its short side is ``resize``,
+    then ``count`` squares of ``size`` spread evenly along the long side (one: centred) —
+    computed on the source so only the crop is resampled."""
+    if not 0 < size <= resize:
+        raise ValueError(f"crop size must satisfy 0 < size ≤ resize, got size={size} resize={resize}")
+    if count < 1:
+        raise ValueError(f"spatial views must be ≥ 1, got {count}")
+    side = max(1, round(min(height, width) * size / resize))     # the crop, in source pixels
+    along_width = width >= height
+    room = (width if along_width else height) - side
+    other = ((height if along_width else width) - side) // 2
+    starts = [room // 2] if count == 1 else [round(i * room / (count - 1)) for i in range(count)]
+    return [CropBox(other, s, side, side) if along_width else CropBox(s, other, side, side) for s in starts]
+
+
+def crop_resize(clip: np.ndarray, box: CropBox, size: int) -> torch.Tensor:
+    """uint8 (t, H, W, c) → uint8 (c, t, size, size): the box, resized (antialiased), flipped
+    when ``box.flip``."""
+    crop = torch.from_numpy(np.ascontiguousarray(clip[:, box.top:box.top + box.height, box.left:box.left + box.width]))
+    crop = rearrange(crop, "t h w c -> t c h w")
+    if crop.shape[-2:] != (size, size):
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if box.flip:
+        crop = crop.flip(-1)
+    return rearrange(crop, "t c h w -> c t h w")

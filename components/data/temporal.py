@@ -6,7 +6,11 @@ A window spans ``clip_frames · stride`` stored frames. Training draws its start
 
 - ``loop``: the frame numbers wrap around (t mod n) — the clip replays from the start;
 - ``pad``: frames past the end repeat the last frame;
-- ``resample``: ``clip_frames`` frames spread evenly over the whole video (stride shrinks).
+- ``resample``: ``clip_frames`` frames spread evenly over the whole video (stride shrinks);
+- ``skip``: no sample — :class:`ShortClipError`; the data pipeline skips the clip and counts it.
+
+Evaluation may take several windows (``windows(n, count)``): their starts spread evenly from
+the first to the last possible start (VideoMAE's uniform multi-view test).
 """
 from __future__ import annotations
 
@@ -15,9 +19,13 @@ from typing import Literal
 import numpy as np
 
 StartMode = Literal["random", "center"]
-ShortPolicy = Literal["loop", "pad", "resample"]
+ShortPolicy = Literal["loop", "pad", "resample", "skip"]
 START_MODES = ("random", "center")
-SHORT_POLICIES = ("loop", "pad", "resample")
+SHORT_POLICIES = ("loop", "pad", "resample", "skip")
+
+
+class ShortClipError(ValueError):
+    """A clip shorter than the window under ``short_policy="skip"``."""
 
 
 class TemporalSampler:
@@ -41,13 +49,29 @@ class TemporalSampler:
         return (self.clip_frames - 1) * self.stride + 1
 
     def __call__(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        if num_frames < 1:
-            raise ValueError(f"cannot sample from a video with {num_frames} frames")
-        offsets = np.arange(self.clip_frames) * self.stride
         if num_frames >= self.span:
             room = num_frames - self.span
             first = int(rng.integers(room + 1)) if self.start == "random" else room // 2
-            return first + offsets
+            return first + np.arange(self.clip_frames) * self.stride
+        return self._short(num_frames)
+
+    def windows(self, num_frames: int, count: int) -> list[np.ndarray]:
+        """``count`` windows, starts spread evenly (one: centred) → each (clip_frames,)."""
+        if count < 1:
+            raise ValueError(f"temporal views must be ≥ 1, got {count}")
+        if num_frames < self.span:
+            return [self._short(num_frames)] * count
+        room = num_frames - self.span
+        starts = [room // 2] if count == 1 else [round(i * room / (count - 1)) for i in range(count)]
+        return [first + np.arange(self.clip_frames) * self.stride for first in starts]
+
+    def _short(self, num_frames: int) -> np.ndarray:
+        if num_frames < 1:
+            raise ValueError(f"cannot sample from a video with {num_frames} frames")
+        if self.short_policy == "skip":
+            raise ShortClipError(f"clip has {num_frames} frames, the window spans {self.span} "
+                                 f"({self.clip_frames} frames at stride {self.stride})")
+        offsets = np.arange(self.clip_frames) * self.stride
         if self.short_policy == "resample":
             return np.floor(np.linspace(0, num_frames, self.clip_frames, endpoint=False)).astype(np.int64)
         if self.short_policy == "loop":
