@@ -61,8 +61,8 @@ def main() -> None:
             chance[name].append(flat_objects.mean())
     print(f"{args.manifest} [{args.split}], {len(results['all frames'])} clips, stride {stride}, "
           f"top {args.top_ratio:.0%} of tokens by stored score")
-    for name in results:
-        print(f"  {name}: object precision {np.mean(results[name]):.3f} "
+    for name, precisions in results.items():
+        print(f"  {name}: object precision {np.mean(precisions):.3f} "
               f"(chance {np.mean(chance[name]):.3f})")
 
 

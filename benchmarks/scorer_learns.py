@@ -12,15 +12,50 @@ size − MSE with the scorer's selection (≥ 0 when the selection helps); wall 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import registry  # noqa: E402
-from tests.test_scorer_learns import train_on_flicker  # noqa: E402
+from lvmae import registry
+from lvmae.components.data.flicker_clips import FlickerSquare
+from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
+from lvmae.components.scorers.learned import LearnedScorer
+from lvmae.components.tokenizers.fsq import FSQ
+from lvmae.components.tokenizers.magvit import MagvitTokenizer
+from lvmae.experiments.commands.pretrain_tokenizer import pretrain_tokenizer_loop
+
+
+def build_flicker_model(seed: int, topk_name: str = "straight_through") -> AdaptiveTokenizer:
+    """The CPU-sized setup: 16×32² greyscale, stride 2×4×4 → 8×8×8 tokens,
+    FSQ [3,3,3], k = 25% of the 448 scorable tokens."""
+    torch.manual_seed(seed)
+    tokenizer = MagvitTokenizer(in_channels=1, base_channels=8, channel_multipliers=(1, 2),
+                                num_res_blocks=1, stride=(2, 4, 4), quantizer=FSQ([3, 3, 3]))
+    scorer = LearnedScorer(in_channels=1, channels=16, stride=(2, 4, 4))
+    return AdaptiveTokenizer(tokenizer, scorer, registry.build(f"topk.{topk_name}"),
+                             selected_ratio=0.25)
+
+
+def train_on_flicker(seed: int, steps: int, train_scorer: bool, topk_name: str,
+                     workdir: str) -> dict:
+    """Trains tokenizer + scorer jointly (or with the scorer frozen) on flicker clips, on one
+    thread: the calibrated trajectory then does not depend on the thread count (float
+    reduction order), and a busy shared machine does not stall in thread spin-waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(seed, steps, train_scorer, topk_name, workdir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(seed: int, steps: int, train_scorer: bool, topk_name: str, workdir: str) -> dict:
+    return pretrain_tokenizer_loop(
+        None, seed, model=build_flicker_model(seed, topk_name), clips=FlickerSquare(),
+        train_scorer=train_scorer, batch_size=8, steps=steps, lr=2e-3, warmup_steps=0,
+        eval_every=steps, eval_clips=32, checkpoint_every=steps, resume=False, log_every=steps,
+        workdir=workdir)
 
 
 def main() -> None:

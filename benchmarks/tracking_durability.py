@@ -2,21 +2,59 @@
 with ``journal=True``.) For each write concern, starts a SecantusDB daemon, makes UPSERTS
 metric-style ``$push`` upserts, SIGKILLs the daemon at once, restarts it and counts what is left.
 
-    /work/main/.venv/bin/python benchmarks/tracking_durability.py [--trials 3] [--upserts 5]
+    .venv/bin/python benchmarks/tracking_durability.py [--trials 3] [--upserts 5]
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import signal
+import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pymongo
 
-import pymongo  # noqa: E402
+from lvmae.experiments.tracking import local_db
 
-from tests.tracking_support import Daemon  # noqa: E402
+
+class Daemon:
+    """``secantusd-py`` on 127.0.0.1 with data in ``folder``; keeps its port across restarts."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind((local_db.LOOPBACK, 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"mongodb://{local_db.LOOPBACK}:{self.port}/?directConnection=true"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Daemon:
+        self.process = subprocess.Popen(
+            [local_db.daemon_path(), "--host", local_db.LOOPBACK, "--port", str(self.port),
+             "--storage-path", str(self.folder), "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + local_db.START_TIMEOUT_S
+        while local_db.ping(self.url, timeout_ms=500) is not None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"secantusd-py did not start on port {self.port}")
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the outage a crash or a pulled cable would cause."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=local_db.STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=local_db.STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 def trial(journal: bool, upserts: int) -> tuple[int, float]:

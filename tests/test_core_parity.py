@@ -14,7 +14,6 @@ from lvmae.components.backbones.mae_decoder import MAEDecoder
 from lvmae.components.backbones.vit import VideoViT
 from lvmae.components.masking.decoder_all import AllMaskedDecoding
 from lvmae.components.masking.encoder_tube import TubeMasking
-from lvmae.components.masking.plan import MaskPlan
 from lvmae.components.models.hf_videomae import hf_build_kwargs, mae_from_hf, mae_to_hf
 from lvmae.components.models.mae import VideoMAE
 from lvmae.components.targets.pixels import PixelTarget

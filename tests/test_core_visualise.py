@@ -2,6 +2,8 @@
 decoder worked, the encoder row shows only kept tokens, and the PNG is written."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from lvmae.components.backbones.mae_decoder import MAEDecoder
@@ -29,4 +31,4 @@ def test_perfect_prediction_reconstructs_the_input(tmp_path):
     assert torch.equal(tokens["encoder keeps"][~hidden], tokens["input"][~hidden])
     assert (tokens["encoder keeps"][hidden] == _HIDDEN_GREY).all()
     path = save_grid(rows, 2, str(tmp_path / "grid.png"))
-    assert open(path, "rb").read(4) == b"\x89PNG"
+    assert Path(path).read_bytes()[:4] == b"\x89PNG"

@@ -2,8 +2,6 @@
 bad input fails before a run starts and names the culprit."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from lvmae.experiments.engine import gin_config

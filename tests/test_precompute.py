@@ -15,12 +15,12 @@ import torch
 from einops import rearrange
 
 from lvmae import registry
+from lvmae.components.data.loader import make_loader
 from lvmae.components.data.manifest import load_manifest
 from lvmae.components.data.reader import ClipStream
-from lvmae.components.data.loader import make_loader
 from lvmae.components.data.shards import to_video_tensor
-from lvmae.experiments.engine import gin_config
 from lvmae.experiments.commands.precompute import load_frozen_tokenizer, precompute_job, window_scores
+from lvmae.experiments.engine import gin_config
 from lvmae.experiments.engine.training import save_checkpoint
 
 registry.discover()

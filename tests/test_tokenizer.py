@@ -8,14 +8,18 @@ from torch import nn
 
 from lvmae import registry
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
+from lvmae.components.models.perceptual_loss import PerceptualLoss
+from lvmae.components.models.video_discriminator import (
+    VideoDiscriminator,
+    discriminator_gan_loss,
+    generator_gan_loss,
+    r1_penalty,
+)
+from lvmae.components.scorers.learned import LearnedScorer
 from lvmae.components.tokenizers.base import build_from_config
-from lvmae.components.models.video_discriminator import (VideoDiscriminator, discriminator_gan_loss,
-                                                 generator_gan_loss, r1_penalty)
 from lvmae.components.tokenizers.fsq import FSQ
 from lvmae.components.tokenizers.lfq import LFQ
 from lvmae.components.tokenizers.magvit import MagvitTokenizer, stage_strides
-from lvmae.components.models.perceptual_loss import PerceptualLoss
-from lvmae.components.scorers.learned import LearnedScorer
 from lvmae.components.topk.straight_through import StraightThroughTopK
 
 registry.discover()

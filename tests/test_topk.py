@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lvmae import registry
-from lvmae.components.scorers.learned import LearnedScorer
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
+from lvmae.components.scorers.learned import LearnedScorer
 from lvmae.components.tokenizers.fsq import FSQ
 from lvmae.components.tokenizers.magvit import MagvitTokenizer
 

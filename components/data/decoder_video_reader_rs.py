@@ -14,7 +14,7 @@ import glob
 import importlib.util
 import os
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 from lvmae.components.data.manifest import Manifest, load_manifest, save_manifest
 

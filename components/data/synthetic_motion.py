@@ -7,7 +7,7 @@ to check that pre-training and fine-tuning run and learn.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -7,7 +7,7 @@ Training drops tokens with random-tube masking (PAPER.md §3.3: 20% at 128 frame
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ def head_classes(num_classes: int | Mapping[str, int]) -> dict[str, int]:
     elif isinstance(num_classes, Mapping):
         heads = {str(k): v for k, v in num_classes.items()}
     else:
-        raise ValueError(f"model.classifier.num_classes must be an int or a mapping "
+        raise TypeError(f"model.classifier.num_classes must be an int or a mapping "
                          f"head → classes, got {num_classes!r}")
     if not heads or any(not isinstance(v, int) or v < 1 for v in heads.values()):
         raise ValueError(f"model.classifier.num_classes needs ≥ 1 class per head, got {heads}")

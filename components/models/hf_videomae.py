@@ -141,7 +141,7 @@ def mae_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_hf_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """Reads a ``pytorch_model.bin`` (weights only) or ``model.safetensors`` file."""
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file   # optional: comes with transformers
+        from safetensors.torch import load_file  # optional: comes with transformers
         return load_file(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("model", state) if isinstance(state, dict) else state

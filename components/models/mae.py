@@ -4,7 +4,8 @@ Axis legend: b batch, C channels, T frames, H/W pixels, n tokens, k kept, q targ
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import nn

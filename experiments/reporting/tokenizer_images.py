@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import torch  # noqa: E402
+matplotlib.use("Agg")  # before pyplot is imported
+import matplotlib.pyplot as plt
+import torch
 
 _CLIPS_SHOWN = 2
 _FRAMES_SHOWN = 4
