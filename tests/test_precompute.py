@@ -17,6 +17,7 @@ from einops import rearrange
 from lvmae import registry
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.manifest import load_manifest
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.data.reader import ClipStream
 from lvmae.components.data.shards import to_video_tensor
 from lvmae.experiments.commands.precompute import load_frozen_tokenizer, precompute_job, window_scores
@@ -26,6 +27,7 @@ from lvmae.experiments.engine.training import save_checkpoint
 registry.discover()
 CLIP_FRAMES = 32          # two 16-frame tokenizer windows per clip
 TINY_TOKENIZER = "gin/tokenizers/fsq_magvit_tiny.gin"
+PIPELINE = DataPipeline(clip_frames=CLIP_FRAMES, size=32, workers=0)     # the 32² clips as stored
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +52,7 @@ def setup(tmp_path_factory):
     manifest = source.prepare()
     before = _digests(Path(manifest.root))
     out_dir = str(root / "pre")
-    result = precompute_job(checkpoint=checkpoint, dataset=source, out_dir=out_dir, progress=False)
+    result = precompute_job(pipeline=PIPELINE, checkpoint=checkpoint, dataset=source, out_dir=out_dir, progress=False)
     return {"root": root, "checkpoint": checkpoint, "source": source, "manifest": manifest,
             "before": before, "out_dir": out_dir, "result": result}
 
@@ -89,20 +91,20 @@ def test_fields_equal_the_frozen_tokenizer_window_by_window(setup):
 
 
 def test_rerun_resumes_but_refuses_other_settings_or_the_source_folder(setup):
-    again = precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"],
+    again = precompute_job(pipeline=PIPELINE, checkpoint=setup["checkpoint"], dataset=setup["source"],
                            out_dir=setup["out_dir"], progress=False)
     assert again["clips"] == 0                                  # every shard already there
     with pytest.raises(ValueError, match="out_dir.*holds fields computed with"):
-        precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"], out_dir=setup["out_dir"],
+        precompute_job(pipeline=PIPELINE, checkpoint=setup["checkpoint"], dataset=setup["source"], out_dir=setup["out_dir"],
                        first_frame="max", progress=False)
     with pytest.raises(ValueError, match="source dataset's folder"):
-        precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"],
+        precompute_job(pipeline=PIPELINE, checkpoint=setup["checkpoint"], dataset=setup["source"],
                        out_dir=setup["manifest"].root, progress=False)
     with pytest.raises(ValueError, match="view_frames must be a positive multiple"):
-        precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"],
+        precompute_job(pipeline=PIPELINE, checkpoint=setup["checkpoint"], dataset=setup["source"],
                        out_dir=str(setup["root"] / "other"), view_frames=24, progress=False)
     with pytest.raises(FileNotFoundError, match="pretrain_tokenizer"):
-        precompute_job(checkpoint=str(setup["root"] / "missing.pt"), dataset=setup["source"],
+        precompute_job(pipeline=PIPELINE, checkpoint=str(setup["root"] / "missing.pt"), dataset=setup["source"],
                        out_dir=str(setup["root"] / "other"), progress=False)
     assert json.loads((Path(setup["out_dir"]) / "precompute.json").read_text())["first_frame"] == "next"
 
@@ -116,7 +118,7 @@ def test_a_retrained_checkpoint_at_the_same_path_and_step_is_refused(setup, tmp_
         os.replace(setup["checkpoint"], str(other))
         os.replace(setup["checkpoint"] + ".retrained", setup["checkpoint"])
         with pytest.raises(ValueError, match="weights_sha256"):
-            precompute_job(checkpoint=setup["checkpoint"], dataset=setup["source"], out_dir=setup["out_dir"],
+            precompute_job(pipeline=PIPELINE, checkpoint=setup["checkpoint"], dataset=setup["source"], out_dir=setup["out_dir"],
                            progress=False)
     finally:
         os.replace(str(other), setup["checkpoint"])
@@ -151,7 +153,7 @@ def assert_adaptive_plan_follows_scores(model, batch: dict) -> None:
 
 def _precomputed_batch(setup, size: int = 3) -> dict:
     written = load_manifest(setup["result"]["manifest"])
-    return next(iter(make_loader(ClipStream.from_manifest(written, "train", train=False), size)))
+    return next(iter(PIPELINE.loader(written, "train", mode="eval", batch_size=size)))
 
 
 def test_adaptive_plan_is_topk_of_stored_scores_plus_random_masked_tokens(setup):
@@ -187,3 +189,29 @@ def test_live_scorer_fills_in_missing_scores_and_can_override_stored_ones():
         _tiny_mae(scorer=registry.build("scorer.motion", stride=(2, 8, 8)))
     with pytest.raises(ValueError, match="score_source"):
         _tiny_mae(score_source="flow")
+
+
+def test_short_and_corrupt_clips_are_left_out_counted_and_reported(setup, tmp_path):
+    """precompute never aborts on one bad clip: under short_policy='skip' a clip shorter than
+    the view and a truncated mp4 are left out, counted, and the manifest counts what is left."""
+    from lvmae.components.data.codec import encode_mp4
+    from lvmae.components.data.manifest import Manifest, Split, save_manifest
+    from lvmae.components.data.schema import make_sample
+    from lvmae.components.data.shards import write_shards
+    from video_fixtures import moving_clip
+
+    def generate():
+        for i, frames in enumerate((40, 12, 32, 36)):
+            data = encode_mp4(moving_clip(frames, 32, 48, seed=i), 25.0, gop=8)
+            yield make_sample(f"c{i}", data[: len(data) // 3] if i == 3 else data, {"label": i % 2}, 25.0,
+                              frames, (32, 48))
+    write_shards(generate(), str(tmp_path / "src"), "train", 2)
+    save_manifest(Manifest(name="mixed", splits={"train": Split("train-{000000..000001}.tar", 4)},
+                           heads={"label": ["a", "b"]}, codec="mp4"), tmp_path / "src" / "manifest.yaml")
+    source = registry.build("dataset.manifest", path=str(tmp_path / "src" / "manifest.yaml"))
+    skipping = DataPipeline(clip_frames=CLIP_FRAMES, size=32, short_policy="skip", workers=0)
+    result = precompute_job(pipeline=skipping, checkpoint=setup["checkpoint"], dataset=source,
+                            out_dir=str(tmp_path / "out"), progress=False)
+    assert result["skipped"] == {"corrupt": 1, "short": 1} and result["samples"] == {"train": 2}
+    batch = next(iter(skipping.loader(result["manifest"], "train", mode="train", batch_size=2)))
+    assert sorted(batch["key"]) == ["c0", "c2"] and batch["scores"].shape == (2, 16, 8, 8)

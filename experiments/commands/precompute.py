@@ -1,11 +1,18 @@
 """``python run.py precompute``: the frozen adaptive tokenizer + scorer over every clip, once.
 
 Runs a ``pretrain_tokenizer`` checkpoint window by window (``window_frames`` = 16 frames,
-stride 16, concatenated along time) over one fixed *view* of every clip of a dataset's splits
-and writes ``latents`` (float16 by default), ``indices`` and ``scores`` beside each clip into
-new shards (``components/data/fields.py:add_fields``), with a new manifest declaring the view
-and the fields. MAE pre-training then reads them as ``batch["latents"|"indices"|"scores"]``
-(targets ``tokenizer_latents``/``token_ids``, decoder masking ``adaptive``).
+stride 16, concatenated along time) over one fixed *view* of every clip of a dataset's splits —
+the data pipeline's evaluation view (``data_pipeline``: centred window of ``view_frames``
+under its short-clip policy, short side resized, centred square; docs/data.md §4) — and writes
+``latents`` (float16 by default), ``indices`` and ``scores`` beside each clip into new shards
+(``components/data/fields.py:add_fields``), each sample's json recording its view, with a new
+manifest declaring the fields. MAE pre-training then reads them as
+``batch["latents"|"indices"|"scores"]`` (targets ``tokenizer_latents``/``token_ids``, decoder
+masking ``adaptive``), through the same pipeline, which decodes exactly that view.
+
+A clip that gives no view (corrupt, or shorter than the window under ``short_policy='skip'``)
+is left out, logged and counted; the counts go to the run (``info["data_skipped"]`` and the
+metrics ``data/skipped_<reason>``) and into the printed report — one bad clip never aborts.
 
 Axis legend: C channels, T/H/W pixels of the view, d latent width, t/h/w token grid.
 
@@ -22,6 +29,7 @@ another checkpoint or view into the same ``out_dir`` is refused instead of mixin
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -34,6 +42,7 @@ from tqdm import tqdm
 
 from lvmae.components.data.fields import add_fields
 from lvmae.components.data.manifest import View, load_manifest
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.data.shards import to_video_tensor
 from lvmae.components.scorers.base import FirstFrame, check_choice
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
@@ -83,15 +92,17 @@ class FieldComputer:
     """uint8 view frames (T, H, W, C) → {latents (d, t, h, w), indices (t, h, w), scores (t, h, w)}."""
 
     def __init__(self, model: AdaptiveTokenizer, latent_dtype: LatentDtype, progress: tqdm | None,
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"), mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None):
         self.model, self.progress, self.device = model.to(device), progress, device
+        self.norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.clips = 0
         self.latent_dtype = _LATENT_DTYPES[latent_dtype]
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        # Normalised exactly as the reader does; float32 throughout (FSQ rounds in float32).
-        video = to_video_tensor(frames)[None].to(self.device)
+        # Normalised exactly as the pipeline does; float32 throughout (FSQ rounds in float32).
+        video = to_video_tensor(frames, **self.norm)[None].to(self.device)
         latents, indices = self.model.tokenizer.encode_windows(video)
         fields = {"latents": latents[0].float().cpu().numpy().astype(self.latent_dtype),
                   "indices": indices[0].cpu().numpy().astype(_INDEX_DTYPE)}
@@ -128,8 +139,8 @@ def _check_out_dir(out_dir: str, source_root: str, provenance: dict) -> None:
 
 @gin_applies
 def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir: str = gin.REQUIRED,
-                   splits: tuple[str, ...] | None = None, view_frames: int = 0, view_stride: int = 1,
-                   view_start: int = 0, first_frame: FirstFrame = "next",
+                   splits: tuple[str, ...] | None = None, view_frames: int = 0,
+                   pipeline: DataPipeline | None = None, first_frame: FirstFrame = "next",
                    latent_dtype: LatentDtype = "float16", threads: int = 0, device: str = "auto",
                    progress: bool = True) -> dict:
     """Writes the fields of ``dataset`` (any ``dataset.*``) into ``out_dir``; returns the new
@@ -138,10 +149,10 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
     Args:
       checkpoint: a ``pretrain_tokenizer`` checkpoint (``<workdir>/tokenizer/last.pt``).
       splits: the splits to process (default: all of the manifest's).
-      view_frames, view_stride, view_start: the fixed view (stored frames
-        ``start + k·stride``, k < frames, at the stored size, uncropped). ``view_frames=0``:
-        the manifest's ``clip_frames`` (fixed-length sets). Must be a multiple of the
-        tokenizer's ``window_frames``.
+      view_frames: frames of the fixed view (0: ``data_pipeline.clip_frames``); a multiple of
+        the tokenizer's ``window_frames``.
+      pipeline: the data pipeline whose evaluation view is precomputed (default: the gin-bound
+        ``data_pipeline``); its stride/fps, short-clip policy, size, resize, mean and std apply.
       first_frame: score of each window's first latent frame (see the module docstring).
       latent_dtype: storage of the latents (FSQ codes are multiples of 1/(L//2), which float16
         keeps exactly for the levels used here).
@@ -156,39 +167,50 @@ def precompute_job(checkpoint: str = gin.REQUIRED, dataset=gin.REQUIRED, out_dir
     if model.scorer is not None:
         model.scorer.first_frame = first_frame
     manifest = dataset.prepare()
-    frames = view_frames or manifest.clip_frames
+    pipeline = copy.copy(pipeline if pipeline is not None else DataPipeline())
+    frames = view_frames or pipeline.clip_frames
     window = model.tokenizer.window_frames
     if frames <= 0 or frames % window:
         raise ValueError(f"precompute_job.view_frames must be a positive multiple of the tokenizer's "
-                         f"window_frames={window}, got {frames} (manifest clip_frames="
-                         f"{manifest.clip_frames})")
-    view = View(frames=frames, stride=view_stride, start=view_start)
+                         f"window_frames={window}, got {frames} (data_pipeline.clip_frames="
+                         f"{pipeline.clip_frames})")
+    pipeline.clip_frames = frames
+    view = View(frames=frames, stride=pipeline.stride)
     chosen = list(splits) if splits else list(manifest.splits)
     unknown = [split for split in chosen if split not in manifest.splits]
     if unknown:
         raise KeyError(f"precompute_job.splits {unknown} not in the manifest (splits: {list(manifest.splits)})")
     provenance = {"checkpoint": os.path.abspath(checkpoint), "step": int(state.get("step", 0)),
                   "weights_sha256": weights_digest(state["model"]),
-                  "source": os.path.abspath(manifest.root), "view": [frames, view_stride, view_start],
+                  "source": os.path.abspath(manifest.root),
+                  "view": {"frames": frames, "stride": pipeline.stride, "fps": pipeline.fps,
+                           "short_policy": pipeline.short_policy, "size": pipeline.size,
+                           "resize": pipeline.resize, "mean": list(pipeline.mean), "std": list(pipeline.std)},
                   "first_frame": first_frame, "latent_dtype": latent_dtype}
     _check_out_dir(out_dir, manifest.root, provenance)
     source = getattr(dataset, "path", None) or os.path.join(manifest.root, "manifest.yaml")
     total = sum(manifest.splits[split].samples for split in chosen)
     with tqdm(total=total, desc="precompute", unit="clip", disable=not progress) as bar:
-        computer = FieldComputer(model, latent_dtype, bar, _device(device))
-        path = add_fields(source, out_dir, view, computer, splits=chosen, progress=False)
-    written = load_manifest(path)
-    return {"manifest": path, "grid": list(written.view.grid), "fields": list(written.fields),
-            "clips": computer.clips}
+        computer = FieldComputer(model, latent_dtype, bar, _device(device), pipeline.mean, pipeline.std)
+        result = add_fields(source, out_dir, view, computer, splits=chosen, progress=False, pipeline=pipeline)
+    written = load_manifest(result.manifest)
+    return {"manifest": result.manifest, "grid": list(written.view.grid), "fields": list(written.fields),
+            "clips": computer.clips, "skipped": result.skipped,
+            "samples": {split: written.splits[split].samples for split in chosen}}
 
 
 @ex.command
 def precompute(_run):
     """Writes frozen-tokenizer latents/indices and scorer scores beside every clip (new shards)."""
     result = precompute_job()
-    _run.info.update({"manifest": result["manifest"], "grid": result["grid"]})
+    _run.info.update({"manifest": result["manifest"], "grid": result["grid"], "data_skipped": result["skipped"]})
+    for reason, count in result["skipped"].items():
+        _run.log_scalar(f"data/skipped_{reason}", count, 0)
     attach_operative_config(_run)
     print(f"precomputed {result['fields']} on grid {result['grid']} for {result['clips']} clips "
           f"(clips already done in an earlier run are skipped)")
+    left_out = sum(result["skipped"].values())
+    print(f"left out {left_out} clip(s) that gave no view: {result['skipped']}" if left_out
+          else "left out no clip")
     print(f"manifest: {result['manifest']}")
     return result

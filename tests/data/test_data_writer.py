@@ -168,7 +168,7 @@ def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_
         return {"scores": cells.astype(np.float32), "indices": np.arange(48).reshape(2, 4, 6)}
 
     path = add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"),
-                      View(frames=4, stride=3, start=2), compute, progress=False)
+                      View(frames=4, stride=3, start=2), compute, progress=False).manifest
     assert seen == [(4, 32, 48, 3)] * 2
     manifest = load_manifest(path)
     assert manifest.fields == ["indices", "scores"] and manifest.view.grid == [2, 4, 6]
@@ -176,7 +176,7 @@ def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_
     batch = next(iter(make_loader(ClipStream.from_manifest(manifest, "train", train=True, out_size=16), 2)))
     assert batch["video"].shape == (2, 3, 4, 16, 16) and batch["indices"].shape == (2, 2, 4, 6)
     assert add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"),
-                      View(frames=4, stride=3, start=2), compute, progress=False) == path
+                      View(frames=4, stride=3, start=2), compute, progress=False).manifest == path
     assert len(seen) == 2                                   # rerun: finished shards are kept
 
 
