@@ -1,18 +1,23 @@
 #!/usr/bin/env python
 """lvmae's command line (``python run.py`` or the ``lvmae`` console script): ``COMMAND [-g FILE]... [-b BINDING]... [with ...]``.
 
-Short options, repeatable and translated to Sacred config before Sacred parses the line:
+``python run.py --help`` lists every command with one line. Short options, repeatable and
+translated to Sacred config before Sacred parses the line:
   -g FILE,    --gin FILE        add a gin file        (config entry gin_files)
   -b BINDING, --bind BINDING    add a gin binding     (config entry gin_bindings)
   --tag TAG                     tag the run (repeatable; Sacred's --tags=a,b also works)
-  --resume-run ID               write into the existing MongoDB run ID (resume)
+  --resume-run ID               write into the existing run ID (resume)
 Sacred's own heartbeat option stays available as ``--beat-interval``.
+Before Sacred records a run, the configuration goes through preflight
+(``experiments/engine/preflight.py``): a bad binding, macro, path or component prints one
+paragraph and exits with status 2, leaving no run behind.
 Tracking tools with their own options (not Sacred runs; ``--help`` on each):
   python run.py db [start|stop|status|replay FILE]   the local SecantusDB server
   python run.py board                               Omniboard on 127.0.0.1
   python run.py report --tag T --by BINDING          final metrics over seeds
+  python run.py sweep --grid BINDING=[...] --seeds N  one run per grid point and seed
 Everything else is Sacred's command line, e.g.
-  python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain.steps=20'
+  python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20'
   python run.py print_config with gin_files='["gin/experiments/tiny_cpu.gin"]'
 """
 from __future__ import annotations
@@ -29,7 +34,32 @@ _SHORT = {"-g": "gin_files", "--gin": "gin_files", "-b": "gin_bindings", "--bind
 _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs", "help", None}
 # Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
-          "report": "lvmae.experiments.reporting.report"}
+          "report": "lvmae.experiments.reporting.report", "sweep": "lvmae.experiments.commands.sweep"}
+_TOOL_SUMMARIES = {
+    "db": "the local SecantusDB server: start | stop | status | replay FILE",
+    "board": "Omniboard on 127.0.0.1 (--port)",
+    "report": "final metrics of runs by --tag / --by BINDING, mean ± std over seeds",
+    "sweep": "a grid or list of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
+}
+_SACRED_COMMANDS = {
+    "print_config": "prints the run's configuration (gin files, bindings, resolved gin)",
+    "print_dependencies": "prints the source files and packages Sacred records",
+    "save_config": "writes the configuration to a file",
+    "print_named_configs": "lists Sacred named configs",
+}
+_OPTIONS = (
+    ("-g FILE, --gin FILE", "add a gin file (repeatable; config entry gin_files)"),
+    ("-b BINDING, --bind BINDING", "add a gin binding, e.g. -b 'pretrain_loop.steps=20' (repeatable)"),
+    ("--tag TAG", "tag the run (repeatable; Sacred's --tags=a,b also works)"),
+    ("--resume-run ID", "write into the existing run ID"),
+    ("-u, --unobserved", "do not record the run"),
+    ("-d, --debug", "full tracebacks (a preflight error prints one paragraph otherwise)"),
+    ("-h, --help", "this list"),
+)
+# Commands that need no gin (their module alone is imported).
+_GINLESS = {"list"}
+_DEBUG_FLAGS = {"-d", "--debug"}
+PREFLIGHT_STATUS = 2
 
 
 def _as_list(text: str) -> list:
@@ -118,17 +148,74 @@ def _tool(name: str):
     return importlib.import_module(_TOOLS[name])
 
 
+def help_text() -> str:
+    """``run.py --help``: every command with one line, the tools and the options."""
+    from lvmae.experiments.commands import command_index
+    rows = [(name, info.summary) for name, info in sorted(command_index().items())]
+    rows += [(name, summary) for name, summary in _SACRED_COMMANDS.items()]
+    tools = [(name, summary) for name, summary in _TOOL_SUMMARIES.items()]
+    width = max(len(name) for name, _ in rows + tools) + 2
+    lines = ["usage: python run.py COMMAND [-g FILE]... [-b BINDING]... [--tag TAG]... [with KEY=VALUE ...]",
+             "", "Commands (Sacred runs, recorded unless -u):"]
+    lines += [f"  {name:<{width}}{summary}" for name, summary in rows]
+    lines += ["", "Tracking tools (their own options: python run.py TOOL --help):"]
+    lines += [f"  {name:<{width}}{summary}" for name, summary in tools]
+    lines += ["", "Options:"]
+    lines += [f"  {flags:<{width + 10}}{summary}" for flags, summary in _OPTIONS]
+    lines += ["", "Examples:",
+              "  python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20' --tag smoke",
+              "  python run.py print_config -g gin/experiments/tiny_cpu.gin",
+              "  python run.py report --tag smoke"]
+    return "\n".join(lines)
+
+
+def _sacred_config(argv: list[str]) -> tuple[list[str], list[str]]:
+    """gin_files and gin_bindings of a translated command line's ``with`` part."""
+    from sacred.arg_parser import get_config_updates
+    if "with" not in argv:
+        return [], []
+    updates, _ = get_config_updates(argv[argv.index("with") + 1:])
+    listed = lambda value: [value] if isinstance(value, str) else list(value or [])  # noqa: E731
+    return listed(updates.get("gin_files")), listed(updates.get("gin_bindings"))
+
+
+def run_preflight(command: str, argv: list[str]) -> None:
+    """Checks the configuration before Sacred records a run; on a problem prints one paragraph
+    and exits with status 2 (the traceback only with -d/--debug)."""
+    from lvmae.experiments.commands import command_index
+    from lvmae.experiments.engine.gin_config import GinConfigError
+    from lvmae.experiments.engine.preflight import PreflightError, preflight
+    files, bindings = _sacred_config(argv)
+    try:
+        preflight(command, files, bindings, module=command_index()[command].module)
+    except (PreflightError, GinConfigError) as error:
+        if _DEBUG_FLAGS.intersection(argv):
+            raise
+        print(f"run.py {command}: {error}\nNothing was recorded (-d/--debug shows the traceback).",
+              file=sys.stderr)
+        raise SystemExit(PREFLIGHT_STATUS) from None
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1 and argv[1] in _TOOLS:
         raise SystemExit(_tool(argv[1]).main(argv[2:]))
-    from lvmae.experiments.commands import ex
-    from lvmae.experiments.tracking.observers import default_observer
+    if len(argv) == 1 or argv[1] in ("-h", "--help", "help"):
+        print(help_text())
+        return
+    from lvmae.experiments import commands
 
     argv, _, resume_run = pop_tracking_options(translate_argv(argv))
     command = next((a for a in argv[1:] if not a.startswith("-")), None)
     asks_help = any(a in ("-h", "--help") for a in argv[1:])
+    # Only `list` runs without gin: every other command parses gin files, which bind the
+    # configurables of all commands, so all command modules are registered.
+    ex = commands.load(command) if command in _GINLESS else commands.load_all()
+    from lvmae.experiments.tracking.observers import default_observer
+
     # Under torchrun only rank 0 records the run (one run, one set of metrics).
     is_main_process = int(os.environ.get("RANK", "0")) == 0
+    if command in commands.command_index() and command not in _GINLESS and not asks_help:
+        run_preflight(command, argv)
     if (command not in _UNOBSERVED and not asks_help and "-u" not in argv
             and "--unobserved" not in argv and is_main_process):
         ex.observers.append(default_observer(resume_run=resume_run))

@@ -3,6 +3,7 @@ bindings into a nested plain dict (gin selectors contain dots, which MongoDB key
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util  # noqa: F401  (gin's `include` handling uses importlib.util unimported)
 import os
 import re
@@ -70,9 +71,16 @@ def resolve_gin_file(path: str) -> str:
                          f"{os.getcwd()!r} and in lvmae's own {GIN_ROOT!r})")
 
 
+def _register_experiment_functions() -> None:
+    """Imports the command modules, whose gin functions (``pretrain_loop``, ``finetune_loop``,
+    ...) every experiment gin file binds. By name: commands import the engine, not back."""
+    importlib.import_module("lvmae.experiments.commands").load_all()
+
+
 def parse(gin_files: list[str], gin_bindings: list[str]) -> None:
     """Clears gin and applies ``gin_files`` then ``gin_bindings``; raises GinConfigError."""
     registry.discover()
+    _register_experiment_functions()
     gin.clear_config()
     if GIN_ROOT not in gin_config._LOCATION_PREFIXES:  # pylint: disable=protected-access
         gin.add_config_file_search_path(GIN_ROOT)

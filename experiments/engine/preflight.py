@@ -1,0 +1,337 @@
+"""Preflight: everything a run's configuration can be checked for *before* the run is recorded.
+
+``run.py`` calls :func:`preflight` after parsing its command line and before Sacred creates
+the run, so a bad configuration leaves no run behind (no FAILED entry in the database, no
+folder in the file store) and is reported in one short paragraph. In order:
+
+1. gin files and bindings parse (``gin_config.parse``: unknown names get suggestions);
+2. every macro the command uses is set: an undefined ``%NAME`` or one declared
+   ``NAME = %gin.REQUIRED`` names itself and how to set it;
+3. every binding's value matches its parameter's annotation (``int``, ``float``, ``bool``,
+   ``str``, ``Literal[...]``, ``X | None``, ``tuple[...]``/``list[...]``, classes) and range —
+   a :class:`Range` in ``Annotated[int, Range(1)]``, else the conventions of
+   :data:`COUNT_RANGES` (``steps`` ≥ 1, ``*_every`` ≥ 0, ...);
+4. input paths the command reads (:data:`INPUT_PATH_PARAMETERS`: manifests, checkpoints,
+   annotation files) exist;
+5. every configured object the command's entry point is given (``pretrain_loop.model =
+   @model.mae()``, ``%DATASET``...) is built — so a component's own validation runs — and
+   each built model goes through the plugin kit's ``preflight_components``.
+
+Only what the command reaches is checked for paths and built: the entry point
+(``<command>_loop`` / ``<command>_job``, or the gin functions of the command's module) and
+the references reachable from its bindings. Types are checked for every binding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import types
+import typing
+from typing import Any, Callable
+
+import gin.config as gin_lib
+
+from lvmae.experiments.engine import gin_config
+
+EXPERIMENT_MODULE = "experiments"
+# Parameters that name a file or folder the run reads (it must exist before the run starts).
+INPUT_PATH_PARAMETERS = frozenset({"manifest", "manifest_path", "checkpoint", "pretrained", "init_from",
+                                   "video_root", "annotations", "labels_path"})
+# (configurable, parameter) pairs whose parameter name alone does not say it is an input path.
+INPUT_PATH_BINDINGS = frozenset({("dataset.manifest", "path")})
+ENTRY_SUFFIXES = ("_loop", "_job")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Annotation metadata: ``Annotated[int, Range(1)]`` accepts values ≥ 1 (``low``) and
+    ≤ ``high`` when given."""
+    low: float | None = None
+    high: float | None = None
+
+    def admits(self, value) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"≥ {self.low}"
+        if self.low is None:
+            return f"≤ {self.high}"
+        return f"in [{self.low}, {self.high}]"
+
+
+# The framework's conventions for numeric parameters that carry no Range of their own.
+COUNT_RANGES: dict[str, Range] = {
+    "steps": Range(1), "batch_size": Range(1), "accum_steps": Range(1), "epochs": Range(1),
+    "warmup_steps": Range(0), "num_workers": Range(0), "workers": Range(0), "lr": Range(0),
+    "weight_decay": Range(0), "clip_grad": Range(0),
+}
+EVERY_SUFFIX = "_every"     # log_every, checkpoint_every, ...: 0 (never) or more
+
+
+class PreflightError(ValueError):
+    """The configuration cannot run; the message names the binding, macro, path or component."""
+
+
+def _display(selector: str) -> str:
+    prefix = EXPERIMENT_MODULE + "."
+    return selector[len(prefix):] if selector.startswith(prefix) else selector
+
+
+def _binding_name(scope: str, selector: str, param: str) -> str:
+    return f"{scope + '/' if scope else ''}{_display(selector)}.{param}"
+
+
+# --- macros -------------------------------------------------------------------------------------
+def _is_macro(value) -> bool:
+    return isinstance(value, gin_lib.ConfigurableReference) and value.configurable.wrapped is gin_lib.macro
+
+
+def _is_required_constant(value) -> bool:
+    return (isinstance(value, gin_lib.ConfigurableReference)
+            and value.configurable.wrapped is gin_lib._retrieve_constant  # pylint: disable=protected-access
+            and "/".join(value.scopes) == "gin.REQUIRED")
+
+
+def _macro_value(reference, used_by: str):
+    """The value bound to macro ``%NAME`` (following macro chains); raises when it is unset."""
+    seen = []
+    while _is_macro(reference):
+        name = "/".join(reference.scopes)
+        if name in seen:
+            raise PreflightError(f"macro %{name} refers to itself ({' → '.join(seen + [name])})")
+        seen.append(name)
+        bound = gin_lib._CONFIG.get((name, "gin.macro"), {})  # pylint: disable=protected-access
+        if "value" not in bound:
+            raise PreflightError(f"macro %{name} (used by {used_by}) is never set: add it to a gin file "
+                                 f"or pass -b \"{name}=VALUE\"")
+        reference = bound["value"]
+        if _is_required_constant(reference):
+            raise PreflightError(f"macro %{name} (used by {used_by}) is required: set it with "
+                                 f"-b \"{name}=VALUE\" (the gin file declares it {name} = %gin.REQUIRED)")
+    return reference
+
+
+def _resolve(value, used_by: str):
+    """``value`` with macros replaced by their values, inside lists/tuples/dicts too."""
+    if _is_macro(value):
+        return _resolve(_macro_value(value, used_by), used_by)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, used_by) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, used_by) for k, v in value.items()}
+    return value
+
+
+# --- types and ranges ---------------------------------------------------------------------------
+def _hints(function: Callable) -> dict[str, Any]:
+    target = function.__init__ if isinstance(function, type) else function
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # an annotation gin cannot resolve (forward reference): keep the plain ones
+        annotations = getattr(target, "__annotations__", {})
+        return {name: hint for name, hint in annotations.items() if not isinstance(hint, str)}
+
+
+def _type_name(annotation) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def matches(value, annotation) -> bool:
+    """Whether a resolved gin value fits ``annotation`` (unknown annotations match)."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if isinstance(value, gin_lib.ConfigurableReference):
+        return True        # an object or factory: checked when it is built
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return matches(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (tuple, list, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args))
+        return not args or all(matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation in (tuple, list):
+        return isinstance(value, (list, tuple))
+    if isinstance(annotation, type):
+        return isinstance(value, annotation) or callable(value)
+    return True
+
+
+def _range_of(param: str, annotation) -> Range | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        found = [a for a in typing.get_args(annotation)[1:] if isinstance(a, Range)]
+        if found:
+            return found[0]
+    if param in COUNT_RANGES:
+        return COUNT_RANGES[param]
+    if param.endswith(EVERY_SUFFIX):
+        return Range(0)
+    return None
+
+
+def check_binding(scope: str, selector: str, param: str, value, hints: dict[str, Any]) -> None:
+    name = _binding_name(scope, selector, param)
+    value = _resolve(value, name)
+    annotation = hints.get(param, inspect.Parameter.empty)
+    if not matches(value, annotation):
+        raise PreflightError(f"{name} = {value!r}: expected {_type_name(annotation)} (the parameter's "
+                             f"annotation), got {type(value).__name__}")
+    bounds = _range_of(param, annotation)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if bounds is not None and numeric and not bounds.admits(value):
+        raise PreflightError(f"{name} = {value!r}: must be {bounds}")
+
+
+def check_types() -> None:
+    """Every binding against its parameter's annotation and range."""
+    for (scope, selector), params in list(gin_lib._CONFIG.items()):  # pylint: disable=protected-access
+        if selector == "gin.macro":
+            continue
+        configurable = gin_lib._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+        if configurable is None:
+            continue
+        hints = _hints(configurable.wrapped)
+        for param, value in params.items():
+            check_binding(scope, selector, param, value, hints)
+
+
+# --- what the command reaches -------------------------------------------------------------------
+def entry_points(command: str, module: str | None = None) -> list[str]:
+    """The gin selectors of ``command``'s entry point: ``experiments.<command>_loop`` or
+    ``_job`` when one exists, else the gin functions defined in ``module``."""
+    registry = gin_lib._REGISTRY  # pylint: disable=protected-access
+    for suffix in ENTRY_SUFFIXES:
+        selector = f"{EXPERIMENT_MODULE}.{command}{suffix}"
+        if registry.get_match(selector) is not None:
+            return [selector]
+    if module is None:
+        return []
+    return [selector for selector, configurable in registry.items()
+            if getattr(configurable.wrapped, "__module__", None) == module]
+
+
+def _references(value):
+    if isinstance(value, gin_lib.ConfigurableReference):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
+
+
+def reachable(roots: list[str]) -> list[tuple[str, str]]:
+    """(scope, selector) of the roots and every configurable their bindings refer to."""
+    config = gin_lib._CONFIG  # pylint: disable=protected-access
+    seen: list[tuple[str, str]] = []
+    todo = [("", root) for root in roots]
+    while todo:
+        key = todo.pop()
+        if key in seen:
+            continue
+        seen.append(key)
+        for param, value in config.get(key, {}).items():
+            for reference in _references(value):
+                if _is_macro(reference):
+                    name = "/".join(reference.scopes)
+                    todo.append((name, "gin.macro"))
+                    continue
+                todo.append(("/".join(reference.scopes), reference.configurable.selector))
+    return seen
+
+
+def check_paths(keys: list[tuple[str, str]]) -> None:
+    config = gin_lib._CONFIG  # pylint: disable=protected-access
+    for scope, selector in keys:
+        for param, value in config.get((scope, selector), {}).items():
+            if param not in INPUT_PATH_PARAMETERS and (selector, param) not in INPUT_PATH_BINDINGS:
+                continue
+            name = _binding_name(scope, selector, param)
+            path = _resolve(value, name)
+            if isinstance(path, str) and path and not os.path.exists(path):
+                raise PreflightError(f"{name} = {path!r}: no such file or folder (looked from {os.getcwd()!r})")
+
+
+def check_macros(keys: list[tuple[str, str]]) -> None:
+    config = gin_lib._CONFIG  # pylint: disable=protected-access
+    for scope, selector in keys:
+        for param, value in config.get((scope, selector), {}).items():
+            _resolve(value, _binding_name(scope, selector, param))
+
+
+def _component_preflight() -> Callable | None:
+    """The plugin kit's ``preflight_components(obj)`` (components/kit.py) when it exists."""
+    try:
+        from lvmae.components.kit import preflight_components
+    except ImportError:
+        return None
+    return preflight_components
+
+
+def build_objects(roots: list[str]) -> dict[str, Any]:
+    """Builds every evaluated reference bound to a root's parameters (``@model.mae()``,
+    ``%DATASET``); a factory bound without ``()`` is left to the command. Returns
+    ``{binding: object}``."""
+    config = gin_lib._CONFIG  # pylint: disable=protected-access
+    built = {}
+    for root in roots:
+        for param, value in config.get(("", root), {}).items():
+            name = _binding_name("", root, param)
+            value = _resolve(value, name)
+            if not isinstance(value, gin_lib.ConfigurableReference) or not value.evaluate:
+                continue
+            try:
+                built[name] = value.scoped_configurable_fn()
+            except Exception as error:
+                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise PreflightError(f"building {name} = {value!r} failed: {type(error).__name__}: "
+                                     f"{message}") from error
+    return built
+
+
+def preflight(command: str, gin_files: list[str], gin_bindings: list[str], module: str | None = None,
+              build: bool = True) -> dict[str, Any]:
+    """Runs every check for ``command``; raises :class:`PreflightError` (or GinConfigError)
+    naming what is wrong. Returns the objects it built (``{binding: object}``)."""
+    gin_config.parse(list(gin_files), list(gin_bindings))
+    roots = entry_points(command, module)
+    keys = reachable(roots)
+    check_macros(keys)
+    check_types()
+    check_paths(keys)
+    if not build:
+        return {}
+    built = build_objects(roots)
+    kit_check = _component_preflight()
+    if kit_check is not None:
+        import torch
+        for name, obj in built.items():
+            if isinstance(obj, torch.nn.Module):
+                try:
+                    kit_check(obj)
+                except Exception as error:
+                    raise PreflightError(f"{name}: {error}") from error
+    return built
