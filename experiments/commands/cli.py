@@ -15,7 +15,6 @@ Tracking tools with their own options (not Sacred runs; ``--help`` on each):
   python run.py db [start|stop|status|replay FILE]   the local SecantusDB server
   python run.py board                               Omniboard on 127.0.0.1
   python run.py report --tag T --by BINDING          final metrics over seeds
-  python run.py sweep --grid BINDING=[...] --seeds N  one run per grid point and seed
 Everything else is Sacred's command line, e.g.
   python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20'
   python run.py print_config with gin_files='["gin/experiments/tiny_cpu.gin"]'
@@ -34,12 +33,11 @@ _SHORT = {"-g": "gin_files", "--gin": "gin_files", "-b": "gin_bindings", "--bind
 _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs", "help", None}
 # Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
-          "report": "lvmae.experiments.reporting.report", "sweep": "lvmae.experiments.commands.sweep"}
+          "report": "lvmae.experiments.reporting.report"}
 _TOOL_SUMMARIES = {
     "db": "the local SecantusDB server: start | stop | status | replay FILE",
     "board": "Omniboard on 127.0.0.1 (--port)",
     "report": "final metrics of runs by --tag / --by BINDING, mean ± std over seeds",
-    "sweep": "a grid or list of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
 }
 _SACRED_COMMANDS = {
     "print_config": "prints the run's configuration (gin files, bindings, resolved gin)",
