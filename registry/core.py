@@ -28,6 +28,16 @@ class RegistryError(LookupError):
     """A component name that is duplicated, unknown, or breaks its kind's contract."""
 
 
+class ContractError(ValueError):
+    """A built component broke its kind's contract (bad parameter, output or signature).
+
+    The message starts with the component's registered name and module (``describe``)."""
+
+    def __init__(self, component: Any, problem: str):
+        self.component = describe(component)
+        super().__init__(f"{self.component}: {problem}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     kind: str
@@ -55,6 +65,34 @@ class Entry:
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
+_BY_CLASS: dict[type, Entry] = {}     # registered classes → their entry (names in messages)
+
+
+def entry_of(component: Any) -> Entry | None:
+    """The entry a component (instance or class) was registered as; a subclass that never
+    registered reports its nearest registered base class. None when nothing matches."""
+    cls = component if isinstance(component, type) else type(component)
+    for klass in getattr(cls, "__mro__", (cls,)):
+        if klass in _BY_CLASS:
+            return _BY_CLASS[klass]
+    return None
+
+
+def describe(component: Any) -> str:
+    """``'masking.decoder.foo' (my_pkg.foo.Foo)`` — how errors name a component (an instance,
+    a class or a registered factory): its registered name and where it is defined."""
+    if inspect.isfunction(component):
+        entry = next((e for e in entries() if e.obj is component), None)
+        where = f"{component.__module__}.{component.__qualname__}"
+    else:
+        cls = component if isinstance(component, type) else type(component)
+        entry = entry_of(cls)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if entry is not None and entry.obj is not cls:
+            return f"{where} (a subclass of {entry.full_name!r})"
+    if entry is None:
+        return f"unregistered component {where}"
+    return f"{entry.full_name!r} ({where})"
 
 
 def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T], T]:
@@ -81,10 +119,13 @@ def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T],
         contract = _kinds.get_kind(kind).contract
         problem = contract(obj) if contract else None
         if problem:
-            raise RegistryError(f"{full_name!r} ({getattr(obj, '__qualname__', obj)}) {problem}")
+            raise RegistryError(f"{full_name!r} ({getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}) {problem}")
         module, _, short = full_name.rpartition(".")
         wrapped = gin.configurable(short, module=module, denylist=list(denylist))(obj)
-        _ENTRIES.setdefault(kind, {})[name] = Entry(kind, name, wrapped, getattr(obj, "__module__", "?"))
+        entry = Entry(kind, name, wrapped, getattr(obj, "__module__", "?"))
+        _ENTRIES.setdefault(kind, {})[name] = entry
+        if isinstance(wrapped, type):
+            _BY_CLASS[wrapped] = entry
         return wrapped
 
     return decorate
@@ -93,7 +134,9 @@ def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T],
 def unregister(full_name: str) -> None:
     """Removes a component from the registry and from gin (tests and plugin reloads)."""
     kind, name = _kinds.split_full_name(full_name)
-    _ENTRIES.get(kind, {}).pop(name, None)
+    entry = _ENTRIES.get(kind, {}).pop(name, None)
+    if entry is not None and isinstance(entry.obj, type):
+        _BY_CLASS.pop(entry.obj, None)
     if full_name in gin_config._REGISTRY:  # pylint: disable=protected-access
         gin_config._REGISTRY.pop(full_name)  # pylint: disable=protected-access
 

@@ -8,6 +8,7 @@ once, when the component registers — not when a run has already started.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable
 
 
@@ -49,15 +50,45 @@ def set_contract(name: str, contract: Callable[[object], str | None]) -> None:
     _KINDS[name] = dataclasses.replace(get_kind(name), contract=contract)
 
 
-def subclass_of(base: type) -> Callable[[object], str | None]:
-    """Contract: a class subclassing ``base``, or a callable factory (checked when built)."""
+def subclass_of(base: type, **methods: tuple[str, ...]) -> Callable[[object], str | None]:
+    """Contract: a class subclassing ``base`` that implements every abstract method and whose
+    ``methods`` accept the positional arguments the framework passes (``name=("grid", ...)``,
+    without ``self``), or a callable factory (its product is checked by the contract kit).
+
+    Checked when the component registers, i.e. when its module is imported or a gin file's
+    ``import`` line runs — before any run is created."""
 
     def check(obj: object) -> str | None:
-        if isinstance(obj, type):
-            return None if issubclass(obj, base) else f"must subclass {base.__module__}.{base.__qualname__}"
-        return None if callable(obj) else "must be a class or a callable factory"
+        if not isinstance(obj, type):
+            return None if callable(obj) else "must be a class or a callable factory"
+        if not issubclass(obj, base):
+            return f"must subclass {base.__module__}.{base.__qualname__}"
+        missing = sorted(getattr(obj, "__abstractmethods__", ()))
+        if missing:
+            return f"does not implement {', '.join(m + '()' for m in missing)} of {base.__qualname__}"
+        for name, arguments in methods.items():
+            problem = signature_problem(getattr(obj, name, None), arguments)
+            if problem:
+                return f"{name}() {problem}; {base.__qualname__}.{name} is called as {name}({', '.join(arguments)})"
+        return None
 
     return check
+
+
+def signature_problem(method: object, arguments: tuple[str, ...]) -> str | None:
+    """Why ``method`` (an unbound method) cannot be called with ``self`` and ``arguments``
+    positionally, or None when it can."""
+    if not callable(method):
+        return "is missing"
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        return None                            # a builtin: nothing to inspect
+    try:
+        signature.bind(None, *arguments)
+    except TypeError as error:
+        return f"has the signature {signature} ({error})"
+    return None
 
 
 def get_kind(name: str) -> Kind:

@@ -21,13 +21,16 @@ PLUGIN = textwrap.dedent('''
     @register("masking.decoder.{name}")
     class FirstTokens(DecoderMasking):
         """Reconstructs the first `count` encoder-masked tokens (a deterministic toy rule)."""
-        def __init__(self, count: int = 2):
-            self.count = count
+        def __init__(self, first: int = 2):
+            self.first = first
+
+        def count(self, grid, kept):
+            return min(self.first, grid.n - kept)
 
         def __call__(self, grid, enc_keep_idx, generator, scores=None):
             masked = torch.ones(enc_keep_idx.shape[0], grid.n, dtype=torch.bool)
             masked.scatter_(1, enc_keep_idx, False)
-            return torch.stack([row.nonzero()[: self.count, 0] for row in masked])
+            return torch.stack([row.nonzero()[: self.first, 0] for row in masked])
 ''')
 
 
@@ -49,7 +52,7 @@ def _uses_plugin(gin_file) -> None:
     gin_config.parse([str(gin_file)], [])
     strategy = pick()
     keep = torch.tensor([[0, 1], [1, 3]])
-    # count = 3 from the gin file: the first three tokens the encoder did not keep.
+    # first = 3 from the gin file: the first three tokens the encoder did not keep.
     assert strategy(TokenGrid(1, 2, 3), keep, torch.Generator()).tolist() == [[2, 3, 4], [0, 2, 4]]
 
 
@@ -59,7 +62,7 @@ def test_plugin_through_gin_import_line(plugin_dir):
     gin_file.write_text(textwrap.dedent("""
         import lvmae_test_plugin_a
         pick.strategy = @masking.decoder.first_tokens_a()
-        masking.decoder.first_tokens_a.count = 3
+        masking.decoder.first_tokens_a.first = 3
     """))
     with registry.temporary():
         _uses_plugin(gin_file)
@@ -77,7 +80,7 @@ def test_plugin_through_entry_point_group(plugin_dir):
     gin_file = plugin_dir / "use.gin"
     gin_file.write_text(textwrap.dedent("""
         pick.strategy = @masking.decoder.first_tokens_b()
-        masking.decoder.first_tokens_b.count = 3
+        masking.decoder.first_tokens_b.first = 3
     """))
     with registry.temporary():
         assert "lvmae_test_plugin_b" in registry.load_entry_points()

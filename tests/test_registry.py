@@ -17,6 +17,9 @@ def test_register_exposes_component_to_gin_under_the_same_name():
             def __init__(self, offset: int = 0):
                 self.offset = offset
 
+            def count(self, grid):
+                return len(range(self.offset, grid.n, 2))
+
             def __call__(self, grid, batch_size, generator):
                 return torch.arange(self.offset, grid.n, 2).expand(batch_size, -1)
 

@@ -42,6 +42,9 @@ class AdaptiveDecoderMasking(DecoderMasking):
         extra = min(int(self.random_ratio * grid.n + 0.5), masked - top)
         return top, extra
 
+    def count(self, grid: TokenGrid, kept: int) -> int:
+        return sum(self.counts(grid, kept))
+
     def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
                  scores: torch.Tensor | None = None) -> torch.Tensor:
         if scores is None:

@@ -15,6 +15,9 @@ class AllMaskedDecoding(DecoderMasking):
     This is the memory wall of PAPER.md Figure 1: at 128 frames the decoder attends over
     all 12,544 tokens."""
 
+    def count(self, grid: TokenGrid, kept: int) -> int:
+        return grid.n - kept
+
     def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
                  scores: torch.Tensor | None = None) -> torch.Tensor:
         batch_size, kept = enc_keep_idx.shape

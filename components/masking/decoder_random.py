@@ -20,11 +20,13 @@ class RandomDecoderMasking(DecoderMasking):
         count_from_ratio(budget, 1, "masking.decoder.random.budget")
         self.budget = float(budget)
 
+    def count(self, grid: TokenGrid, kept: int) -> int:
+        return min(count_from_ratio(self.budget, grid.n, "masking.decoder.random.budget"), grid.n - kept)
+
     def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
                  scores: torch.Tensor | None = None) -> torch.Tensor:
         batch_size, kept = enc_keep_idx.shape
-        targets = min(count_from_ratio(self.budget, grid.n, "masking.decoder.random.budget"),
-                      grid.n - kept)
+        targets = self.count(grid, kept)
         noise = torch.rand(batch_size, grid.n, generator=generator, device=generator.device)
         noise.scatter_(1, enc_keep_idx, float("inf"))      # kept tokens sort last
         return noise.argsort(dim=1)[:, :targets].sort(dim=1).values

@@ -21,6 +21,8 @@ class RunningCellDecoderMasking(DecoderMasking):
     loss covers only targets the encoder did not see (PAPER.md §2.3).
     """
 
+    decodes_kept_tokens = True
+
     def __init__(self, budget: float = 0.5):
         # VideoMAE V2's decoder mask ratio 0.5 hides half of each cell → budget 0.5.
         self.hidden = hidden_per_cell(1.0 - budget, "masking.decoder.running_cell.budget")
@@ -29,6 +31,9 @@ class RunningCellDecoderMasking(DecoderMasking):
     @functools.lru_cache(maxsize=8)
     def _table(self, grid: TokenGrid) -> torch.Tensor:
         return running_cell_indices(grid, self.hidden, select_hidden=False)
+
+    def count(self, grid: TokenGrid, kept: int) -> int:
+        return self._table(grid).shape[1]
 
     def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
                  scores: torch.Tensor | None = None) -> torch.Tensor:

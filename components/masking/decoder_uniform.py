@@ -22,6 +22,8 @@ class UniformFrameDecoding(DecoderMasking):
     ``loss_weight`` 0 (MaskPlan), so the loss covers only tokens the encoder did not see.
     """
 
+    decodes_kept_tokens = True
+
     def __init__(self, budget: float = 0.15, random_phase: bool = True):
         if not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
             raise ValueError(f"masking.decoder.uniform.budget must be a fraction in (0, 1], got {budget!r}")
@@ -29,9 +31,16 @@ class UniformFrameDecoding(DecoderMasking):
         self.stride = max(1, round(1.0 / self.budget))
         self.random_phase = bool(random_phase)
 
+    def frame_count(self, grid: TokenGrid) -> int:
+        """f: latent frames every clip decodes."""
+        return max(1, grid.t // self.stride)
+
+    def count(self, grid: TokenGrid, kept: int) -> int:
+        return self.frame_count(grid) * grid.cells
+
     def frames(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """(b, f) long: the latent frames each clip decodes."""
-        count = max(1, grid.t // self.stride)
+        count = self.frame_count(grid)
         stride = self.stride if count > 1 else 1
         offsets = grid.t - (count - 1) * stride            # admissible first frames: [0, offsets)
         if self.random_phase:

@@ -16,6 +16,8 @@ class RandomMasking(EncoderMasking):
         count_from_ratio(keep_ratio, 1, "masking.encoder.random.keep_ratio")
         self.keep_ratio = float(keep_ratio)
 
+    def count(self, grid: TokenGrid) -> int:
+        return count_from_ratio(self.keep_ratio, grid.n, "masking.encoder.random.keep_ratio")
+
     def __call__(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        kept = count_from_ratio(self.keep_ratio, grid.n, "masking.encoder.random.keep_ratio")
-        return random_order(batch_size, grid.n, generator)[:, :kept].sort(dim=1).values
+        return random_order(batch_size, grid.n, generator)[:, :self.count(grid)].sort(dim=1).values

@@ -24,5 +24,8 @@ class RunningCellEncoderMasking(EncoderMasking):
     def _table(self, grid: TokenGrid) -> torch.Tensor:
         return running_cell_indices(grid, self.hidden, select_hidden=False)
 
+    def count(self, grid: TokenGrid) -> int:
+        return self._table(grid).shape[1]
+
     def __call__(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         return draw_patterns(self._table(grid), batch_size, generator)

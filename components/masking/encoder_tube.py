@@ -21,8 +21,14 @@ class TubeMasking(EncoderMasking):
         count_from_ratio(keep_ratio, 1, "masking.encoder.tube.keep_ratio")
         self.keep_ratio = float(keep_ratio)
 
+    def cells_kept(self, grid: TokenGrid) -> int:
+        return count_from_ratio(self.keep_ratio, grid.cells, "masking.encoder.tube.keep_ratio")
+
+    def count(self, grid: TokenGrid) -> int:
+        return grid.t * self.cells_kept(grid)
+
     def __call__(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        cells_kept = count_from_ratio(self.keep_ratio, grid.cells, "masking.encoder.tube.keep_ratio")
+        cells_kept = self.cells_kept(grid)
         cell_idx = random_order(batch_size, grid.cells, generator)[:, :cells_kept]   # (b, c)
         frame_offset = torch.arange(grid.t, device=cell_idx.device) * grid.cells     # (t,)
         keep = rearrange(frame_offset, "t -> 1 t 1") + rearrange(cell_idx, "b c -> b 1 c")

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from lvmae.components.masking.contract import check_index_tensor, check_targets_not_kept
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenGrid:
@@ -45,24 +47,47 @@ class MaskPlan:
 
     Attributes:
       grid: the token grid the indices refer to (flattened t-major: i = (ti·h + hi)·w + wi).
-      enc_keep_idx: (b, k) long, sorted, tokens the encoder sees.
-      dec_target_idx: (b, q) long, tokens the decoder reconstructs.
+      enc_keep_idx: (b, k) long, sorted, unique, tokens the encoder sees.
+      dec_target_idx: (b, q) long, unique per row, tokens the decoder reconstructs.
+
+    Building a plan checks both index tensors (shape and dtype at once; range, order and
+    uniqueness per ``lvmae.components.masking.contract``: named errors on the CPU, in the
+    preflight and in debug mode, asynchronous asserts on a device). ``MaskPlan.draw`` also
+    checks each strategy's declared counts and the loss set, naming the strategy.
     """
 
     grid: TokenGrid
     enc_keep_idx: torch.Tensor
     dec_target_idx: torch.Tensor
+    checked: bool = dataclasses.field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("enc_keep_idx", "dec_target_idx"):
-            idx = getattr(self, name)
-            if idx.dim() != 2 or idx.dtype != torch.long:
-                raise ValueError(f"MaskPlan.{name} must be a (b, count) long tensor, got "
-                                 f"{tuple(idx.shape)} {idx.dtype}")
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.grid.n):
-                raise ValueError(f"MaskPlan.{name} has indices outside [0, {self.grid.n})")
-        if self.enc_keep_idx.shape[0] != self.dec_target_idx.shape[0]:
-            raise ValueError("MaskPlan: enc_keep_idx and dec_target_idx differ in batch size")
+        if self.checked:
+            return
+        batch_size = self.enc_keep_idx.shape[0] if isinstance(self.enc_keep_idx, torch.Tensor) else 0
+        for name, ascending in (("enc_keep_idx", True), ("dec_target_idx", False)):
+            check_index_tensor("MaskPlan", name, getattr(self, name), batch_size,
+                               None, self.grid.n, ascending)
+
+    @classmethod
+    def draw(cls, grid: TokenGrid, encoder_masking, decoder_masking, batch_size: int,
+             generator: torch.Generator, scores: torch.Tensor | None = None) -> "MaskPlan":
+        """Runs both strategies and checks their outputs against their contracts, naming the
+        strategy at fault: declared ``count``s, dtype, range, order (encoder) and uniqueness,
+        decoder targets among the encoder-masked tokens (unless the decoder declares
+        ``decodes_kept_tokens``) and at least one loss token. Scores are passed only to a
+        decoder strategy that declares ``needs_scores``."""
+        enc_keep_idx = encoder_masking(grid, batch_size, generator)
+        check_index_tensor(encoder_masking, "enc_keep_idx", enc_keep_idx, batch_size,
+                           encoder_masking.count(grid), grid.n, ascending=True)
+        kept = enc_keep_idx.shape[1]
+        dec_target_idx = decoder_masking(grid, enc_keep_idx, generator,
+                                         scores if decoder_masking.needs_scores else None)
+        check_index_tensor(decoder_masking, "dec_target_idx", dec_target_idx, batch_size,
+                           decoder_masking.count(grid, kept), grid.n, ascending=False)
+        check_targets_not_kept(decoder_masking, grid.n, enc_keep_idx, dec_target_idx,
+                               decoder_masking.decodes_kept_tokens)
+        return cls(grid, enc_keep_idx, dec_target_idx, checked=True)
 
     @property
     def batch_size(self) -> int:

@@ -14,6 +14,7 @@ from lvmae.components.backbones.vit import VideoViT
 from lvmae.components.masking.base import DecoderMasking, EncoderMasking
 from lvmae.components.masking.plan import MaskPlan
 from lvmae.components.targets.base import Target
+from lvmae import registry
 from lvmae.registry import register, set_contract, subclass_of
 
 ScoreSource = Literal["auto", "batch", "scorer"]
@@ -63,13 +64,11 @@ class VideoMAE(nn.Module):
 
     def plan(self, batch_size: int, generator: torch.Generator,
              scores: torch.Tensor | None = None) -> MaskPlan:
-        grid = self.encoder.grid
-        enc_keep_idx = self.encoder_masking(grid, batch_size, generator)
         if self.decoder_masking.needs_scores and scores is None:
-            raise ValueError(f"{type(self.decoder_masking).__name__} needs token scores; "
+            raise ValueError(f"{registry.describe(self.decoder_masking)} needs token scores; "
                              "give the batch a 'scores' field or configure a scorer")
-        dec_target_idx = self.decoder_masking(grid, enc_keep_idx, generator, scores)
-        return MaskPlan(grid, enc_keep_idx, dec_target_idx)
+        return MaskPlan.draw(self.encoder.grid, self.encoder_masking, self.decoder_masking,
+                             batch_size, generator, scores)
 
     def token_scores(self, batch: dict) -> torch.Tensor | None:
         """Token scores (b, t, h, w) for the decoder masking, per ``score_source``; None when

@@ -1,0 +1,210 @@
+"""Author mistakes in masking plugins are caught before any work, and the error names the
+plugin (registered name and module): at registration, at construction, in the contract kit,
+in the preflight of a built model, and in every step's plan (host checks on the CPU)."""
+from __future__ import annotations
+
+import gin
+import pytest
+import torch
+
+from lvmae import registry
+from lvmae.components import kit
+from lvmae.components.masking.base import DecoderMasking, EncoderMasking
+from lvmae.components.masking.contract import DEBUG_ENV, host_checks
+from lvmae.components.masking.plan import MaskPlan, TokenGrid, count_from_ratio
+from lvmae.registry import ContractError
+
+registry.discover()
+GRID = TokenGrid(4, 4, 4)
+NAMED = r"'masking\.(en|de)coder\.mistake' \((tests\.)?test_plugin_contracts\."
+
+
+def _decoder(call, needs_scores: bool = False, count=lambda self, grid, kept: 3):
+    """Registers a decoder plugin named masking.decoder.mistake whose __call__ is ``call``."""
+    namespace = {"__call__": call, "count": count, "needs_scores": needs_scores,
+                 "__module__": __name__}
+    return registry.register("masking.decoder.mistake")(type("Mistake", (DecoderMasking,), namespace))
+
+
+def _encoder(call, count=lambda self, grid: 4):
+    namespace = {"__call__": call, "count": count, "__module__": __name__}
+    return registry.register("masking.encoder.mistake")(type("Mistake", (EncoderMasking,), namespace))
+
+
+def _masked(grid, keep):
+    """(b, n − k) the encoder-masked tokens of each row, ascending."""
+    order = torch.arange(grid.n).expand(keep.shape[0], -1).clone().float()
+    order.scatter_(1, keep, float("inf"))
+    return order.argsort(dim=1)[:, :grid.n - keep.shape[1]]
+
+
+def _mae(decoder_masking=None, encoder_masking=None):
+    gin.clear_config()
+    encoder = registry.build("backbone.vit", clip_frames=8, image_size=16, tubelet=(2, 4, 4), dim=32,
+                             depth=1, heads=2)
+    return registry.build("model.mae", encoder=encoder, decoder=registry.get("decoder.mae").obj,
+                          encoder_masking=encoder_masking or registry.build("masking.encoder.tube"),
+                          decoder_masking=decoder_masking or registry.build("masking.decoder.random"),
+                          target=registry.build("target.pixels"))
+
+
+@pytest.fixture(autouse=True)
+def _scratch_registry():
+    with registry.temporary():
+        yield
+
+
+DECODER_MISTAKES = {
+    "one token 19 times": (lambda self, grid, keep, gen, scores=None:
+                           _masked(grid, keep)[:, :1].expand(-1, 19), 19, "repeats token"),
+    "only encoder-visible tokens": (lambda self, grid, keep, gen, scores=None: keep[:, :3], 3,
+                                    "decoder targets are tokens the encoder kept"),
+    "1-D output": (lambda self, grid, keep, gen, scores=None: _masked(grid, keep)[0, :3], 3, "must be 2-D"),
+    "float output": (lambda self, grid, keep, gen, scores=None: _masked(grid, keep)[:, :3].float(), 3,
+                     "dtype torch.long"),
+    "wrong batch": (lambda self, grid, keep, gen, scores=None: _masked(grid, keep)[:1, :3], 3,
+                    "batch size 1, expected"),
+    "out of range": (lambda self, grid, keep, gen, scores=None: _masked(grid, keep)[:, :3] + grid.n, 3,
+                     r"outside \[0, 64\)"),
+    "count differs from declared": (lambda self, grid, keep, gen, scores=None: _masked(grid, keep)[:, :5], 3,
+                                    "count\\(\\) declares 3"),
+    "reads scores without needs_scores": (lambda self, grid, keep, gen, scores=None:
+                                          scores.flatten(1).topk(3).indices, 3, "needs_scores = True"),
+}
+
+
+@pytest.mark.parametrize("mistake", DECODER_MISTAKES)
+def test_decoder_mistakes_name_the_plugin_in_the_kit_and_the_preflight(mistake):
+    call, count, message = DECODER_MISTAKES[mistake]
+    cls = _decoder(call, count=lambda self, grid, kept: count)
+    with pytest.raises(ContractError, match=NAMED + ".*" + message):
+        kit.check_decoder_masking(cls())
+    with pytest.raises(ContractError, match=NAMED + ".*" + message):
+        kit.preflight_components(_mae(decoder_masking=cls()))
+
+
+def test_every_step_checks_the_plan_on_the_cpu():
+    """Without the preflight, the step's own plan still stops a broken strategy by name."""
+    call, count, message = DECODER_MISTAKES["one token 19 times"]
+    model = _mae(decoder_masking=_decoder(call, count=lambda self, grid, kept: count)())
+    batch = {"video": torch.rand(2, 3, 8, 16, 16)}
+    with pytest.raises(ContractError, match=NAMED + ".*" + message):
+        model(batch, torch.Generator().manual_seed(0))
+
+
+ENCODER_MISTAKES = {
+    "duplicate indices": (lambda self, grid, b, gen: torch.tensor([[0, 1, 1, 2]] * b), "repeats token 1"),
+    "unsorted indices": (lambda self, grid, b, gen: torch.tensor([[3, 1, 2, 0]] * b), "not sorted ascending"),
+    "float indices": (lambda self, grid, b, gen: torch.zeros(b, 4), "dtype torch.long"),
+    "wrong count": (lambda self, grid, b, gen: torch.arange(5).expand(b, -1), "count\\(\\) declares 4"),
+}
+
+
+@pytest.mark.parametrize("mistake", ENCODER_MISTAKES)
+def test_encoder_mistakes_name_the_plugin(mistake):
+    call, message = ENCODER_MISTAKES[mistake]
+    cls = _encoder(call)
+    with pytest.raises(ContractError, match=NAMED + ".*" + message):
+        kit.check_encoder_masking(cls())
+    with pytest.raises(ContractError, match=NAMED + ".*" + message):
+        kit.preflight_components(_mae(encoder_masking=cls()))
+
+
+@pytest.mark.parametrize("budget, interval", [(1.5, r"\(0, 1\]"), (-0.2, r"\(0, 1\]"), ("0.2", "a number")])
+def test_unvalidated_budget_fails_when_the_plugin_is_built(budget, interval):
+    @registry.register("masking.decoder.mistake")
+    class LazyBudget(DecoderMasking):       # forgets to validate its budget
+        def __init__(self, budget: float = 0.15):
+            self.budget = budget
+
+        def count(self, grid, kept):
+            return min(grid.n - kept, max(1, round(self.budget * grid.n)))
+
+        def __call__(self, grid, enc_keep_idx, generator, scores=None):
+            return _masked(grid, enc_keep_idx)[:, :self.count(grid, enc_keep_idx.shape[1])]
+
+    with pytest.raises(ContractError, match=NAMED + f".*LazyBudget.*budget must be .*{interval}"):
+        LazyBudget(budget)
+    gin.parse_config(f"masking.decoder.mistake.budget = {budget!r}")
+    with pytest.raises(ContractError, match=NAMED + ".*LazyBudget"):
+        registry.build("masking.decoder.mistake")
+    kit.check_decoder_masking(LazyBudget(0.2))                   # a valid budget passes the kit
+
+
+@pytest.mark.parametrize("ratio", [1.2, -0.1])
+def test_ratios_of_any_name_are_validated(ratio):
+    @registry.register("masking.encoder.mistake")
+    class Ratio(EncoderMasking):
+        def __init__(self, keep_ratio=0.5, extra_ratio=0.0):
+            self.keep_ratio, self.extra_ratio = keep_ratio, extra_ratio
+
+        def count(self, grid):
+            return count_from_ratio(self.keep_ratio, grid.n, "keep_ratio")
+
+        def __call__(self, grid, batch_size, generator):
+            return torch.arange(self.count(grid)).expand(batch_size, -1)
+
+    Ratio(0.5, 0.0)
+    with pytest.raises(ContractError, match=r"extra_ratio must be a fraction in \[0, 1\]"):
+        Ratio(0.5, ratio)
+
+
+def test_wrong_call_signature_fails_at_registration():
+    with pytest.raises(registry.RegistryError, match=r"'masking\.decoder\.mistake' \((tests\.)?test_plugin_contracts\..*"
+                       r"BadSig\) __call__\(\) has the signature .*called as __call__\(grid, enc_keep_idx, "
+                       r"generator, scores\)"):
+        @registry.register("masking.decoder.mistake")
+        class BadSig(DecoderMasking):
+            def count(self, grid, kept):
+                return 1
+
+            def __call__(self, grid, enc_keep_idx):
+                return enc_keep_idx
+
+
+def test_missing_count_fails_at_registration():
+    with pytest.raises(registry.RegistryError, match=r"NoCount\) does not implement count\(\)"):
+        @registry.register("masking.encoder.mistake")
+        class NoCount(EncoderMasking):
+            def __call__(self, grid, batch_size, generator):
+                return torch.arange(3).expand(batch_size, -1)
+
+
+def test_decodes_kept_tokens_is_allowed_when_declared_but_needs_a_loss_token():
+    kept_only = DECODER_MISTAKES["only encoder-visible tokens"][0]
+    cls = _decoder(kept_only)
+    cls.decodes_kept_tokens = True
+    with pytest.raises(ContractError, match="no loss token"):
+        kit.check_decoder_masking(cls())
+    cls.__call__ = lambda self, grid, keep, gen, scores=None: torch.cat(
+        [keep[:, :2], _masked(grid, keep)[:, :1]], dim=1).sort(dim=1).values
+    kit.check_decoder_masking(cls())                     # kept targets, weight 0, one loss token
+    keep = registry.build("masking.encoder.tube", keep_ratio=0.25)(GRID, 2, torch.Generator())
+    plan = MaskPlan.draw(GRID, registry.build("masking.encoder.tube", keep_ratio=0.25), cls(), 2,
+                         torch.Generator())
+    assert plan.loss_weight.sum(dim=1).tolist() == [1.0, 1.0] and keep.shape == plan.enc_keep_idx.shape
+
+
+def test_host_checks_on_cpu_in_debug_mode_and_on_devices_otherwise(monkeypatch):
+    cpu = torch.zeros(1)
+    meta = torch.empty(1, device="meta")
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    assert host_checks(cpu) and not host_checks(meta)
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    assert host_checks(meta)
+
+
+def test_the_preflight_leaves_the_model_and_the_rng_untouched():
+    model = _mae(decoder_masking=registry.build("masking.decoder.adaptive"),
+                 encoder_masking=registry.build("masking.encoder.tube"))
+    model.scorer = registry.build("scorer.random", stride=(2, 4, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scorer_rng = model.scorer.generator.get_state()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    checked = kit.preflight_components(model)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(model.scorer.generator.get_state(), scorer_rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any("'scorer.random'" in c for c in checked) and any("'masking.decoder.adaptive'" in c for c in checked)
