@@ -1,25 +1,45 @@
-"""Annotation files → clip specifications, one reader per published layout.
+"""Annotation files → clip specifications and one label vocabulary per dataset.
 
-| format    | file | fields used | frame range |
-|-----------|------|-------------|-------------|
-| `generic` | CSV `path,label[,start,end]` (header optional) | label: name or integer | `[start, end)`, 0-based |
-| `epic100` | EPIC-Kitchens-100 CSV (`narration_id, participant_id, video_id, …, start_frame, stop_frame, …, verb, verb_class, noun, noun_class, …`) | heads `verb`, `noun` | 1-based, inclusive → `[start−1, stop)` |
-| `diving48`| Diving48 JSON list of `{vid_name, label, start_frame, end_frame}` | head `label` | `[start, end)` |
-| `ssv2`    | Something-Something-v2 JSON list of `{id, label, template, placeholders}`; optional `labels.json` (`{template: "index"}`) | head `label` from the template | whole video |
+| format    | file | fields used | frame range | vocabulary (``labels_path``) |
+|-----------|------|-------------|-------------|------------------------------|
+| `generic` | CSV with a header naming `path,label[,start,end][,events]` (or no header, columns in that order) | label: name or integer | `[start, end)`, 0-based | text file, one class per line (or a JSON list) |
+| `epic100` | EPIC-Kitchens-100 CSV (`narration_id, participant_id, video_id, …, start_frame, stop_frame, …, verb, verb_class, noun, noun_class, …`) | heads `verb`, `noun` | 1-based, inclusive → `[start−1, stop)` | the folder of `EPIC_100_verb_classes.csv` and `EPIC_100_noun_classes.csv` (found beside the annotation file too) |
+| `diving48`| Diving48 JSON list of `{vid_name, label, start_frame, end_frame}` | head `label` | `[start, end)` | `Diving48_vocab.json` (found beside the annotation file too) |
+| `ssv2`    | Something-Something-v2 JSON list of `{id, label, template, placeholders}` | head `label` from the template | whole video | the official `labels.json` (`{template: "index"}`) |
 
-Every reader returns ``(clips, heads)``: the clips in file order and, per head, its class names
-(index = class id), so manifests name classes the same way for every split.
+Reading is two steps so every split shares one vocabulary: :func:`read_rows` parses one file
+(labels still as class *names* or raw class ids, every problem named with its file and line —
+header = line 1, as an editor counts), then :func:`read_dataset` builds the vocabulary once —
+from the official class file, else in one pass over every split's file — and gives every clip
+its class ids. ``read_annotations`` is the one-file shortcut.
 """
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
+import logging
 import os
 from typing import Callable, Literal
 
 AnnotationFormat = Literal["generic", "epic100", "diving48", "ssv2"]
-VIDEO_EXTENSIONS = ("", ".mp4", ".MP4", ".webm", ".mkv", ".avi", ".mov", ".mpg")
+FORMATS = ("generic", "epic100", "diving48", "ssv2")
+Vocabulary = dict[str, list[str]]          # head → class names, index = class id
+log = logging.getLogger(__name__)
+
+# Generic CSV columns and the header spellings recognised for each.
+GENERIC_COLUMNS = {"path": ("path", "video", "file", "filename", "video_path", "source"),
+                   "label": ("label", "class", "category", "label_name", "class_name"),
+                   "start": ("start", "start_frame"),
+                   "end": ("end", "stop", "end_frame", "stop_frame"),
+                   "events": ("events", "oracle_events")}
+_REQUIRED_GENERIC = ("path", "label")
+EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "start_frame", "stop_frame",
+                "verb_class", "noun_class")
+EPIC_CLASS_FILES = {"verb": "EPIC_100_verb_classes.csv", "noun": "EPIC_100_noun_classes.csv"}
+DIVING48_VOCABULARY = "Diving48_vocab.json"
+_VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".mpg", ".npy")
 
 
 class AnnotationError(ValueError):
@@ -32,9 +52,12 @@ class ClipSpec:
 
     key: str                       # unique, becomes the shard sample's __key__
     video: str                     # path relative to the video folder, as the annotation names it
-    labels: dict[str, int]         # head → class id (−1 when the split is unlabelled)
+    labels: dict[str, int]         # head → class id (−1 when the split is unlabelled);
+                                   # before read_dataset: a class name (str) or raw id (int)
     start_frame: int = 0           # 0-based, inclusive, in source frames
     stop_frame: int | None = None  # 0-based, exclusive; None = to the end
+    where: str = ""                # "file line N" for messages
+    events: tuple[tuple[int, int], ...] | None = None   # oracle events [start, stop), source frames
 
 
 def _safe_key(text: str) -> str:
@@ -49,137 +72,338 @@ def _int(value: str, where: str) -> int:
         raise AnnotationError(f"{where}: expected an integer, got {value!r}") from None
 
 
-def read_generic_csv(path: str) -> tuple[list[ClipSpec], dict[str, list[str]]]:
+def _events(text: str, where: str) -> tuple[tuple[int, int], ...] | None:
+    """``"10-12;50-53"`` → ((10, 12), (50, 53)); empty → None."""
+    if not text.strip():
+        return None
+    events = []
+    for part in text.split(";"):
+        bounds = part.strip().split("-")
+        if len(bounds) != 2:
+            raise AnnotationError(f"{where}: events are 'start-stop;start-stop', got {text!r}")
+        start, stop = _int(bounds[0], f"{where} events"), _int(bounds[1], f"{where} events")
+        if not 0 <= start < stop:
+            raise AnnotationError(f"{where}: event {part!r} needs 0 ≤ start < stop")
+        events.append((start, stop))
+    return tuple(events)
+
+
+def _generic_header(row: list[str], path: str) -> dict[str, int] | None:
+    """Column positions when ``row`` is a header, None when it is data; a header with
+    unknown names is an error listing what is expected."""
+    cells = [c.strip().lower() for c in row]
+    alias = {a: name for name, aliases in GENERIC_COLUMNS.items() for a in aliases}
+    known = {alias[c]: i for i, c in enumerate(cells) if c in alias}
+    looks_like_data = any(c.endswith(_VIDEO_SUFFIXES) or "/" in c or c.lstrip("-").isdigit() for c in cells)
+    if not known and looks_like_data:
+        return None
+    expected = "; ".join(f"{name} ({'/'.join(a)})" for name, a in GENERIC_COLUMNS.items())
+    unknown = [row[i] for i, c in enumerate(cells) if c not in alias]
+    missing = [c for c in _REQUIRED_GENERIC if c not in known]
+    if unknown or missing:
+        raise AnnotationError(
+            f"{path} line 1: header {row} not understood"
+            + (f": unknown column(s) {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+            + f". Expected columns, by name: {expected} (path and label required; "
+              f"or no header and columns path,label[,start,end])")
+    if ("start" in known) != ("end" in known):
+        raise AnnotationError(f"{path} line 1: give both start and end columns, or neither")
+    return known
+
+
+def read_generic_csv(path: str) -> list[ClipSpec]:
+    clips = []
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
-    if rows and rows[0][0].strip().lower() == "path":
-        rows = rows[1:]
-    raw = []
-    for line, row in enumerate(rows, start=1):
-        if len(row) not in (2, 4):
-            raise AnnotationError(f"{path} row {line}: expected path,label[,start,end], got {row}")
-        start = _int(row[2], f"{path} row {line} start") if len(row) == 4 else 0
-        stop = _int(row[3], f"{path} row {line} end") if len(row) == 4 else None
-        raw.append((row[0].strip(), row[1].strip(), start, stop))
-    labels = [label for _, label, _, _ in raw]
-    if all(label.lstrip("-").isdigit() for label in labels):
-        ids = [int(label) for label in labels]
-        names = [str(i) for i in range(max(ids, default=-1) + 1)]
-    else:
-        names = sorted(set(labels))
-        ids = [names.index(label) for label in labels]
-    clips = [ClipSpec(_safe_key(f"{os.path.splitext(video)[0]}_{start}_{stop if stop is not None else 'end'}"),
-                      video, {"label": label_id}, start, stop)
-             for (video, _, start, stop), label_id in zip(raw, ids)]
-    return clips, {"label": names}
+        reader = csv.reader(handle)
+        columns = None
+        for row in reader:
+            line = reader.line_num
+            where = f"{path} line {line}"
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if columns is None:
+                header = _generic_header(row, path) if line == 1 else None
+                columns = header or {"path": 0, "label": 1, **({"start": 2, "end": 3} if len(row) >= 4 else {})}
+                if header:
+                    width = len(row)
+                    continue
+                width = len(row)
+                if width not in (2, 4):
+                    raise AnnotationError(f"{where}: expected path,label[,start,end], got {row}")
+            if len(row) != width:
+                raise AnnotationError(f"{where}: {len(row)} columns, the file's first row has {width}: {row}")
+            video, label = row[columns["path"]].strip(), row[columns["label"]].strip()
+            if not video:
+                raise AnnotationError(f"{where}: empty path")
+            if not label:
+                raise AnnotationError(f"{where}: empty label (every clip needs a class)")
+            if label.lower().endswith(_VIDEO_SUFFIXES):
+                raise AnnotationError(f"{where}: the label {label!r} looks like a video file — are the "
+                                      f"path and label columns swapped?")
+            start = _int(row[columns["start"]], f"{where} start") if "start" in columns else 0
+            stop = _int(row[columns["end"]], f"{where} end") if "end" in columns else None
+            if start < 0 or (stop is not None and stop <= start):
+                raise AnnotationError(f"{where}: frame range [{start}, {stop}) is empty or negative")
+            events = _events(row[columns["events"]], where) if "events" in columns else None
+            name = f"{os.path.splitext(video)[0]}_{start}_{stop if stop is not None else 'end'}"
+            clips.append(ClipSpec(_safe_key(name), video, {"label": label}, start, stop, where, events))
+    return clips
 
 
-_EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "start_frame", "stop_frame",
-                 "verb_class", "noun_class")
-
-
-def read_epic100_csv(path: str) -> tuple[list[ClipSpec], dict[str, list[str]]]:
+def read_epic100_csv(path: str) -> list[ClipSpec]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in _EPIC_COLUMNS if c not in (reader.fieldnames or [])]
+        fields = reader.fieldnames or []
+        missing = [c for c in EPIC_COLUMNS if c not in fields]
         if missing:
-            raise AnnotationError(f"{path}: not an EPIC-Kitchens-100 CSV, missing columns {missing}")
-        rows = list(reader)
-    heads: dict[str, dict[int, str]] = {"verb": {}, "noun": {}}
-    clips = []
-    for line, row in enumerate(rows, start=2):
-        where = f"{path} line {line}"
-        labels = {head: _int(row[f"{head}_class"], f"{where} {head}_class") for head in heads}
-        for head, class_id in labels.items():
-            heads[head].setdefault(class_id, row.get(head) or str(class_id))
-        start, stop = _int(row["start_frame"], f"{where} start_frame"), _int(row["stop_frame"], f"{where} stop_frame")
-        video = os.path.join(row["participant_id"], "videos", row["video_id"])
-        clips.append(ClipSpec(_safe_key(row["narration_id"]), video, labels, start - 1, stop))
-    names = {head: [found.get(i, str(i)) for i in range(max(found, default=-1) + 1)]
-             for head, found in heads.items()}
-    return clips, names
+            raise AnnotationError(f"{path}: not an EPIC-Kitchens-100 CSV, missing columns {missing} "
+                                  f"(header has {fields}; expected at least {list(EPIC_COLUMNS)})")
+        clips = []
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            empty = [c for c in EPIC_COLUMNS if not (row.get(c) or "").strip()]
+            if empty:
+                raise AnnotationError(f"{where}: empty {empty}")
+            labels = {head: _int(row[f"{head}_class"], f"{where} {head}_class") for head in EPIC_CLASS_FILES}
+            start = _int(row["start_frame"], f"{where} start_frame")
+            stop = _int(row["stop_frame"], f"{where} stop_frame")
+            if start < 1 or stop < start:
+                raise AnnotationError(f"{where}: start_frame {start} / stop_frame {stop} are not a 1-based "
+                                      f"inclusive range")
+            video = os.path.join(row["participant_id"], "videos", row["video_id"])
+            hints = {head: (row.get(head) or "").strip() for head in EPIC_CLASS_FILES}
+            clips.append(_EpicClip(_safe_key(row["narration_id"]), video, labels, start - 1, stop, where,
+                                   None, hints))
+    return clips
 
 
-def read_diving48_json(path: str) -> tuple[list[ClipSpec], dict[str, list[str]]]:
-    with open(path, encoding="utf-8") as handle:
-        entries = json.load(handle)
-    if not isinstance(entries, list):
-        raise AnnotationError(f"{path}: a Diving48 file is a JSON list of objects")
+@dataclasses.dataclass(frozen=True)
+class _EpicClip(ClipSpec):
+    names: dict[str, str] = dataclasses.field(default_factory=dict)   # narrated verb/noun
+
+
+def read_diving48_json(path: str) -> list[ClipSpec]:
+    entries = _json_list(path, "a Diving48 file is a JSON list of objects")
     clips = []
-    for number, entry in enumerate(entries):
-        missing = [k for k in ("vid_name", "label", "start_frame", "end_frame") if k not in entry]
+    for number, entry in enumerate(entries, start=1):
+        where = f"{path} entry {number}"
+        missing = [k for k in ("vid_name", "label", "start_frame", "end_frame")
+                   if not isinstance(entry, dict) or entry.get(k) in (None, "")]
         if missing:
-            raise AnnotationError(f"{path} entry {number}: missing {missing}")
-        clips.append(ClipSpec(_safe_key(entry["vid_name"]), entry["vid_name"], {"label": int(entry["label"])},
-                              int(entry["start_frame"]), int(entry["end_frame"])))
-    top = max((c.labels["label"] for c in clips), default=-1)
-    return clips, {"label": [str(i) for i in range(top + 1)]}
+            raise AnnotationError(f"{where}: missing or empty {missing}")
+        start, stop = _int(entry["start_frame"], f"{where} start_frame"), _int(entry["end_frame"], f"{where} end_frame")
+        if start < 0 or stop <= start:
+            raise AnnotationError(f"{where}: frame range [{start}, {stop}) is empty or negative")
+        clips.append(ClipSpec(_safe_key(entry["vid_name"]), entry["vid_name"],
+                              {"label": _int(entry["label"], f"{where} label")}, start, stop, where))
+    return clips
 
 
 def _ssv2_class(template: str) -> str:
     return template.replace("[", "").replace("]", "")
 
 
-def read_ssv2_json(path: str, labels_path: str | None = None) -> tuple[list[ClipSpec], dict[str, list[str]]]:
-    """``labels_path``: the official ``labels.json`` (``{class: "index"}``); without it the
-    classes are the sorted distinct templates of this file (only consistent across splits
-    when every split has every class — pass labels.json for real use)."""
-    with open(path, encoding="utf-8") as handle:
-        entries = json.load(handle)
-    if not isinstance(entries, list) or any("id" not in e for e in entries):
-        raise AnnotationError(f"{path}: an SSv2 file is a JSON list of objects with an 'id'")
-    if labels_path:
-        with open(labels_path, encoding="utf-8") as handle:
-            index = {name: int(i) for name, i in json.load(handle).items()}
-    else:
-        index = {name: i for i, name in enumerate(sorted({_ssv2_class(e["template"]) for e in entries if "template" in e}))}
-    names = [name for name, _ in sorted(index.items(), key=lambda item: item[1])]
+def read_ssv2_json(path: str) -> list[ClipSpec]:
+    entries = _json_list(path, "an SSv2 file is a JSON list of objects with an 'id'")
     clips = []
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
+        where = f"{path} entry {number}"
+        if not isinstance(entry, dict) or not str(entry.get("id", "")).strip():
+            raise AnnotationError(f"{where}: no 'id'")
         if "template" in entry:
-            name = _ssv2_class(entry["template"])
-            if name not in index:
-                raise AnnotationError(f"{path} id {entry['id']}: template {name!r} not in the label list")
-            label = index[name]
+            if not str(entry["template"]).strip():
+                raise AnnotationError(f"{where}: empty template")
+            label: str | int = _ssv2_class(entry["template"])
         else:
             label = -1   # the test split is unlabelled
-        clips.append(ClipSpec(_safe_key(str(entry["id"])), str(entry["id"]), {"label": label}))
-    return clips, {"label": names}
+        clips.append(ClipSpec(_safe_key(str(entry["id"])), str(entry["id"]), {"label": label}, where=where))
+    return clips
 
 
-READERS: dict[str, Callable[..., tuple[list[ClipSpec], dict[str, list[str]]]]] = {
+def _json_list(path: str, what: str) -> list:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            entries = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path} line {error.lineno}: not JSON ({error.msg})") from None
+    if not isinstance(entries, list):
+        raise AnnotationError(f"{path}: {what}")
+    return entries
+
+
+READERS: dict[str, Callable[[str], list[ClipSpec]]] = {
     "generic": read_generic_csv, "epic100": read_epic100_csv,
     "diving48": read_diving48_json, "ssv2": read_ssv2_json,
 }
+HEADS = {"generic": ("label",), "epic100": tuple(EPIC_CLASS_FILES), "diving48": ("label",), "ssv2": ("label",)}
+
+
+def read_rows(path: str, annotation_format: AnnotationFormat) -> list[ClipSpec]:
+    """One annotation file's clips, labels still as names or raw ids; keys checked unique."""
+    if annotation_format not in READERS:
+        raise ValueError(f"annotation_format must be one of {list(FORMATS)}, got {annotation_format!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    clips = READERS[annotation_format](path)
+    if not clips:
+        raise AnnotationError(f"{path}: no clips")
+    seen: dict[str, str] = {}
+    for clip in clips:
+        if clip.key in seen:
+            raise AnnotationError(f"{clip.where} and {seen[clip.key]}: two clips map to the same key {clip.key!r}")
+        seen[clip.key] = clip.where
+    return clips
+
+
+# --- vocabularies ---------------------------------------------------------------------------
+
+def _epic_classes(labels_path: str | None, annotation_files: list[str]) -> Vocabulary | None:
+    folders = [labels_path] if labels_path else sorted({os.path.dirname(os.path.abspath(p)) for p in annotation_files})
+    if labels_path and os.path.isfile(labels_path):
+        folders = [os.path.dirname(os.path.abspath(labels_path))]
+    for folder in folders:
+        files = {head: os.path.join(folder, name) for head, name in EPIC_CLASS_FILES.items()}
+        present = [f for f in files.values() if os.path.isfile(f)]
+        if len(present) == len(files):
+            return {head: _class_csv(file) for head, file in files.items()}
+        if labels_path:
+            absent = [os.path.basename(f) for f in files.values() if not os.path.isfile(f)]
+            raise FileNotFoundError(f"labels_path {labels_path}: epic100 needs the official class files "
+                                    f"{list(EPIC_CLASS_FILES.values())} in one folder; missing {absent}")
+    return None
+
+
+def _class_csv(path: str) -> list[str]:
+    """EPIC-100 class file (``id,key,instances,category``) → names by id; ids must be 0…n−1."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"id", "key"} <= set(reader.fieldnames or []):
+            raise AnnotationError(f"{path}: an EPIC-100 class file has columns id,key,…; got {reader.fieldnames}")
+        names = {_int(row["id"], f"{path} line {reader.line_num} id"): row["key"].strip() for row in reader}
+    if sorted(names) != list(range(len(names))):
+        raise AnnotationError(f"{path}: class ids must be 0…{len(names) - 1} without gaps")
+    return [names[i] for i in range(len(names))]
+
+
+def _load_vocabulary(annotation_format: str, labels_path: str) -> Vocabulary:
+    if not os.path.exists(labels_path):
+        raise FileNotFoundError(f"labels_path not found: {labels_path}")
+    if annotation_format == "epic100":
+        return _epic_classes(labels_path, [])
+    if os.path.isdir(labels_path):
+        raise AnnotationError(f"labels_path {labels_path}: a folder is only understood for epic100")
+    if annotation_format == "ssv2":
+        with open(labels_path, encoding="utf-8") as handle:
+            index = json.load(handle)
+        if not isinstance(index, dict):
+            raise AnnotationError(f"{labels_path}: the SSv2 labels.json maps each class to its index")
+        by_id = {_int(i, f"{labels_path} class {name!r}"): name for name, i in index.items()}
+        if sorted(by_id) != list(range(len(by_id))):
+            raise AnnotationError(f"{labels_path}: class indices must be 0…{len(by_id) - 1} without gaps")
+        return {"label": [by_id[i] for i in range(len(by_id))]}
+    if labels_path.endswith(".json"):
+        with open(labels_path, encoding="utf-8") as handle:
+            entries = json.load(handle)
+        if not isinstance(entries, list):
+            raise AnnotationError(f"{labels_path}: expected a JSON list of class names (index = class id)")
+        # Diving48_vocab.json: one [takeoff, somersault, twist, flight] list per class.
+        return {"label": [" ".join(map(str, e)) if isinstance(e, list) else str(e) for e in entries]}
+    with open(labels_path, encoding="utf-8") as handle:
+        names = [line.strip() for line in handle if line.strip()]
+    return {"label": names}
+
+
+def _names_from_rows(splits: dict[str, list[ClipSpec]], head: str) -> list[str]:
+    labels = [c.labels[head] for clips in splits.values() for c in clips if c.labels[head] != -1]
+    if all(isinstance(x, int) or x.lstrip("-").isdigit() for x in labels):
+        top = max((int(x) for x in labels), default=-1)
+        return [str(i) for i in range(top + 1)]
+    return sorted(set(map(str, labels)))
+
+
+def _epic_names_from_rows(splits: dict[str, list[ClipSpec]]) -> Vocabulary:
+    """Without the class files: a class is named by its most frequent narrated form over every
+    split; an id no row uses is named ``<head>_<id>`` (never a bare number)."""
+    vocabulary = {}
+    for head in EPIC_CLASS_FILES:
+        forms: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        for clips in splits.values():
+            for clip in clips:
+                forms[clip.labels[head]][getattr(clip, "names", {}).get(head, "")] += 1
+        top = max(forms, default=-1)
+        names = []
+        for i in range(top + 1):
+            counted = [(n, form) for form, n in forms.get(i, collections.Counter()).items() if form]
+            names.append(max(counted, key=lambda x: (x[0], x[1]))[1] if counted else f"{head}_{i}")
+        duplicates = [n for n, k in collections.Counter(names).items() if k > 1]
+        vocabulary[head] = [f"{n} ({head}_{i})" if n in duplicates else n for i, n in enumerate(names)]
+    return vocabulary
+
+
+def build_vocabulary(annotation_format: AnnotationFormat, splits: dict[str, list[ClipSpec]],
+                     annotation_files: list[str], labels_path: str | None = None,
+                     known: Vocabulary | None = None) -> tuple[Vocabulary, str]:
+    """One vocabulary for every split; returns it and where it came from."""
+    if labels_path:
+        return _load_vocabulary(annotation_format, labels_path), f"labels_path {labels_path}"
+    if annotation_format == "epic100":
+        official = _epic_classes(None, annotation_files)
+        if official:
+            return official, f"{' and '.join(EPIC_CLASS_FILES.values())} beside the annotations"
+    if annotation_format == "diving48":
+        for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in annotation_files}):
+            candidate = os.path.join(folder, DIVING48_VOCABULARY)
+            if os.path.isfile(candidate):
+                return _load_vocabulary("diving48", candidate), candidate
+    if known:
+        return known, "the existing manifest"
+    if annotation_format == "epic100":
+        log.warning("epic100 without %s: classes named by their most frequent narrated form over "
+                    "every split (pass labels_path for the official names)", " / ".join(EPIC_CLASS_FILES.values()))
+        return _epic_names_from_rows(splits), "the annotation files (most frequent narrated form)"
+    heads = HEADS[annotation_format]
+    return {head: _names_from_rows(splits, head) for head in heads}, "the annotation files (every split)"
+
+
+def assign_ids(clips: list[ClipSpec], vocabulary: Vocabulary, source: str) -> list[ClipSpec]:
+    """Class names → ids (and raw ids checked) against ``vocabulary``; errors name the line."""
+    out = []
+    index = {head: {name: i for i, name in enumerate(names)} for head, names in vocabulary.items()}
+    for clip in clips:
+        labels = {}
+        for head, value in clip.labels.items():
+            if head not in vocabulary:
+                raise AnnotationError(f"{clip.where}: head {head!r} not in the vocabulary ({list(vocabulary)}, "
+                                      f"from {source})")
+            if isinstance(value, str) and value in index[head]:
+                labels[head] = index[head][value]
+            elif isinstance(value, int) or value.lstrip("-").isdigit():
+                labels[head] = int(value)
+                if not -1 <= labels[head] < len(vocabulary[head]):
+                    raise AnnotationError(f"{clip.where}: {head} class {labels[head]} outside the "
+                                          f"{len(vocabulary[head])} classes of {source}")
+            else:
+                raise AnnotationError(f"{clip.where}: {head} class {value!r} is not in the vocabulary "
+                                      f"from {source}; pass labels_path with every class, or write "
+                                      f"every split in one run (annotations={{'train': …, 'val': …}})")
+        out.append(ClipSpec(clip.key, clip.video, labels, clip.start_frame, clip.stop_frame, clip.where, clip.events))
+    return out
+
+
+def read_dataset(annotations: dict[str, str], annotation_format: AnnotationFormat,
+                 labels_path: str | None = None,
+                 known: Vocabulary | None = None) -> tuple[dict[str, list[ClipSpec]], Vocabulary, str]:
+    """Every split's clips with class ids from one vocabulary; returns (clips per split,
+    vocabulary, where the vocabulary came from). ``known``: an existing manifest's vocabulary,
+    kept when no class file is given."""
+    rows = {split: read_rows(path, annotation_format) for split, path in annotations.items()}
+    vocabulary, source = build_vocabulary(annotation_format, rows, list(annotations.values()), labels_path, known)
+    return {split: assign_ids(clips, vocabulary, source) for split, clips in rows.items()}, vocabulary, source
 
 
 def read_annotations(path: str, annotation_format: AnnotationFormat,
-                     labels_path: str | None = None) -> tuple[list[ClipSpec], dict[str, list[str]]]:
-    if annotation_format not in READERS:
-        raise ValueError(f"annotation_format must be one of {sorted(READERS)}, got {annotation_format!r}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    if annotation_format == "ssv2":
-        clips, heads = read_ssv2_json(path, labels_path)
-    else:
-        clips, heads = READERS[annotation_format](path)
-    keys = [c.key for c in clips]
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise AnnotationError(f"{path}: two clips map to the same key {duplicate!r}")
-    return clips, heads
-
-
-def resolve_video(video_root: str, video: str) -> str:
-    """The file for ``video`` under ``video_root``, trying common extensions; errors name it."""
-    for extension in VIDEO_EXTENSIONS:
-        candidate = os.path.join(video_root, video + extension)
-        if os.path.isfile(candidate):
-            return candidate
-    # EPIC layout fallback: videos flattened into one folder.
-    flat = os.path.join(video_root, os.path.basename(video))
-    for extension in VIDEO_EXTENSIONS:
-        if os.path.isfile(flat + extension):
-            return flat + extension
-    raise FileNotFoundError(f"video {video!r} not found under {video_root} "
-                            f"(tried extensions {', '.join(e or '(none)' for e in VIDEO_EXTENSIONS)})")
+                     labels_path: str | None = None) -> tuple[list[ClipSpec], Vocabulary]:
+    """One file: (clips in file order, vocabulary)."""
+    splits, vocabulary, _ = read_dataset({"_": path}, annotation_format, labels_path)
+    return splits["_"], vocabulary

@@ -31,10 +31,22 @@ class FrameStats:
 
 
 @dataclasses.dataclass
+class WriteSummary:
+    """What ``write_shards`` did for a split: clips written, skipped (count per reason), stored
+    frames and hours of video."""
+    written: int = 0
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    frames: int = 0
+    hours: float = 0.0
+
+
+@dataclasses.dataclass
 class Split:
     shards: str = MISSING          # brace pattern, relative to the manifest's folder or a URL
     samples: int = MISSING
     frames: FrameStats = dataclasses.field(default_factory=FrameStats)
+    fingerprint: str = ""          # hash of the written samples' fingerprints ("" = not recorded)
+    summary: WriteSummary = dataclasses.field(default_factory=WriteSummary)
 
 
 @dataclasses.dataclass

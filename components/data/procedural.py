@@ -17,10 +17,9 @@ from tqdm import tqdm
 
 from lvmae.components.data.base import Dataset
 from lvmae.components.data.codec import encode_mp4
-from lvmae.components.data.generated import generated_folder, publish_generated
 from lvmae.components.data.manifest import FrameStats, Manifest, Split
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.shards import write_shards
+from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
 from lvmae.components.data.temporal import StartMode
 
 

@@ -1,31 +1,18 @@
-"""Writing samples to WebDataset shards, and the simple batch streams the training loops use.
+"""The simple batch streams the training loops use (shards are written by components/data/writer.py).
 
 Samples follow components/data/schema.py; batches follow the cross-team contract
 (components/data/reader.py): ``{"video", "label", "labels", "key"}`` (+ token-grid fields).
 """
 from __future__ import annotations
 
-import os
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 from einops import rearrange
 
-import webdataset as wds
-
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream
-
-
-def write_shards(samples: Iterable[dict], folder: str, prefix: str, samples_per_shard: int) -> int:
-    """Writes ``prefix-000000.tar`` … into ``folder``; returns the number of shards."""
-    os.makedirs(folder, exist_ok=True)
-    pattern = os.path.join(folder, f"{prefix}-%06d.tar")
-    with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0) as sink:
-        for sample in samples:
-            sink.write(sample)
-        return sink.shard
 
 
 def to_video_tensor(clip: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

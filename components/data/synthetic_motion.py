@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from lvmae.components.data.base import Dataset
-from lvmae.components.data.generated import generated_folder, publish_generated
 from lvmae.components.data.manifest import Manifest, Split
-from lvmae.components.data.shards import write_shards
+from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
 from lvmae.registry import register
 
 DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}

@@ -3,13 +3,18 @@
 Per split: every shard of the pattern exists and reads; every sample parses against the
 schema, has a label for every head within the head's classes, decodes (first and last
 frame — a truncated mp4 fails here) with the stored frame count, and carries the manifest's
-precomputed fields on its view's grid; keys are unique; the sample count matches. Problems
-are reported as ``shard … sample …: reason``, never fixed in place.
+precomputed fields on its view's grid; keys are unique; the sample count matches. Shards
+written by ``write_shards`` are also checked against their sidecar (``…json``): the same keys,
+each sample's json carrying the fingerprint its sidecar lists, and the split's fingerprint in
+the manifest. A tar that stops reading part-way is named with how many samples it gave and how
+many it should hold. Problems are reported as ``shard … sample …: reason``, never fixed in place.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import tarfile
 
 import webdataset as wds
 from tqdm import tqdm
@@ -18,6 +23,7 @@ from webdataset.shardlists import expand_urls
 from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder
 from lvmae.components.data.manifest import Manifest, load_manifest
 from lvmae.components.data.schema import SampleError, parse_sample
+from lvmae.components.data.writer import WRITER_VERSION, split_fingerprint
 
 
 @dataclasses.dataclass
@@ -66,6 +72,38 @@ def _check_sample(raw: dict, manifest: Manifest, decoder: PyAVDecoder) -> tuple[
     return sample.key, problems
 
 
+def _tar_damage(path: str) -> str:
+    """Why a local tar stops early ('' when it reads to its end). Python's tarfile takes a
+    broken header after the first member for the end of the archive, silently: anything but
+    zero padding after the last member it read means members were lost."""
+    try:
+        with tarfile.open(path) as tar:
+            for _ in tar:
+                pass
+            end = tar.offset
+    except (tarfile.TarError, OSError) as error:
+        return f"unreadable: {error}"
+    with open(path, "rb") as handle:
+        handle.seek(end)
+        rest = handle.read()
+    if rest.strip(b"\0"):
+        return f"a broken member header at byte {end}; {len(rest)} bytes after it cannot be read"
+    return ""
+
+
+def _sidecar(url: str) -> dict | None:
+    """The writer's sidecar of a local shard, or None (generated sets, URLs, other writers)."""
+    path = f"{url[:-4]}.json" if url.endswith(".tar") else ""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            sidecar = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return sidecar if sidecar.get("writer") == WRITER_VERSION else None
+
+
 def validate_manifest(path: str, splits: list[str] | None = None, progress: bool = True) -> ValidationReport:
     manifest = load_manifest(path)
     report = ValidationReport(str(path))
@@ -74,14 +112,20 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
         urls = expand_urls(manifest.urls(split))
         seen: set[str] = set()
         count = 0
+        split_fingerprints: list[str] | None = []     # None once a shard has no sidecar (copies)
         for url in tqdm(urls, desc=f"validate {split}", unit="shard", disable=not progress):
             if "://" not in url and not os.path.exists(url):
                 report.problems.append(f"shard {url}: missing")
                 continue
+            sidecar = _sidecar(url)
+            expected = ({e["key"]: e["fingerprint"] for e in sidecar["entries"] if e["status"] == "written"}
+                        if sidecar else None)
             errors: list[Exception] = []
             stream = wds.tarfile_samples([{"url": url}], handler=lambda e: errors.append(e) or True)
+            in_shard: list[str] = []
             for raw in stream:
                 key = raw.get("__key__", "?")
+                in_shard.append(key)
                 try:
                     key, problems = _check_sample(raw, manifest, decoder)
                 except SampleError as error:
@@ -92,10 +136,30 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
                 if key in seen:
                     problems.append("duplicate key")
                 seen.add(key)
+                if expected is not None:
+                    stored = json.loads(raw["json"]).get("fingerprint", "")
+                    if key not in expected:
+                        problems.append("not listed in the shard's sidecar")
+                    elif stored != expected[key]:
+                        problems.append(f"fingerprint {stored or '(none)'} ≠ sidecar's {expected[key]}: "
+                                        f"the sample is not what its inputs would write; rerun write_shards")
                 report.problems.extend(f"shard {url} sample {key}: {p}" for p in problems)
-            report.problems.extend(f"shard {url}: unreadable tar ({e})" for e in errors)
+            damage = [str(e) for e in errors] or ([_tar_damage(url)] if "://" not in url else [])
+            absent = [k for k in expected if k not in in_shard] if expected is not None else []
+            if any(damage) or absent:
+                holds = f" of the {len(expected)} its sidecar lists" if expected is not None else ""
+                lost = f"; missing {', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}" if absent else ""
+                report.problems.append(f"shard {url}: damaged tar, {len(in_shard)} sample(s) readable{holds}"
+                                       f"{lost} ({'; '.join(d for d in damage if d) or 'members missing'})")
+            if expected is None:
+                split_fingerprints = None
+            elif split_fingerprints is not None:
+                split_fingerprints += [e["fingerprint"] for e in sidecar["entries"] if e["status"] == "written"]
         report.samples[split] = count
-        if count != manifest.splits[split].samples:
-            report.problems.append(f"split {split}: {count} samples in shards, manifest says "
-                                   f"{manifest.splits[split].samples}")
+        entry = manifest.splits[split]
+        if count != entry.samples:
+            report.problems.append(f"split {split}: {count} samples in shards, manifest says {entry.samples}")
+        if entry.fingerprint and split_fingerprints is not None and split_fingerprint(split_fingerprints) != entry.fingerprint:
+            report.problems.append(f"split {split}: the shards' fingerprints do not match the manifest's "
+                                   f"({entry.fingerprint}): shards and manifest come from different runs")
     return report

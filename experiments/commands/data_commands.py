@@ -9,29 +9,42 @@ Both take their options as gin bindings (or a gin file), like every other comman
 """
 from __future__ import annotations
 
+import dataclasses
+
 import gin
 
+from lvmae.components.data.annotations import AnnotationError
 from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import WriteOptions, write_split
+from lvmae.components.data.writer import WriteError, WriteOptions, summary_lines, write_dataset
 from lvmae.experiments.commands.experiment import ex
 from lvmae.experiments.engine.gin_config import gin_applies
 
 
+# Errors that are the input's fault: printed as one message, non-zero exit, no traceback.
+INPUT_ERRORS = (WriteError, AnnotationError, FileNotFoundError, ValueError)
+
+
 @gin_applies
-def write_shards_job(video_root: str = gin.REQUIRED, annotations: str = gin.REQUIRED,
+def write_shards_job(video_root: str = gin.REQUIRED, annotations: str | dict = gin.REQUIRED,
                      annotation_format: str = gin.REQUIRED, out_dir: str = gin.REQUIRED,
                      split: str = "train", name: str | None = None, labels_path: str | None = None,
                      codec: str = "mp4", short_side: int | None = None, fps: float | None = None,
                      gop: int = 32, crf: int = 16, pix_fmt: str = "yuv420p", max_frames: int | None = None,
+                     sequence_fps: float | None = None, frame_tolerance: float = 0.05,
                      samples_per_shard: int = 64, on_error: str = "skip", workers: int = 1) -> dict:
-    """Writes one split; returns its manifest entry. Complete shards are kept (resumable)."""
-    options = WriteOptions(codec=codec, short_side=short_side, fps=fps, gop=gop, crf=crf,
-                           pix_fmt=pix_fmt, max_frames=max_frames)
-    manifest = write_split(video_root, annotations, annotation_format, out_dir, split, name,
-                           labels_path, options, samples_per_shard, on_error, workers=workers)
-    entry = manifest.splits[split]
-    return {"manifest": f"{out_dir}/manifest.yaml", "split": split, "samples": entry.samples,
-            "shards": entry.shards, "heads": {h: len(n) for h, n in manifest.heads.items()}}
+    """Writes the splits of ``annotations`` — one file (written as ``split``) or a dict
+    ``{split: file}`` (one vocabulary over all of them) — and prints what was written and
+    skipped. Unchanged samples are reused (content-keyed), the rest rewritten."""
+    options = WriteOptions(codec=codec, short_side=short_side, fps=fps, gop=gop, crf=crf, pix_fmt=pix_fmt,
+                           max_frames=max_frames, sequence_fps=sequence_fps, frame_tolerance=frame_tolerance)
+    splits = dict(annotations) if isinstance(annotations, dict) else {split: annotations}
+    manifest = write_dataset(video_root, splits, annotation_format, out_dir, name, labels_path,
+                             options, samples_per_shard, on_error, workers=workers)
+    for line in summary_lines(manifest, splits):
+        print(line)
+    return {"manifest": f"{out_dir}/manifest.yaml",
+            "splits": {s: dataclasses.asdict(manifest.splits[s].summary) for s in splits},
+            "heads": {h: len(n) for h, n in manifest.heads.items()}}
 
 
 @gin_applies
@@ -46,7 +59,11 @@ def validate_shards_job(manifest: str = gin.REQUIRED, splits: list[str] | None =
 @ex.command
 def write_shards():
     """Writes WebDataset shards from a video folder + annotation file (write_shards_job.*)."""
-    return write_shards_job()
+    try:
+        return write_shards_job()
+    except INPUT_ERRORS as error:
+        # gin appends "In call to configurable …" to the message: the error alone is clearer.
+        raise SystemExit(f"write_shards: {str(error).split(chr(10) + '  In call to configurable')[0]}") from None
 
 
 @ex.command

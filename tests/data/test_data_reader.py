@@ -11,7 +11,7 @@ from lvmae.components.data.codec import encode_mp4
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.reader import ClipStream, CorruptSampleError
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.shards import write_shards
+from lvmae.components.data.writer import write_shards
 from lvmae.components.data.validate import validate_manifest
 from lvmae.components.data.manifest import Manifest, Split, save_manifest
 

@@ -14,7 +14,7 @@ from lvmae.components.data.manifest import Manifest, Split, View, load_manifest,
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.reader import ClipStream
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.shards import write_shards
+from lvmae.components.data.writer import write_shards
 from lvmae.components.data.validate import validate_manifest
 from lvmae.components.data.writer import WriteOptions, write_split
 
@@ -68,10 +68,90 @@ def test_resume_rewrites_only_missing_shards(tmp_path, epic):
                            samples_per_shard=1, progress=False)
     assert os.stat(kept).st_mtime_ns == stamp
     assert (out / "train-000001.tar").exists() and manifest.splits["train"].samples == 3
+    assert not list(out.glob("*.tmp")) and not (out / ".replaced").exists()
     assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
-    with pytest.raises(ValueError, match=r"train-000000\.tar was written with other options"):
-        write_split(folder, annotation, "epic100", str(out), "train", options=WriteOptions(short_side=24),
-                    samples_per_shard=1, progress=False)
+    # Other options: every sample's fingerprint changes, every sample is written again.
+    manifest = write_split(folder, annotation, "epic100", str(out), "train", options=WriteOptions(short_side=24),
+                           samples_per_shard=1, progress=False)
+    assert os.stat(kept).st_mtime_ns != stamp and manifest.short_side == 24
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+
+
+def _stored(folder) -> dict[str, dict]:
+    """key → sample json of every sample in a folder's shards."""
+    return {r.key: r.meta for tar in sorted(folder.glob("*.tar"))
+            for r in ClipStream(str(tar), train=False).raw_samples()}
+
+
+def test_rerun_reuses_exactly_the_unchanged_samples(tmp_path, video_folder, monkeypatch):
+    """samples_per_shard changed: the manifest keeps all 4 samples, none re-encoded; labels
+    swapped: exactly those two are rewritten; a replaced video: only its clip is."""
+    from lvmae.components.data import writer
+    folder, write = video_folder
+    for i in range(4):
+        write(f"v{i}.mp4", 12, seed=i)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("path,label\nv0.mp4,cat\nv1.mp4,dog\nv2.mp4,cat\nv3.mp4,dog\n")
+    out = tmp_path / "shards"
+    options = WriteOptions(short_side=16, gop=4)
+    write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=3, progress=False)
+    encoded = []
+    real_encode = writer.encode_clip
+    monkeypatch.setattr(writer, "encode_clip", lambda spec, *a, **k: encoded.append(spec.key) or real_encode(spec, *a, **k))
+    manifest = write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=2,
+                           progress=False)
+    assert manifest.splits["train"].samples == 4 and encoded == []
+    assert sorted(p.name for p in out.glob("*.tar")) == ["train-000000.tar", "train-000001.tar"]
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+
+    annotation.write_text("path,label\nv0.mp4,dog\nv1.mp4,cat\nv2.mp4,cat\nv3.mp4,dog\n")
+    manifest = write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=2,
+                           progress=False)
+    assert sorted(encoded) == ["v0_0_end", "v1_0_end"]
+    labels = {k: meta["labels"]["label"] for k, meta in _stored(out).items()}
+    assert labels == {"v0_0_end": 1, "v1_0_end": 0, "v2_0_end": 0, "v3_0_end": 1}
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+
+    encoded.clear()
+    write("v3.mp4", 10, seed=9)                          # the source replaced by another video
+    manifest = write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=2,
+                           progress=False)
+    assert encoded == ["v3_0_end"] and _stored(out)["v3_0_end"]["num_frames"] == 10
+    assert manifest.splits["train"].frames.min == 10
+
+
+def test_validate_checks_fingerprints_and_names_a_damaged_tar(tmp_path, video_folder):
+    import io
+    import json
+    import tarfile
+    folder, write = video_folder
+    for i in range(4):
+        write(f"v{i}.mp4", 8, seed=i)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("".join(f"v{i}.mp4,c{i % 2}\n" for i in range(4)))
+    out = tmp_path / "shards"
+    write_split(folder, str(annotation), "generic", str(out), options=WriteOptions(codec="npy", short_side=8),
+                samples_per_shard=4, progress=False)
+    shard = out / "train-000000.tar"
+    sidecar = json.loads((out / "train-000000.json").read_text())
+    sidecar["entries"][1]["fingerprint"] = "0" * 20            # a sample that is not what its inputs write
+    (out / "train-000000.json").write_text(json.dumps(sidecar))
+    report = validate_manifest(str(out / "manifest.yaml"), progress=False)
+    assert not report.ok and any("sample v1_0_end: fingerprint" in p for p in report.problems)
+    assert any("fingerprints do not match the manifest" in p for p in report.problems)
+
+    write_split(folder, str(annotation), "generic", str(out), options=WriteOptions(codec="npy", short_side=8),
+                samples_per_shard=4, progress=False)        # the rerun repairs it
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+    with tarfile.open(shard) as tar:                           # break the header of sample 3's first member
+        offset = [m for m in tar.getmembers() if m.name.startswith("v2_0_end")][0].offset
+    data = bytearray(shard.read_bytes())
+    data[offset + 148: offset + 156] = b"garbage!"            # the header checksum
+    shard.write_bytes(bytes(data))
+    report = validate_manifest(str(out / "manifest.yaml"), progress=False)
+    damaged = [p for p in report.problems if "damaged tar" in p]
+    assert len(damaged) == 1 and "train-000000.tar" in damaged[0]
+    assert "2 sample(s) readable of the 4 its sidecar lists" in damaged[0] and "v2_0_end" in damaged[0]
 
 
 def test_missing_video_is_skipped_or_fails_naming_it(tmp_path, video_folder):
@@ -193,3 +273,150 @@ def test_parallel_writer_matches_serial(tmp_path, epic):
         one = {r.key: r.clip for r in ClipStream(str(tmp_path / "one" / name), train=False).raw_samples()}
         two = {r.key: r.clip for r in ClipStream(str(tmp_path / "two" / name), train=False).raw_samples()}
         assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
+
+
+def _real_frames(real_videos, frames: int, short_side: int = 48) -> np.ndarray:
+    from lvmae.components.data.codec import read_video_file
+    clip, _ = read_video_file(os.path.join(real_videos, "bikes.mp4"), short_side, None, 0, None, frames)
+    return clip
+
+
+@pytest.mark.parametrize("container,codec,options", [("mp4", "libx264", {"movflags": "faststart"}),
+                                                     ("avi", "mpeg4", None)])
+def test_half_truncated_real_video_is_skipped_or_fails(tmp_path, real_videos, container, codec, options):
+    """Index first (mp4 faststart) or a frame count in the header (avi): the container declares
+    120 frames, half the bytes decode to fewer — skipped with a reason, or an error naming it."""
+    from video_fixtures import cut_file, write_container
+    from lvmae.components.data.writer import WriteError
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    frames = _real_frames(real_videos, 120)
+    write_container(str(videos / f"whole.{container}"), frames, 25.0, container, codec, options)
+    cut_file(write_container(str(videos / f"half.{container}"), frames, 25.0, container, codec, options), 0.5)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text(f"path,label\nwhole.{container},a\nhalf.{container},b\n")
+    manifest = write_split(str(videos), str(annotation), "generic", str(tmp_path / "skip"),
+                           options=WriteOptions(short_side=32), progress=False)
+    summary = manifest.splits["train"].summary
+    assert (summary.written, summary.skipped) == (1, {"truncated": 1}) and summary.frames == 120
+    with pytest.raises(WriteError, match=rf"line 3: clip half_0_end \(half\.{container}\): decoded \d+ of the 120"):
+        write_split(str(videos), str(annotation), "generic", str(tmp_path / "fail"), on_error="fail", progress=False)
+    assert not list((tmp_path / "fail").glob("*.tmp"))
+
+
+def test_range_past_the_end_is_checked_and_the_stored_range_is_real(tmp_path, video_folder):
+    """EPIC row [8, 202] (1-based) of a 200-frame video: within the tolerance the json says
+    [7, 200), the frames stored; with no tolerance it is skipped. Diving48 [20, 300) of a
+    60-frame video is far past the end: skipped, never 40 frames silently."""
+    import json
+    from test_data_annotations import EPIC_HEADER
+    folder, write = video_folder
+    write("P01/videos/P01_01.MP4", 200, fps=50.0)
+    write("dive.mp4", 60)
+    annotation = tmp_path / "EPIC_100_train.csv"
+    annotation.write_text(EPIC_HEADER + "\nP01_01_0,P01,P01_01,0,0,0,8,202,open door,open,3,door,8,[],[]\n")
+    manifest = write_split(folder, str(annotation), "epic100", str(tmp_path / "epic"),
+                           options=WriteOptions(codec="npy", short_side=16), progress=False)
+    meta = _stored(tmp_path / "epic")["P01_01_0"]
+    assert meta["frames"] == [7, 200] and meta["num_frames"] == 193 == manifest.splits["train"].frames.max
+    from lvmae.components.data.writer import WriteError
+    with pytest.raises(WriteError, match=r"every clip was skipped \({'range_past_end': 1}\)"):
+        write_split(folder, str(annotation), "epic100", str(tmp_path / "strict"),
+                    options=WriteOptions(codec="npy", frame_tolerance=0.0), progress=False)
+    dive = tmp_path / "Diving48_train.json"
+    dive.write_text(json.dumps([{"vid_name": "dive", "label": 0, "start_frame": 20, "end_frame": 300}]))
+    with pytest.raises(WriteError, match=r"ends 240 frames past the source's 60"):
+        write_split(folder, str(dive), "diving48", str(tmp_path / "dive"), on_error="fail", progress=False)
+    assert not (tmp_path / "dive").exists()              # checked before anything was written
+
+
+def test_fail_leaves_no_tmp_and_names_the_clip(tmp_path, video_folder, monkeypatch):
+    """A clip that fails while encoding (after the sources looked fine) under on_error='fail'."""
+    from lvmae.components.data import writer
+    folder, write = video_folder
+    write("a.mp4", 8)
+    write("b.mp4", 8, seed=1)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("a.mp4,x\nb.mp4,y\n")
+
+    def broken(spec, *args, **kwargs):
+        raise writer._Skip("undecodable", "decoder gave up")
+    monkeypatch.setattr(writer, "encode_clip", broken)
+    with pytest.raises(writer.WriteError, match=r"train\.csv line 1: clip a_0_end \(a\.mp4\): decoder gave up"):
+        write_split(folder, str(annotation), "generic", str(tmp_path / "out"), on_error="fail", progress=False)
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_image_folders_and_npy_arrays_are_sources(tmp_path, video_folder):
+    import av
+    from video_fixtures import moving_clip
+    folder, _ = video_folder
+    clip = moving_clip(6, seed=4)
+    np.save(os.path.join(folder, "array.npy"), clip)
+    os.makedirs(os.path.join(folder, "frames"))
+    for t, frame in enumerate(clip):
+        av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(os.path.join(folder, "frames", f"{t:05d}.png"))
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("path,label,start,end\narray,x,1,5\nframes,y,0,6\n")
+    from lvmae.components.data.writer import WriteError
+    with pytest.raises(WriteError, match="sequence_fps"):
+        write_split(folder, str(annotation), "generic", str(tmp_path / "none"), on_error="fail", progress=False)
+    manifest = write_split(folder, str(annotation), "generic", str(tmp_path / "out"),
+                           options=WriteOptions(codec="npy", sequence_fps=30.0), progress=False)
+    assert manifest.splits["train"].samples == 2 and manifest.fps == 30.0
+    stored = {r.key: r for r in ClipStream(str(tmp_path / "out" / "train-000000.tar"), train=False).raw_samples()}
+    assert np.array_equal(stored["array_1_5"].clip, clip[1:5])          # npy: bit-exact
+    assert np.array_equal(stored["frames_0_6"].clip, clip)               # png: lossless
+    assert validate_manifest(str(tmp_path / "out" / "manifest.yaml"), progress=False).ok
+
+
+def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
+    from lvmae.components.data.annotations import AnnotationError
+    from lvmae.components.data.writer import write_dataset
+    folder, write = video_folder
+    write("a.mp4", 8)
+    write("b.mp4", 8, seed=1)
+    train, val = tmp_path / "train.csv", tmp_path / "val.csv"
+    train.write_text("a.mp4,run\nb.mp4,jump\n")
+    val.write_text("b.mp4,swim\n")
+    out = tmp_path / "shards"
+    options = WriteOptions(codec="npy", short_side=8)
+    write_split(folder, str(train), "generic", str(out), options=options, progress=False)
+    with pytest.raises(AnnotationError, match=r"val\.csv line 1: label class 'swim' is not in the vocabulary "
+                                              r"from the existing manifest.*write every split in one run"):
+        write_split(folder, str(val), "generic", str(out), split="val", options=options, progress=False)
+    assert not list(out.glob("val-*"))                   # refused before encoding: no orphan shards
+    val.write_text("b.mp4,run\n")
+    manifest = write_split(folder, str(val), "generic", str(out), split="val", options=options, progress=False)
+    assert manifest.heads == {"label": ["jump", "run"]} and manifest.splits["val"].samples == 1
+    val.write_text("b.mp4,swim\n")
+    manifest = write_dataset(folder, {"train": str(train), "val": str(val)}, "generic", str(out),
+                             options=options, progress=False)
+    assert manifest.heads == {"label": ["jump", "run", "swim"]}
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+
+
+def test_run_py_fail_is_one_message_and_skips_are_summarised(tmp_path, video_folder):
+    """on_error='fail': non-zero exit, one message naming the clip, no traceback, no .tmp;
+    a skipping run prints the summary and stores it in the manifest."""
+    folder, write = video_folder
+    write("a.mp4", 20)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("path,label\na.mp4,x\nghost.mp4,y\n")
+    out = tmp_path / "shards"
+    job = "write_shards_job"
+    command = [sys.executable, "run.py", "write_shards", "-u",
+               "-b", f"{job}.video_root='{folder}'", "-b", f"{job}.annotations='{annotation}'",
+               "-b", f"{job}.annotation_format='generic'", "-b", f"{job}.out_dir='{out}'",
+               "-b", f"{job}.codec='npy'", "-b", f"{job}.short_side=16", "-b", f"{job}.on_error='fail'"]
+    failed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Traceback" not in text and "KeyError" not in text
+    assert "train.csv line 3: clip ghost_0_end (ghost.mp4): video 'ghost.mp4' not found" in text
+    assert not out.exists() or not list(out.rglob("*.tmp"))
+    done = subprocess.run(command[:-2], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "train: 1 written, skipped: 1 missing_source; 20 frames, 0.000 h of video" in done.stdout
+    summary = load_manifest(out / "manifest.yaml").splits["train"].summary
+    assert (summary.written, summary.skipped, summary.frames) == (1, {"missing_source": 1}, 20)
+    assert summary.hours == pytest.approx(20 / 25 / 3600, rel=1e-3)
