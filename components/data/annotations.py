@@ -21,7 +21,8 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 AnnotationFormat = Literal["generic", "epic100", "diving48", "ssv2"]
 FORMATS = ("generic", "epic100", "diving48", "ssv2")

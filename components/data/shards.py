@@ -5,7 +5,7 @@ Samples follow components/data/schema.py; batches follow the cross-team contract
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from einops import rearrange
 
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, ClipStream
+from lvmae.components.data.writer import write_shards  # noqa: F401  (writing lives in writer.py; kept for callers)
 
 
 def to_video_tensor(clip: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

@@ -121,7 +121,7 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
             expected = ({e["key"]: e["fingerprint"] for e in sidecar["entries"] if e["status"] == "written"}
                         if sidecar else None)
             errors: list[Exception] = []
-            stream = wds.tarfile_samples([{"url": url}], handler=lambda e: errors.append(e) or True)
+            stream = wds.tarfile_samples([{"url": url}], handler=lambda e, errors=errors: errors.append(e) or True)
             in_shard: list[str] = []
             for raw in stream:
                 key = raw.get("__key__", "?")

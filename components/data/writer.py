@@ -38,17 +38,32 @@ import multiprocessing
 import os
 import shutil
 import tarfile
-from typing import Callable, Iterable, Literal
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from lvmae.components.data.annotations import AnnotationFormat, ClipSpec, Vocabulary, read_dataset
+from lvmae.components.data.annotations import AnnotationFormat, ClipSpec, read_dataset
 from lvmae.components.data.codec import PIXEL_FORMATS, PixelFormat, encode_mp4
-from lvmae.components.data.manifest import FrameStats, Manifest, Split, WriteSummary, load_manifest, save_manifest
+from lvmae.components.data.manifest import (
+    FrameStats,
+    Manifest,
+    Split,
+    WriteSummary,
+    load_manifest,
+    save_manifest,
+)
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.sources import SourceError, SourceInfo, probe, read_frames, resolve_source, source_identity
+from lvmae.components.data.sources import (
+    SourceError,
+    SourceInfo,
+    probe,
+    read_frames,
+    resolve_source,
+    source_identity,
+)
 
 MANIFEST_NAME = "manifest.yaml"
 REPLACED = ".replaced"            # old shards wait here while their split is rewritten

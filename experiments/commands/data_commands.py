@@ -19,7 +19,6 @@ from lvmae.components.data.writer import WriteError, WriteOptions, summary_lines
 from lvmae.experiments.commands.experiment import ex
 from lvmae.experiments.engine.gin_config import gin_applies
 
-
 # Errors that are the input's fault: printed as one message, non-zero exit, no traceback.
 INPUT_ERRORS = (WriteError, AnnotationError, FileNotFoundError, ValueError)
 

@@ -9,16 +9,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_data_annotations import EPIC_HEADER
 
-from lvmae.components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
 from lvmae.components.data.loader import make_loader
+from lvmae.components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
 from lvmae.components.data.reader import ClipStream
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.writer import write_shards
 from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import WriteOptions, write_split
-
-from test_data_annotations import EPIC_HEADER
+from lvmae.components.data.writer import WriteOptions, write_shards, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -121,7 +119,6 @@ def test_rerun_reuses_exactly_the_unchanged_samples(tmp_path, video_folder, monk
 
 
 def test_validate_checks_fingerprints_and_names_a_damaged_tar(tmp_path, video_folder):
-    import io
     import json
     import tarfile
     folder, write = video_folder
@@ -144,7 +141,7 @@ def test_validate_checks_fingerprints_and_names_a_damaged_tar(tmp_path, video_fo
                 samples_per_shard=4, progress=False)        # the rerun repairs it
     assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
     with tarfile.open(shard) as tar:                           # break the header of sample 3's first member
-        offset = [m for m in tar.getmembers() if m.name.startswith("v2_0_end")][0].offset
+        offset = next(m for m in tar.getmembers() if m.name.startswith("v2_0_end")).offset
     data = bytearray(shard.read_bytes())
     data[offset + 148: offset + 156] = b"garbage!"            # the header checksum
     shard.write_bytes(bytes(data))
@@ -287,6 +284,7 @@ def test_half_truncated_real_video_is_skipped_or_fails(tmp_path, real_videos, co
     """Index first (mp4 faststart) or a frame count in the header (avi): the container declares
     120 frames, half the bytes decode to fewer — skipped with a reason, or an error naming it."""
     from video_fixtures import cut_file, write_container
+
     from lvmae.components.data.writer import WriteError
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -309,6 +307,7 @@ def test_range_past_the_end_is_checked_and_the_stored_range_is_real(tmp_path, vi
     [7, 200), the frames stored; with no tolerance it is skipped. Diving48 [20, 300) of a
     60-frame video is far past the end: skipped, never 40 frames silently."""
     import json
+
     from test_data_annotations import EPIC_HEADER
     folder, write = video_folder
     write("P01/videos/P01_01.MP4", 200, fps=50.0)
