@@ -208,3 +208,36 @@ def test_the_preflight_leaves_the_model_and_the_rng_untouched():
     assert torch.equal(model.scorer.generator.get_state(), scorer_rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert any("'scorer.random'" in c for c in checked) and any("'masking.decoder.adaptive'" in c for c in checked)
+
+
+def _base(kind: str) -> type:
+    from lvmae.components.data.base import Dataset
+    from lvmae.components.scorers.base import Scorer
+    from lvmae.components.targets.base import Target
+    from lvmae.components.tokenizers.base import Tokenizer
+    from lvmae.components.tokenizers.quantizer import Quantizer
+    from lvmae.components.topk.base import TopK
+    return {"scorer": Scorer, "target": Target, "tokenizer": Tokenizer, "quantizer": Quantizer,
+            "topk": TopK, "dataset": Dataset, "backbone": torch.nn.Module, "decoder": torch.nn.Module,
+            "head": torch.nn.Module}[kind]
+
+
+@pytest.mark.parametrize("kind, method, arity", [
+    ("scorer", "forward", 1), ("target", "forward", 3), ("target", "channels", 2),
+    ("target", "per_token_loss", 2), ("tokenizer", "encode_continuous", 1), ("tokenizer", "decode", 1),
+    ("quantizer", "forward", 1), ("quantizer", "codes_to_indices", 1), ("topk", "forward", 3),
+    ("dataset", "prepare", 0), ("backbone", "forward", 2), ("decoder", "forward", 2), ("head", "forward", 1),
+])
+def test_every_kind_checks_its_call_signatures_at_registration(kind, method, arity):
+    """A class of each kind whose ``method`` takes one argument too few (or, for a method
+    called without arguments, requires one) fails to register, naming the method and how the
+    framework calls it."""
+    base = _base(kind)
+    namespace = {name: (lambda self, *args: None) for name in getattr(base, "__abstractmethods__", ())}
+    params = ", ".join(["self"] + [f"a{i}" for i in range(arity - 1)] if arity else ["self", "extra"])
+    exec(f"def short({params}): return None", namespace)         # noqa: S102 - builds the bad method
+    namespace[method] = namespace.pop("short")
+    namespace["__module__"] = __name__
+    bad = type("Bad", (base,), namespace)
+    with pytest.raises(registry.RegistryError, match=rf"'{kind}\.bad_signature' .*Bad\) {method}\(\) has the signature"):
+        registry.register(f"{kind}.bad_signature")(bad)

@@ -100,4 +100,4 @@ class ClassAttentionPool(nn.Module):
         return self.fc(self.dropout(self.pool(features)))
 
 
-set_contract("head", subclass_of(nn.Module))
+set_contract("head", subclass_of(nn.Module, forward=("features",)))

@@ -84,4 +84,4 @@ def _preset(name: str, dim: int, heads: int):
 mae_b = register("decoder.mae_b")(_preset("b", dim=384, heads=6))
 mae_l = register("decoder.mae_l")(_preset("l", dim=512, heads=8))
 
-set_contract("decoder", subclass_of(nn.Module))
+set_contract("decoder", subclass_of(nn.Module, forward=("enc_features", "plan")))

@@ -77,7 +77,7 @@ class VideoViT(nn.Module):
         return patch + len(self.blocks) * matmul_flops(kept, self.dim, self.mlp_ratio)
 
 
-set_contract("backbone", subclass_of(nn.Module))
+set_contract("backbone", subclass_of(nn.Module, forward=("video", "enc_keep_idx")))
 
 #: name → (width, depth, heads); ViT-B and ViT-L as in VideoMAE.
 PRESETS = {"tiny": (192, 4, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}

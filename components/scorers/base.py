@@ -76,4 +76,4 @@ def adjacent_distance(features: torch.Tensor) -> torch.Tensor:
     return (features[:, :, 1:] - features[:, :, :-1]).pow(2).sum(dim=1).clamp_min(1e-12).sqrt()
 
 
-set_contract("scorer", subclass_of(Scorer))
+set_contract("scorer", subclass_of(Scorer, forward=("video",)))

@@ -42,4 +42,6 @@ class Target(nn.Module, abc.ABC):
         return {"loss": term, f"loss/{self.term}": term.detach(), "loss_tokens": denominator.detach()}
 
 
-set_contract("target", subclass_of(Target))
+set_contract("target", subclass_of(Target, channels=("in_channels", "tubelet"),
+                                         forward=("batch", "plan", "tubelet"),
+                                         per_token_loss=("prediction", "target")))

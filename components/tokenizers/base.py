@@ -113,4 +113,4 @@ def build_from_config(config: dict) -> Any:
     return registry.get(config["name"]).obj(**kwargs)
 
 
-set_contract("tokenizer", subclass_of(Tokenizer))
+set_contract("tokenizer", subclass_of(Tokenizer, encode_continuous=("video",), decode=("latents",)))

@@ -75,4 +75,5 @@ class Quantizer(nn.Module, abc.ABC):
         return dict(self._config)
 
 
-set_contract("quantizer", subclass_of(Quantizer))
+set_contract("quantizer", subclass_of(Quantizer, forward=("latents",), codes_to_indices=("codes",),
+                                                 indices_to_codes=("indices",)))

@@ -51,4 +51,4 @@ class TopK(nn.Module, abc.ABC):
         return selected
 
 
-set_contract("topk", subclass_of(TopK))
+set_contract("topk", subclass_of(TopK, forward=("scores", "k", "generator")))
