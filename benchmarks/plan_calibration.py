@@ -20,15 +20,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lvmae.components.backbones.mae_decoder import MAEDecoder  # noqa: E402
-from lvmae.components.backbones.vit import VideoViT  # noqa: E402
-from lvmae.components.masking.decoder_random import RandomDecoderMasking  # noqa: E402
-from lvmae.components.masking.encoder_tube import TubeMasking  # noqa: E402
-from lvmae.components.models.mae import VideoMAE  # noqa: E402
-from lvmae.components.targets.pixels import PixelTarget  # noqa: E402
-from lvmae.experiments.engine.memory_model import GIB, step_memory, step_shape  # noqa: E402
-from lvmae.experiments.engine.peak_memory import mae_training_step, peak_bytes, training_state  # noqa: E402
-from lvmae.experiments.engine.training import build_optimizer  # noqa: E402
+from lvmae.components.backbones.mae_decoder import MAEDecoder
+from lvmae.components.backbones.vit import VideoViT
+from lvmae.components.masking.decoder_random import RandomDecoderMasking
+from lvmae.components.masking.encoder_tube import TubeMasking
+from lvmae.components.models.mae import VideoMAE
+from lvmae.components.targets.pixels import PixelTarget
+from lvmae.experiments.engine.memory_model import GIB, step_memory, step_shape
+from lvmae.experiments.engine.peak_memory import mae_training_step, peak_bytes, training_state
+from lvmae.experiments.engine.training import build_optimizer
 
 KEEP_RATIO, BUDGET = 0.1, 0.15
 # name → encoder (dim, depth, heads), decoder (dim, depth, heads), image size, tubelet,
@@ -60,7 +60,7 @@ def calibrate(model: VideoMAE, frames: int, image_size: int, batch_size: int, de
                                   device=device)}
     plan = model.plan(1, generator.manual_seed(0))
     shape = step_shape(model, plan.enc_keep_idx.shape[1], plan.dec_target_idx.shape[1])
-    predicted = step_memory(shape, batch_size, "bf16" if bf16 else "fp32", "flash", checkpointing)
+    predicted = step_memory(shape, batch_size, "bf16" if bf16 else "fp32", "flash", checkpointing, device.type)
     step = mae_training_step(model, optimizer, batch, generator, bf16)
     step()                                                   # AdamW's state exists from here
     optimizer.zero_grad(set_to_none=True)                    # what the step's first line does

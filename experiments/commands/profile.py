@@ -3,9 +3,11 @@ allows) measured peak memory and step time, over frame counts × decoder budgets
 paper's Figure 1 (right): memory and FLOPs per device against the decoder mask ratio.
 
 FLOPs are matmul FLOPs (2 per multiply-add; conv patch embedding, linears, attention scores
-and weighted sums), forward; a training step is 3× forward. Activation memory is the estimate
-of Korthikanti et al. 2022 (bf16, per block: 34·n·d bytes, plus 5·a·n² bytes when attention is
-materialised — the "dense" column; flash attention removes that term).
+and weighted sums), forward; a training step is 3× forward. Memory is the planner's model
+(``experiments/engine/memory_model.py``, bf16 autocast): activations saved for backward with
+flash attention and with materialised ("dense") attention, and the training state (weights,
+gradients, AdamW's moments). Measured peak memory: ``max_memory_allocated`` on a GPU, the CPU
+allocator's profiled total on the CPU (``experiments/engine/peak_memory.py``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gin
 import torch
@@ -25,12 +27,9 @@ from lvmae.components.models.mae import VideoMAE
 from lvmae.components.targets.pixels import PixelTarget
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
+from lvmae.experiments.engine.memory_model import GIB, Precision, step_memory, step_shape
+from lvmae.experiments.engine.peak_memory import mae_training_step, peak_bytes, training_state
 from lvmae.experiments.engine.training import build_optimizer
-
-GIB = 2**30
-_ACT_BYTES_PER_TOKEN_WIDTH = 34      # Korthikanti et al. 2022, Eq. 1 (bf16, per block)
-_ACT_BYTES_PER_SCORE = 5             # softmax input/output + dropout mask per head and score
-_TRAIN_STATE_BYTES_PER_PARAM = 16    # fp32 weights + grads + AdamW's two moments
 
 
 @dataclasses.dataclass
@@ -48,6 +47,7 @@ class ProfileRow:
     act_gib_dense: float
     act_gib_flash: float
     state_gib: float
+    predicted_peak_gib: float
     measured_ms: float | None = None
     measured_peak_gib: float | None = None
     note: str = ""
@@ -63,33 +63,25 @@ def build_mae(encoder: Callable, decoder: Callable, frames: int, image_size: int
                     RandomMasking(keep_ratio), RandomDecoderMasking(budget), PixelTarget())
 
 
-def _activation_bytes(blocks: int, tokens: int, dim: int, heads: int, dense: bool) -> float:
-    per_block = _ACT_BYTES_PER_TOKEN_WIDTH * tokens * dim
-    if dense:
-        per_block += _ACT_BYTES_PER_SCORE * heads * tokens * tokens
-    return blocks * per_block
-
-
-def analytic_row(model: VideoMAE, frames: int, keep_ratio: float, budget: float, batch_size: int) -> ProfileRow:
-    """Counts for one configuration from a model's shapes (works on the meta device)."""
+def analytic_row(model: VideoMAE, frames: int, keep_ratio: float, budget: float, batch_size: int,
+                 precision: Precision = "bf16", device_type: str = "cuda") -> ProfileRow:
+    """Counts for one configuration from a model's shapes (works on the meta device);
+    memory at ``precision`` (bf16 autocast as on a GPU, or float32 as on the CPU)."""
     grid = model.encoder.grid
     kept = count_from_ratio(keep_ratio, grid.n, "profile_job.encoder_keep_ratio")
     targets = min(count_from_ratio(budget, grid.n, "profile_job.decoder_budgets"), grid.n - kept)
     enc, dec = model.encoder, model.decoder
     enc_flops, dec_flops = enc.flops(kept), dec.flops(kept, targets, enc.dim)
-    params = sum(p.numel() for p in model.parameters())
-    enc_heads, dec_heads = enc.blocks[0].attn.heads, dec.blocks[0].attn.heads
-
-    def activations(dense: bool) -> float:
-        return batch_size * (_activation_bytes(len(enc.blocks), kept, enc.dim, enc_heads, dense)
-                             + _activation_bytes(len(dec.blocks), kept + targets, dec.dim, dec_heads, dense)) / GIB
-
+    shape = step_shape(model, kept, targets)
+    flash, dense = (step_memory(shape, batch_size, precision, attention, device_type=device_type)
+                    for attention in ("flash", "dense"))
     return ProfileRow(frames=frames, decoder_budget=budget, tokens=grid.n, encoder_tokens=kept,
-                      decoder_targets=targets, decoder_tokens=kept + targets, params_m=params / 1e6,
+                      decoder_targets=targets, decoder_tokens=kept + targets, params_m=shape.params / 1e6,
                       encoder_gflops=enc_flops / 1e9, decoder_gflops=dec_flops / 1e9,
-                      train_tflops=3 * batch_size * (enc_flops + dec_flops) / 1e12,
-                      act_gib_dense=activations(True), act_gib_flash=activations(False),
-                      state_gib=params * _TRAIN_STATE_BYTES_PER_PARAM / GIB)
+                      train_tflops=batch_size * shape.step_flops / 1e12,
+                      act_gib_dense=dense.activations / GIB, act_gib_flash=flash.activations / GIB,
+                      state_gib=(flash.weights + flash.optimizer + flash.gradients) / GIB,
+                      predicted_peak_gib=flash.peak / GIB)
 
 
 def time_steps(step, steps: int, device: torch.device) -> tuple[float, float | None]:
@@ -108,22 +100,17 @@ def time_steps(step, steps: int, device: torch.device) -> tuple[float, float | N
 
 
 def measure_step(model: VideoMAE, frames: int, image_size: int, batch_size: int, steps: int,
-                 device: torch.device) -> tuple[float, float | None]:
-    """(ms per training step, peak GiB or None on CPU), bf16 autocast on GPU."""
+                 device: torch.device) -> tuple[float, float]:
+    """(ms per training step, peak GiB of one more step), bf16 autocast on GPU."""
     model = model.to(device).train()
     optimizer = build_optimizer(model, 1e-4, 0.05)
-    video = torch.randn(batch_size, model.encoder.in_channels, frames, image_size, image_size, device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
-    use_bf16 = device.type == "cuda"
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model({"video": video}, generator)[0]["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return time_steps(step, steps, device)
+    batch = {"video": torch.randn(batch_size, model.encoder.in_channels, frames, image_size, image_size,
+                                  device=device)}
+    step = mae_training_step(model, optimizer, batch, torch.Generator(device=device), device.type == "cuda")
+    elapsed_ms, _ = time_steps(step, steps, device)
+    optimizer.zero_grad(set_to_none=True)            # the step's first line: measure without them
+    peak = peak_bytes(step, device, training_state(model, optimizer) + [batch["video"]])
+    return elapsed_ms, peak / GIB
 
 
 def plot_figure(rows: list[ProfileRow], frames: int, path: str, title: str) -> str:
@@ -139,6 +126,7 @@ def plot_figure(rows: list[ProfileRow], frames: int, path: str, title: str) -> s
                      label="analytic, dense attention")
     memory_axis.plot(ratios, [r.act_gib_flash + r.state_gib for r in chosen], "s--",
                      label="analytic, flash attention")
+    memory_axis.plot(ratios, [r.predicted_peak_gib for r in chosen], "x:", label="planner's peak (flash)")
     measured = [(r.decoder_mask_ratio, r.measured_peak_gib) for r in chosen if r.measured_peak_gib]
     if measured:
         memory_axis.plot(*zip(*measured), "^-", label="measured peak")
@@ -180,7 +168,10 @@ def profile_job(run, encoder: Callable = gin.REQUIRED, decoder: Callable = gin.R
         for budget in decoder_budgets:
             with torch.device("meta"):
                 meta_model = build_mae(encoder, decoder, count, image_size, tubelet, encoder_keep_ratio, budget)
-            row = analytic_row(meta_model, count, encoder_keep_ratio, budget, batch_size)
+            # the CPU measures float32 steps (pretrain_loop's choice there): predict the same
+            precision = "fp32" if device is not None and device.type == "cpu" else "bf16"
+            row = analytic_row(meta_model, count, encoder_keep_ratio, budget, batch_size, precision,
+                               "cpu" if precision == "fp32" else "cuda")
             if device is not None:
                 try:
                     model = build_mae(encoder, decoder, count, image_size, tubelet, encoder_keep_ratio, budget)
@@ -211,7 +202,7 @@ def profile_job(run, encoder: Callable = gin.REQUIRED, decoder: Callable = gin.R
 def _format(row: ProfileRow) -> str:
     measured = "" if row.measured_ms is None else f"  {row.measured_ms:8.1f} ms"
     if row.measured_peak_gib is not None:
-        measured += f"  peak {row.measured_peak_gib:6.2f} GiB"
+        measured += f"  peak {row.measured_peak_gib:6.2f} GiB (predicted {row.predicted_peak_gib:6.2f})"
     return (f"T={row.frames:4d} budget={row.decoder_budget:4.2f} tokens={row.tokens:6d} "
             f"enc={row.encoder_tokens:5d} dec={row.decoder_tokens:6d} params={row.params_m:6.1f}M "
             f"train={row.train_tflops:7.3f} TFLOP act(dense/flash)={row.act_gib_dense:7.2f}/"

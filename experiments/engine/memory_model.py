@@ -7,8 +7,8 @@ d a stack's width, h its MLP hidden width, a its heads, c target channels, V vid
 Memory is counted from what each operation keeps for backward in *this* implementation
 (``components/backbones/transformer.py``), not from a generic rule:
 
-- one pre-norm block saves, per token, both LayerNorm inputs (2d, in float32 under bf16
-  autocast: layer_norm runs in float32), the two linear inputs after the norms (2d), q/k/v
+- one pre-norm block saves, per token, both LayerNorm inputs (2d, in float32 under CUDA's bf16
+  autocast, which runs layer_norm in float32; the CPU's leaves them in bf16), the two linear inputs after the norms (2d), q/k/v
   (3d, one storage), the attention output that is also the projection's input (d), the MLP's
   hidden activations before and after GELU (2h), plus the norms' mean/rstd (4 floats) and the
   attention's log-sum-exp (a floats). Dense (materialised) attention adds its probabilities
@@ -112,11 +112,17 @@ def step_shape(model: nn.Module, encoder_tokens: int, decoder_targets: int) -> S
         forward_flops=model.flops(encoder_tokens, decoder_targets))
 
 
-def block_bytes(stack: Stack, precision: Precision, attention: Attention) -> int:
+def _norm_input_bytes(precision: Precision, device_type: str) -> int:
+    """CUDA autocast runs layer_norm in float32 (it saves a float32 copy of its input); the
+    CPU's autocast leaves it in bf16."""
+    return FLOAT32_BYTES if device_type == "cuda" else _COMPUTE_BYTES[precision]
+
+
+def block_bytes(stack: Stack, precision: Precision, attention: Attention, device_type: str = "cuda") -> int:
     """Bytes one block of ``stack`` saves for backward, per clip."""
     compute = _COMPUTE_BYTES[precision]
     d, h, n = stack.dim, stack.hidden, stack.tokens
-    per_token = (_NORMS_PER_BLOCK * d * FLOAT32_BYTES                      # norm inputs
+    per_token = (_NORMS_PER_BLOCK * d * _norm_input_bytes(precision, device_type)   # norm inputs
                  + (_NORMS_PER_BLOCK + _QKV + 1) * d * compute + 2 * h * compute
                  + _NORMS_PER_BLOCK * _NORM_STATS * FLOAT32_BYTES + stack.heads * FLOAT32_BYTES)
     if attention == "dense":
@@ -124,10 +130,11 @@ def block_bytes(stack: Stack, precision: Precision, attention: Attention) -> int
     return n * per_token
 
 
-def _stack_bytes(stack: Stack, precision: Precision, attention: Attention, checkpointing: bool) -> int:
+def _stack_bytes(stack: Stack, precision: Precision, attention: Attention, checkpointing: bool,
+                 device_type: str) -> int:
     if checkpointing:           # the block inputs only (the residual stream's dtype)
         return stack.blocks * stack.tokens * stack.dim * _COMPUTE_BYTES[precision]
-    return stack.blocks * block_bytes(stack, precision, attention)
+    return stack.blocks * block_bytes(stack, precision, attention, device_type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,22 +171,27 @@ class StepMemory:
 
 
 def step_memory(shape: StepShape, batch_size: int, precision: Precision = "bf16",
-                attention: Attention = "flash", checkpointing: bool = False) -> StepMemory:
-    """Memory of one training step of ``batch_size`` clips."""
+                attention: Attention = "flash", checkpointing: bool = False,
+                device_type: str = "cuda") -> StepMemory:
+    """Memory of one training step of ``batch_size`` clips on ``device_type`` (``cuda`` or
+    ``cpu``: their bf16 autocast policies differ for layer_norm)."""
     if precision not in get_args(Precision):
         raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
     if attention not in get_args(Attention):
         raise ValueError(f"attention must be one of {get_args(Attention)}, got {attention!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if device_type not in ("cuda", "cpu"):
+        raise ValueError(f"device_type must be 'cuda' or 'cpu', got {device_type!r}")
+    norm_input = _norm_input_bytes(precision, device_type)
     compute = _COMPUTE_BYTES[precision]
     autocast = precision != "fp32"
     k, q, c = shape.encoder_tokens, shape.decoder_targets, shape.target_channels
     d, e = shape.encoder.dim, shape.decoder.dim
-    stacks = (_stack_bytes(shape.encoder, precision, attention, checkpointing)
-              + _stack_bytes(shape.decoder, precision, attention, checkpointing))
-    around = (k * d * FLOAT32_BYTES + k * d * compute                     # encoder norm, decoder proj_in
-              + q * e * FLOAT32_BYTES + q * e * compute                   # decoder norm, head input
+    stacks = (_stack_bytes(shape.encoder, precision, attention, checkpointing, device_type)
+              + _stack_bytes(shape.decoder, precision, attention, checkpointing, device_type))
+    around = (k * d * norm_input + k * d * compute                        # encoder norm, decoder proj_in
+              + q * e * norm_input + q * e * compute                      # decoder norm, head input
               + q * c * compute + q * c * FLOAT32_BYTES                   # prediction, loss difference
               + (k + q) * INDEX_BYTES * 2                                 # the plan's indices (+ gathers)
               + (shape.video_elements * compute if autocast else 0))      # patch embedding's input
@@ -189,8 +201,8 @@ def step_memory(shape: StepShape, batch_size: int, precision: Precision = "bf16"
     embedded = 2 * shape.grid_tokens * d * compute                        # conv output + positions
     # the patch embedding's gradient: gather's backward scatters into all n tokens
     token_gradient = shape.grid_tokens * d * compute
-    recompute = (max(block_bytes(shape.encoder, precision, attention),
-                     block_bytes(shape.decoder, precision, attention)) if checkpointing else 0)
+    recompute = (max(block_bytes(shape.encoder, precision, attention, device_type),
+                     block_bytes(shape.decoder, precision, attention, device_type)) if checkpointing else 0)
     return StepMemory(
         weights=shape.params * FLOAT32_BYTES, buffers=shape.buffer_bytes,
         optimizer=shape.params * FLOAT32_BYTES * _ADAMW_MOMENTS,

@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -37,7 +37,7 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> 
 
 
 def _cpu_peak_above_start(step: Callable[[], object]) -> int:
-    from torch._C._profiler import _EventType     # pylint: disable=import-outside-toplevel
+    from torch._C._profiler import _EventType  # pylint: disable=import-outside-toplevel
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
