@@ -419,3 +419,64 @@ def test_run_py_fail_is_one_message_and_skips_are_summarised(tmp_path, video_fol
     summary = load_manifest(out / "manifest.yaml").splits["train"].summary
     assert (summary.written, summary.skipped, summary.frames) == (1, {"missing_source": 1}, 20)
     assert summary.hours == pytest.approx(20 / 25 / 3600, rel=1e-3)
+
+
+def test_oracle_ceiling_on_a_written_manifest(tmp_path, video_folder):
+    """Events from a generic CSV are stored in stored-frame numbers; the manifest dataset's
+    oracle ceiling (and run.py oracle_ceiling) uses them like the procedural sets'."""
+    from lvmae import registry
+    from lvmae.experiments.commands.data_commands import oracle_ceiling_job
+    folder, write = video_folder
+    write("a.mp4", 40)
+    write("b.mp4", 40, seed=1)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("path,label,start,end,events\na.mp4,x,8,40,8-10;38-40\nb.mp4,y,0,40,0-2;30-32\n")
+    out = tmp_path / "shards"
+    write_split(folder, str(annotation), "generic", str(out), options=WriteOptions(codec="npy", short_side=8),
+                progress=False)
+    assert {k: m["events"] for k, m in _stored(out).items()} == {"a_8_40": [[0, 2], [30, 32]],
+                                                                  "b_0_40": [[0, 2], [30, 32]]}
+    dataset = registry.build("dataset.manifest", path=str(out / "manifest.yaml"))
+    # a: 32 stored frames, one 32-frame window, sees both; b: 40 frames, 9 windows, 2 start early enough.
+    whole = dataset.oracle_ceiling(32, 1)
+    assert whole["seen_fraction"] == pytest.approx((1 + 2 / 9) / 2)
+    assert whole["ceiling"] == pytest.approx(whole["seen_fraction"] + (1 - whole["seen_fraction"]) / 2)
+    half = dataset.oracle_ceiling(16, 1)                  # 16 frames never span frames 0..31
+    assert half["seen_fraction"] == 0.0 and half["ceiling"] == half["chance"] == 0.5
+    table = oracle_ceiling_job(dataset=dataset, samplers=[(16, 2)], clips=10)
+    assert table["16x2"]["seen_fraction"] == pytest.approx((1 + 2 / 10) / 2)
+    annotation.write_text("a.mp4,x\n")
+    write_split(folder, str(annotation), "generic", str(tmp_path / "plain"), progress=False)
+    with pytest.raises(ValueError, match="no sample carries an oracle field 'events'"):
+        registry.build("dataset.manifest", path=str(tmp_path / "plain" / "manifest.yaml")).oracle_ceiling(8)
+
+
+def _readme_data_commands() -> list[str]:
+    """The shell commands of the README's data section, continuation lines joined."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    section = text[text.index("## Data\n"):]
+    block = section[section.index("```bash\n") + 8: section.index("```\n", section.index("```bash\n") + 8)]
+    return [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip() and not c.startswith("#")]
+
+
+@pytest.mark.slow
+def test_readme_data_section_verbatim(tmp_path, real_videos):
+    """The README's write_shards and validate_shards lines, verbatim, in a folder of mixed real
+    videos (mp4, avi, webm, JPEG sequence) with EPIC-100-format annotations."""
+    from video_fixtures import write_epic_folder
+    if not os.path.isdir(os.path.join(REPO, ".venv")):
+        pytest.skip("the README's commands call .venv/bin/python (scripts/setup.sh makes it)")
+    write_epic_folder(str(tmp_path))
+    for name in ("run.py", ".venv"):
+        os.symlink(os.path.join(REPO, name), tmp_path / name)
+    commands = [c for c in _readme_data_commands() if "write_shards" in c or "validate_shards" in c]
+    assert len(commands) == 2
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "train: 5 written, skipped: none" in subprocess.run(
+        commands[0], shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300).stdout   # rerun: reused
+    manifest = load_manifest(tmp_path / "data" / "mine" / "manifest.yaml")
+    assert (manifest.splits["train"].samples, manifest.splits["val"].samples) == (5, 2)
+    assert manifest.heads["verb"] == ["take", "put-down", "open"] and manifest.heads["noun"][3] == "bike"

