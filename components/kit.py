@@ -51,6 +51,7 @@ PREFLIGHT_TOKENS = 8
 
 def _resolve(component: Any, kind: str) -> Any:
     """A registry name is built with its gin defaults; anything else is returned as is."""
+    registry.discover()           # the reference strategies the checks compose with
     if isinstance(component, str):
         entry = registry.get(component)
         if entry.kind != kind:
@@ -564,6 +565,7 @@ def preflight_components(*components: Any, batch_size: int = 2) -> list[str]:
     from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer   # pylint: disable=import-outside-toplevel
     from lvmae.components.models.classifier import VideoClassifier   # pylint: disable=import-outside-toplevel
     from lvmae.components.models.mae import VideoMAE   # pylint: disable=import-outside-toplevel
+    registry.discover()
     checked: list[str] = []
     for component in components:
         if component is None:

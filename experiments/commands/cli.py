@@ -33,12 +33,14 @@ _SHORT = {"-g": "gin_files", "--gin": "gin_files", "-b": "gin_bindings", "--bind
 _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "print_named_configs", "help", None}
 # Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
-          "report": "lvmae.experiments.reporting.report", "plan": "lvmae.experiments.commands.plan"}
+          "report": "lvmae.experiments.reporting.report", "plan": "lvmae.experiments.commands.plan",
+          "new": "lvmae.experiments.commands.new"}
 _TOOL_SUMMARIES = {
     "db": "the local SecantusDB server: start | stop | status | replay FILE",
     "board": "Omniboard on 127.0.0.1 (--port)",
     "report": "final metrics of runs by --tag / --by BINDING, mean ± std over seeds",
     "plan": "frames and batch that fit a GPU's memory (-g FILE --gpu-memory 80GiB)",
+    "new": "KIND NAME: write a plugin module, its gin file and a contract test (docs/plugins.md)",
 }
 _SACRED_COMMANDS = {
     "print_config": "prints the run's configuration (gin files, bindings, resolved gin)",
