@@ -19,8 +19,8 @@ from lvmae.components.data.base import Dataset
 from lvmae.components.data.codec import encode_mp4
 from lvmae.components.data.manifest import FrameStats, Manifest, Split
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
 from lvmae.components.data.temporal import StartMode
+from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
 
 
 

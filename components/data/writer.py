@@ -36,6 +36,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import tarfile
 from collections.abc import Callable, Iterable
@@ -242,7 +243,12 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
             copies.setdefault(old[0], []).append(old[1]["key"])
     copied = {}
     for tar_path, keys in copies.items():
-        copied.update(_old_samples(tar_path, set(keys)))
+        for sample in _old_samples(tar_path, set(keys)).values():
+            try:
+                stored = json.loads(sample.get("json", b"{}")).get("fingerprint")
+            except ValueError:
+                continue
+            copied[stored] = sample          # by fingerprint: bytes that are not what we want are never copied
     try:
         with wds.TarWriter(tmp_tar) as sink:
             for spec in specs:
@@ -250,8 +256,8 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
                 entry = {"key": spec.key, "fingerprint": fingerprint}
                 old = reusable.get(fingerprint)
                 try:
-                    if old is not None and old[1]["status"] == "written" and old[1]["key"] in copied:
-                        sample = copied[old[1]["key"]]
+                    if old is not None and old[1]["status"] == "written" and fingerprint in copied:
+                        sample = copied[fingerprint]
                         entry.update({k: old[1][k] for k in ("frames", "fps", "range")}, reused=True)
                     elif old is not None and old[1]["status"] == "skipped":
                         raise _Skip(old[1]["reason"], old[1]["message"])
@@ -313,9 +319,10 @@ def _look_at_sources(clips: dict[str, list[ClipSpec]], video_root: str,
 def _sidecars(folder: str, split: str) -> dict[str, dict]:
     """tar path → sidecar of every complete shard of ``split`` in ``folder``."""
     found = {}
-    for sidecar_path in glob.glob(os.path.join(glob.escape(folder), f"{split}-[0-9]*.json")):
+    name = re.compile(re.escape(split) + r"-\d{6}(-r\d+)?\.json")
+    for sidecar_path in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(split)}-*.json")):
         tar_path = sidecar_path[:-5] + ".tar"
-        if not os.path.exists(tar_path):
+        if not name.fullmatch(os.path.basename(sidecar_path)) or not os.path.exists(tar_path):
             continue
         try:
             with open(sidecar_path, encoding="utf-8") as handle:
@@ -327,12 +334,21 @@ def _sidecars(folder: str, split: str) -> dict[str, dict]:
     return found
 
 
-def _move_aside(out_dir: str, path: str) -> None:
+def _move_aside(out_dir: str, path: str) -> str:
+    """Moves a shard (tar + sidecar) into ``.replaced/`` under a name no earlier run used
+    there; returns the new tar path."""
     aside = os.path.join(out_dir, REPLACED)
     os.makedirs(aside, exist_ok=True)
-    for member in (path, f"{path[:-4]}.json"):
-        if os.path.exists(member):
-            os.replace(member, os.path.join(aside, os.path.basename(member)))
+    stem = os.path.basename(path)[:-4]
+    number = 0
+    while glob.glob(os.path.join(glob.escape(aside), f"{stem}-r{number}.*")):
+        number += 1
+    target = os.path.join(aside, f"{stem}-r{number}.tar")
+    if os.path.exists(f"{path[:-4]}.json"):
+        os.replace(f"{path[:-4]}.json", f"{target[:-4]}.json")
+    if os.path.exists(path):
+        os.replace(path, target)
+    return target
 
 
 def _existing_manifest(out_dir: str) -> Manifest | None:
@@ -397,7 +413,7 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
 def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources: dict[str, _Source],
                         fingerprints: dict[str, str], options: WriteOptions, samples_per_shard: int,
                         on_error: OnError, progress: bool, workers: int, manifest: Manifest) -> list[dict]:
-    for leftover in glob.glob(os.path.join(glob.escape(out_dir), f"{split}-*.tmp")):
+    for leftover in glob.glob(os.path.join(glob.escape(out_dir), f"{glob.escape(split)}-[0-9]*.tmp")):
         os.remove(leftover)                        # a run that died mid-shard
     groups = [specs[i:i + samples_per_shard] for i in range(0, len(specs), samples_per_shard)]
     paths = [os.path.join(out_dir, f"{split}-{n:06d}.tar") for n in range(len(groups))]
@@ -412,7 +428,8 @@ def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources
             kept[number] = sidecar
         else:
             pending.append(number)
-    stale = sorted(p for p in current if p not in paths)
+    on_disk = glob.glob(os.path.join(glob.escape(out_dir), f"{glob.escape(split)}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"))
+    stale = sorted(p for p in on_disk if p not in paths)
     if pending or stale or split not in manifest.splits:
         if split in manifest.splits:      # the manifest must not describe shards about to change
             del manifest.splits[split]
@@ -420,10 +437,9 @@ def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources
         reusable = {e["fingerprint"]: (tar, e) for tars in (previous, current)
                     for tar, sidecar in tars.items() for e in sidecar["entries"]}
         for path in [paths[n] for n in pending] + stale:
-            if path in current:
-                _move_aside(out_dir, path)
-                reusable.update({e["fingerprint"]: (os.path.join(aside, os.path.basename(path)), e)
-                                 for e in current[path]["entries"]})
+            if os.path.exists(path):
+                moved = _move_aside(out_dir, path)
+                reusable.update({e["fingerprint"]: (moved, e) for e in current.get(path, {"entries": []})["entries"]})
         for path in [paths[n] for n in pending]:   # a sidecar without its tar, from an old crash
             if os.path.exists(f"{path[:-4]}.json"):
                 os.remove(f"{path[:-4]}.json")
@@ -444,8 +460,10 @@ def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources
                     for number in pending:
                         done[number] = jobs[number].get()
                         bar.update(len(groups[number]))
-        for path in glob.glob(os.path.join(glob.escape(aside), f"{split}-[0-9]*")):
-            os.remove(path)
+        leftover = re.compile(re.escape(split) + r"-\d{6}-r\d+\.(tar|json)")
+        for path in glob.glob(os.path.join(glob.escape(aside), f"{glob.escape(split)}-*")):
+            if leftover.fullmatch(os.path.basename(path)):
+                os.remove(path)
         if os.path.isdir(aside) and not os.listdir(aside):
             os.rmdir(aside)
         reused = sum(1 for n in pending for e in done[n]["entries"] if e.get("reused"))

@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from video_fixtures import EPIC_HEADER
 
 from lvmae.components.data.annotations import AnnotationError, read_annotations, read_dataset
-
-EPIC_HEADER = ("narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,"
-               "start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes")
 
 
 def test_generic_csv_names_and_ranges(tmp_path):

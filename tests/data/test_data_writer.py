@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_data_annotations import EPIC_HEADER
+from video_fixtures import EPIC_HEADER
 
 from lvmae.components.data.loader import make_loader
 from lvmae.components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
@@ -308,7 +308,7 @@ def test_range_past_the_end_is_checked_and_the_stored_range_is_real(tmp_path, vi
     60-frame video is far past the end: skipped, never 40 frames silently."""
     import json
 
-    from test_data_annotations import EPIC_HEADER
+    from video_fixtures import EPIC_HEADER
     folder, write = video_folder
     write("P01/videos/P01_01.MP4", 200, fps=50.0)
     write("dive.mp4", 60)
@@ -480,3 +480,34 @@ def test_readme_data_section_verbatim(tmp_path, real_videos):
     manifest = load_manifest(tmp_path / "data" / "mine" / "manifest.yaml")
     assert (manifest.splits["train"].samples, manifest.splits["val"].samples) == (5, 2)
     assert manifest.heads["verb"] == ["take", "put-down", "open"] and manifest.heads["noun"][3] == "bike"
+
+
+def test_a_run_that_dies_mid_rewrite_keeps_the_old_samples_reusable(tmp_path, video_folder, monkeypatch):
+    """Killed while rewriting: no manifest entry describes the half-written split, and the
+    next run (inputs back as before) copies the old samples instead of encoding them."""
+    from lvmae.components.data import writer
+    folder, write = video_folder
+    for i in range(4):
+        write(f"v{i}.mp4", 8, seed=i)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("".join(f"v{i}.mp4,c{i % 2}\n" for i in range(4)))
+    out = tmp_path / "shards"
+    options = WriteOptions(codec="npy", short_side=8)
+    write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=1, progress=False)
+    real_encode, encoded = writer.encode_clip, []
+
+    def dies_on_the_second(spec, *args, **kwargs):
+        encoded.append(spec.key)
+        if len(encoded) == 2:
+            raise KeyboardInterrupt
+        return real_encode(spec, *args, **kwargs)
+    monkeypatch.setattr(writer, "encode_clip", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_split(folder, str(annotation), "generic", str(out), options=WriteOptions(codec="npy", short_side=16),
+                    samples_per_shard=1, progress=False)
+    assert "train" not in load_manifest(out / "manifest.yaml").splits and not list(out.glob("*.tmp"))
+    encoded.clear()
+    manifest = write_split(folder, str(annotation), "generic", str(out), options=options, samples_per_shard=1,
+                           progress=False)
+    assert encoded == [] and manifest.splits["train"].samples == 4 and not (out / ".replaced").exists()
+    assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
