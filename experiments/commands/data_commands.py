@@ -73,17 +73,27 @@ def validate_shards():
 
 @gin_applies
 def oracle_ceiling_job(dataset=gin.REQUIRED, samplers: list = ((128, 1), (64, 2), (32, 4), (32, 1)),
-                       clips: int = 2000) -> dict:
-    """Oracle ceilings of a procedural dataset for samplers given as (frames, stride)."""
+                       clips: int = 2000, pipeline=None) -> dict:
+    """Oracle ceilings of a procedural dataset for samplers given as (frames, stride), then for
+    the experiment's own data pipeline (``data_pipeline``: its clip length and stride, random
+    windows as in training and the centred one as in evaluation), when one is given
+    (``oracle_ceiling_job.pipeline = @data_pipeline()``)."""
     if not hasattr(dataset, "oracle_ceiling"):
         raise ValueError(f"oracle_ceiling_job.dataset: {type(dataset).__name__} is not a procedural "
                          f"dataset (no events to see)")
+    rows = [(f"{frames}x{stride}", int(frames), int(stride), "random") for frames, stride in samplers]
+    if pipeline is not None:
+        if pipeline.fps:
+            raise ValueError("oracle_ceiling_job: data_pipeline.fps is set; the ceiling needs a fixed stride")
+        rows += [(f"data_pipeline {mode}", pipeline.clip_frames, pipeline.stride, start)
+                 for mode, start in (("train", "random"), ("eval", "center"))]
     table = {}
-    for frames, stride in samplers:
-        result = dataset.oracle_ceiling(int(frames), int(stride), clips=clips)
-        table[f"{frames}x{stride}"] = result
-        print(f"{frames:4d} frames × stride {stride}: sees every event in {result['seen_fraction']:.3f} "
-              f"of windows → accuracy ≤ {result['ceiling']:.3f} (chance {result['chance']:.3f})")
+    for name, frames, stride, start in rows:
+        result = dataset.oracle_ceiling(frames, stride, start=start, clips=clips)
+        table[name] = result
+        print(f"{frames:4d} frames × stride {stride} ({start} windows{', ' + name if 'pipeline' in name else ''}): "
+              f"sees every event in {result['seen_fraction']:.3f} of windows → accuracy ≤ "
+              f"{result['ceiling']:.3f} (chance {result['chance']:.3f})")
     return table
 
 

@@ -192,3 +192,14 @@ def test_fields_stay_aligned_with_the_pixels_through_flips(tmp_path):
             assert np.allclose(batch["scores"][i].numpy(), expected, atol=1.0), batch["key"][i]
             flips += np.array_equal(batch["scores"][i].numpy(), stored[batch["key"][i]][..., ::-1])
     assert 0 < flips < 12     # both flipped and unflipped samples were checked
+
+
+def test_oracle_ceiling_uses_the_pipelines_sampler():
+    from lvmae.components.data.cue_probe import CueProbe
+    from lvmae.experiments.commands.data_commands import oracle_ceiling_job
+    dataset = CueProbe(root="unused")
+    table = oracle_ceiling_job(dataset=dataset, samplers=[], clips=100,
+                               pipeline=DataPipeline(clip_frames=32, stride=4))
+    assert table["data_pipeline train"] == dataset.oracle_ceiling(32, 4, start="random", clips=100)
+    assert table["data_pipeline eval"] == dataset.oracle_ceiling(32, 4, start="center", clips=100)
+    assert table["data_pipeline train"] != table["data_pipeline eval"]
