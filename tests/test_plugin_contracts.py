@@ -241,3 +241,42 @@ def test_every_kind_checks_its_call_signatures_at_registration(kind, method, ari
     bad = type("Bad", (base,), namespace)
     with pytest.raises(registry.RegistryError, match=rf"'{kind}\.bad_signature' .*Bad\) {method}\(\) has the signature"):
         registry.register(f"{kind}.bad_signature")(bad)
+
+
+BROKEN_PLUGIN = '''
+import torch
+from lvmae.components.masking.base import DecoderMasking
+from lvmae.registry import register
+
+
+@register("masking.decoder.one_token")
+class OneToken(DecoderMasking):
+    """Returns the first encoder-masked token 19 times (the mistake)."""
+
+    def count(self, grid, kept):
+        return 19
+
+    def __call__(self, grid, enc_keep_idx, generator, scores=None):
+        masked = torch.ones(enc_keep_idx.shape[0], grid.n, dtype=torch.bool)
+        masked.scatter_(1, enc_keep_idx, False)
+        return masked.float().argmax(dim=1, keepdim=True).expand(-1, 19)
+'''
+
+
+def test_run_py_stops_a_broken_plugin_before_the_run_is_recorded(tmp_path):
+    import os
+
+    from tests.cli import run_cli
+    (tmp_path / "one_token_mask.py").write_text(BROKEN_PLUGIN)
+    (tmp_path / "bad.gin").write_text("import one_token_mask\n"
+                                      "model.mae.decoder_masking = @masking.decoder.one_token()\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli(["pretrain", "-g", "gin/experiments/tiny_cpu.gin", "-g", str(tmp_path / "bad.gin"),
+                      "-b", f"pretrain_loop.workdir = '{tmp_path / 'work'}'"], tmp_path / "runs",
+                     env={"PYTHONPATH": path, "LVMAE_OBSERVER": "file"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("'masking.decoder.one_token' (one_token_mask.OneToken): dec_target_idx repeats token"
+            in result.stderr)
+    assert "Nothing was recorded" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
+    assert not (tmp_path / "work").exists()
