@@ -6,7 +6,8 @@ over seeds — the table behind an ablation study.
 
 A BINDING is a gin binding as written in gin files (``masking.decoder.random.budget``, a macro
 ``%WORKDIR``) or any run config path prefixed by ``config.`` (``config.seed``). Runs are the
-COMPLETED ones (``--status`` to change) in ``LVMAE_MONGO_URL`` or the local SecantusDB. The
+COMPLETED ones (``--status`` to change; how many others match is printed — runs whose
+process died are marked INTERRUPTED first) in ``LVMAE_MONGO_URL`` or the local SecantusDB. The
 final value of a metric is its last logged point. Groups are the distinct ``--by`` values; each
 row gives mean ± sample standard deviation over its runs, n, and the seeds. The plot (PNG) has
 one panel per metric with a bar ± std per group and a dot per run.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lvmae.experiments.tracking import local_db
+from lvmae.experiments.tracking.dead_runs import announce, mark_in_database
 from lvmae.experiments.tracking.redact import safe_url
 
 DEFAULT_METRICS = ("eval/top1", "train/loss")
@@ -97,14 +99,32 @@ class GroupStats:
     stats: dict[str, tuple[float, float, int]]   # metric → (mean, std, n)
 
 
-def fetch_rows(database, tags: list[str], where: list[tuple[str, Any]], by: list[str],
-               metrics: list[str], command: str | None, status: str | None) -> list[RunRow]:
+def selection(tags: list[str], where: list[tuple[str, Any]], command: str | None) -> dict[str, Any]:
+    """The MongoDB query for runs with every tag, every --where value and the command."""
     clauses: list[dict] = [{"$or": [{path: value} for path in candidate_paths(name)]} for name, value in where]
     if tags:
         clauses.append({"$or": [{"meta.tags": {"$all": tags}}, {"omniboard.tags": {"$all": tags}}]})
     query: dict[str, Any] = {"$and": clauses} if clauses else {}
     if command:
         query["command"] = command
+    return query
+
+
+def left_out(database, tags: list[str], where: list[tuple[str, Any]], command: str | None,
+             status: str | None) -> dict[str, int]:
+    """{status: count} of the selected runs that ``status`` leaves out (running, dead, failed)."""
+    if not status:
+        return {}
+    query = {**selection(tags, where, command), "status": {"$ne": status}}
+    counts: dict[str, int] = {}
+    for document in database.runs.find(query, {"status": 1}):
+        counts[document.get("status", "?")] = counts.get(document.get("status", "?"), 0) + 1
+    return counts
+
+
+def fetch_rows(database, tags: list[str], where: list[tuple[str, Any]], by: list[str],
+               metrics: list[str], command: str | None, status: str | None) -> list[RunRow]:
+    query = selection(tags, where, command)
     if status:
         query["status"] = status
     fields = {"_id": 1, "config.seed": 1, **{c: 1 for path in by for c in candidate_paths(path)}}
@@ -204,10 +224,16 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"report: the database at {safe_url(url)} does not answer: {problem}")
     by = [config_path(b) for b in args.by]
     metrics = args.metric or list(DEFAULT_METRICS)
+    where = [parse_where(w) for w in args.where]
     with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
         database = client[os.environ.get("LVMAE_MONGO_DB", "lvmae")]
-        rows = fetch_rows(database, args.tag, [parse_where(w) for w in args.where], by, metrics,
-                          args.command, args.status or None)
+        announce(mark_in_database(database), safe_url(url))
+        rows = fetch_rows(database, args.tag, where, by, metrics, args.command, args.status or None)
+        skipped = left_out(database, args.tag, where, args.command, args.status or None)
+    if skipped:
+        print(f"report: {sum(skipped.values())} matching run(s) left out as not {args.status} ("
+              + ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
+              + "); --status '' includes them")
     if not rows:
         print(f"report: no runs match (tags {args.tag}, where {args.where}, status {args.status!r}) "
               f"in {safe_url(url)}")

@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
     problem = local_db.ping(url)
     if problem:
         raise SystemExit(f"board: the database at {safe_url(url)} (from {origin}) does not answer: {problem}")
+    from lvmae.experiments.tracking.dead_runs import mark_at
+    mark_at(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB), safe_url(url))
     database_url = with_database(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB))
     environment = {**os.environ, "PORT": str(args.port), "MONGO_URI": database_url, "NODE_ENV": "production"}
     command = ["node", "-r", str(LOOPBACK_PRELOAD), str(script)]

@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", nargs="?", default="status", choices=["start", "stop", "status", "replay"])
     parser.add_argument("files", nargs="*", type=Path, help="unflushed *.pickle files (replay)")
-    parser.add_argument("--port", type=int, default=None, help="port for start (default: a free one)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port for start (default: the one this data was served on before, else a free one)")
     args = parser.parse_args(argv)
     runs = local_db.runs_dir()
     if args.action == "start":
@@ -60,6 +61,8 @@ def main(argv: list[str]) -> int:
             print(f"no SecantusDB server runs for {runs} (a run or `python run.py db start` starts one)")
             return 1
         print(f"SecantusDB pid {state['pid']} at {state['url']} (data {state['storage_path']})")
+        from lvmae.experiments.tracking.dead_runs import mark_at
+        mark_at(state["url"], os.environ.get("LVMAE_MONGO_DB", "lvmae"), safe_url(state["url"]))
     else:
         if not args.files:
             parser.error("replay needs one or more files from <runs>/unflushed/")

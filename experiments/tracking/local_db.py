@@ -4,12 +4,17 @@ data under the runs folder::
 
     <runs>/db/data/         WiredTiger files (survive restarts, SIGTERM and SIGKILL)
     <runs>/db/server.json   {"pid", "port", "url", "storage_path"} of the running daemon
+    <runs>/db/port          the port the data was last served on (kept across stops)
     <runs>/db/server.log    the daemon's output
     <runs>/db/.lock         serialises start/stop between concurrent runs
 
 Started on demand by the first run that needs it (or by ``python run.py db start``), reused by
 every later run and by ``python run.py board``; it keeps running after a run ends (so runs stay
 browsable) until ``python run.py db stop``.
+
+The port is chosen once (``--port``, ``LVMAE_DB_PORT`` or a free one) and kept beside the
+data: a restart after ``db stop``, a crash or a kill serves the same URL, so runs that were
+writing when the server went away reconnect by themselves and flush what they queued.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ LOOPBACK = "127.0.0.1"           # never another interface: the daemon has no au
 START_TIMEOUT_S = 30.0           # a cold WiredTiger open takes ~0.6 s; 2 busy cores need margin
 STOP_TIMEOUT_S = 15.0
 PING_TIMEOUT_MS = 2000
+PORT_FILE = "port"
 
 
 class LocalDatabaseError(RuntimeError):
@@ -82,6 +88,33 @@ def _port_from_env() -> int | None:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise LocalDatabaseError(f"{DB_PORT_ENV}={text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def stored_port(runs: Path | None = None) -> int | None:
+    """The port this folder's data was last served on (``<runs>/db/port``), if any."""
+    try:
+        text = (db_dir(runs) / PORT_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _store_port(folder: Path, port: int) -> None:
+    temporary = folder / (PORT_FILE + ".tmp")
+    temporary.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(temporary, folder / PORT_FILE)
+
+
+def _port_taken(port: int) -> bool:
+    """Another program listens on ``port`` (connections of the stopped server that linger in
+    TIME_WAIT do not count: the daemon binds with SO_REUSEADDR, as the probe does)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -148,7 +181,14 @@ def ensure_server(runs: Path | None = None, port: int | None = None) -> str:
             raise LocalDatabaseError(
                 f"a SecantusDB daemon (pid {old['pid']}) holds {folder / 'data'} but does not answer "
                 f"at {old['url']}; stop it with `python run.py db stop` (log: {folder / 'server.log'})")
-        port = port or _port_from_env() or _free_port()
+        remembered = stored_port(runs)
+        port = port or _port_from_env() or remembered
+        if port is None or (port == remembered and _port_taken(port)):
+            if port is not None:
+                print(f"lvmae tracking: port {port} (where {folder / 'data'} was served) is taken by "
+                      "another program; serving on a new port — running jobs will not reconnect",
+                      file=sys.stderr)
+            port = _free_port()
         url = f"mongodb://{LOOPBACK}:{port}/?directConnection=true"
         log_path = folder / "server.log"
         with open(log_path, "ab") as log:
@@ -167,6 +207,7 @@ def ensure_server(runs: Path | None = None, port: int | None = None) -> str:
             if reason is None:
                 state = {"pid": process.pid, "port": port, "url": url, "storage_path": str(folder / "data")}
                 (folder / "server.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+                _store_port(folder, port)
                 return url
             time.sleep(0.2)
         process.terminate()

@@ -8,7 +8,8 @@ the temporary file may be gone). Here:
 
 - only network errors are retried (every ``retry_interval_s``, each try bounded by the client's
   ``serverSelectionTimeoutMS``); any other error drops that one event, with a message, into the
-  unflushed dump;
+  unflushed dump; one line is printed when the database stops answering and one when it is
+  back (the local server keeps its port across restarts, so the same client reconnects);
 - an artifact is copied into a spool folder when it is added (redacted when it is text);
 - the flush at exit waits at most ``flush_timeout_s``; whatever is still queued then is pickled
   to ``<runs>/unflushed/`` with a message, and ``python run.py db replay FILE`` writes it later;
@@ -127,6 +128,8 @@ class SafeQueuedMongoObserver(RunObserver):
         self._dropped: list[WrappedEvent] = []
         self._joined = False
         self.outage_seconds = 0.0      # time spent waiting for the database (for messages)
+        self.outages = 0               # how many times it stopped answering
+        self._outage_since: float | None = None
 
     # --- events ---------------------------------------------------------------------------
     def started_event(self, *args, **kwargs):
@@ -187,12 +190,11 @@ class SafeQueuedMongoObserver(RunObserver):
             except queue.Empty:
                 continue
             self._current = event
-            outage_started = None
             while not self._stop.is_set():
                 try:
                     getattr(self.covered, event.name)(*event.args, **event.kwargs)
-                except network_errors:
-                    outage_started = outage_started or time.monotonic()
+                except network_errors as error:
+                    self._outage_began(error)
                     self._stop.wait(self.retry_interval_s)
                     continue
                 except Exception as error:  # a document the database refuses: keep it, go on
@@ -202,12 +204,32 @@ class SafeQueuedMongoObserver(RunObserver):
                 else:
                     if event.name == "artifact_event":
                         Path(event.args[1]).unlink(missing_ok=True)
+                    self._outage_ended()
                 self._current = None
                 break
-            if outage_started is not None:
-                self.outage_seconds += time.monotonic() - outage_started
             if self._current is None:
                 self._queue.task_done()
+
+    def _outage_began(self, error: BaseException) -> None:
+        """One line when the database stops answering (not one per retry)."""
+        if self._outage_since is not None:
+            return
+        self._outage_since = time.monotonic()
+        self.outages += 1
+        reason = redact_text(str(error).splitlines()[0] if str(error) else type(error).__name__)[:200]
+        print(f"lvmae tracking: {time.strftime('%H:%M:%S')} the database at {self.url_for_messages} does not "
+              f"answer ({reason}); training goes on, events are queued and written when it is back",
+              file=sys.stderr, flush=True)
+
+    def _outage_ended(self) -> None:
+        """One line when it answers again."""
+        if self._outage_since is None:
+            return
+        seconds = time.monotonic() - self._outage_since
+        self.outage_seconds += seconds
+        self._outage_since = None
+        print(f"lvmae tracking: {time.strftime('%H:%M:%S')} the database is back after {seconds:.0f} s; "
+              f"writing the {self._queue.unfinished_tasks} queued events", file=sys.stderr, flush=True)
 
     def _pending(self) -> bool:
         return self._queue.unfinished_tasks > 0

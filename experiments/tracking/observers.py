@@ -21,7 +21,7 @@ from typing import Literal, get_args
 
 from sacred.observers import FileStorageObserver
 
-from lvmae.experiments.tracking import local_db
+from lvmae.experiments.tracking import dead_runs, local_db
 from lvmae.experiments.tracking.mongo_observer import RedactingMongoObserver, SafeQueuedMongoObserver
 from lvmae.experiments.tracking.redact import remember_secret_of, safe_url
 
@@ -118,10 +118,13 @@ def default_observer(resume_run: int | None = None):
     """The observer ``LVMAE_OBSERVER`` asks for; ``resume_run`` writes into that run id."""
     kind = _choice(OBSERVER_ENV, get_args(ObserverKind), "mongo")
     if kind == "file":
+        runs = os.environ.get(RUNS_DIR_ENV, "runs")
+        dead_runs.announce(dead_runs.mark_in_folder(runs), runs)
         return file_observer(resume_run)   # or Sacred's own `--id <id>`
     url, origin = mongo_url()
     problem = local_db.ping(url)
     if problem is None:
+        dead_runs.mark_at(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB), safe_url(url))
         try:
             return mongo_observer(url, resume_run)
         except RuntimeError as error:   # Sacred: no run with the id to resume
