@@ -15,6 +15,7 @@ Tracking tools with their own options (not Sacred runs; ``--help`` on each):
   python run.py db [start|stop|status|replay FILE]   the local SecantusDB server
   python run.py board                               Omniboard on 127.0.0.1
   python run.py report --tag T --by BINDING          final metrics over seeds
+  python run.py sweep COMMAND --grid B=[...] --seeds N --tag T   one run per grid point and seed
 Everything else is Sacred's command line, e.g.
   python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20'
   python run.py print_config with gin_files='["gin/experiments/tiny_cpu.gin"]'
@@ -34,13 +35,14 @@ _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "pri
 # Tracking tools: argparse programs in experiments/<name>.py, dispatched before Sacred.
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
           "report": "lvmae.experiments.reporting.report", "plan": "lvmae.experiments.commands.plan",
-          "new": "lvmae.experiments.commands.new"}
+          "new": "lvmae.experiments.commands.new", "sweep": "lvmae.experiments.commands.sweep"}
 _TOOL_SUMMARIES = {
     "db": "the local SecantusDB server: start | stop | status | replay FILE",
     "board": "Omniboard on 127.0.0.1 (--port)",
     "report": "final metrics of runs by --tag / --by BINDING, mean ± std over seeds",
     "plan": "frames and batch that fit a GPU's memory (-g FILE --gpu-memory 80GiB)",
     "new": "KIND NAME: write a plugin module, its gin file and a contract test (docs/plugins.md)",
+    "sweep": "one command over a grid of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
 }
 _SACRED_COMMANDS = {
     "print_config": "prints the run's configuration (gin files, bindings, resolved gin)",
