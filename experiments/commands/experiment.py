@@ -12,7 +12,7 @@ from sacred import SETTINGS, Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
 from lvmae.experiments.engine import gin_config
-from lvmae.experiments.tracking import run_tags
+from lvmae.experiments.tracking import provenance, run_tags
 
 SETTINGS.CAPTURE_MODE = "sys"         # fd-level tee breaks progress bars and subprocesses
 SETTINGS.CONFIG.READ_ONLY_CONFIG = False
@@ -30,7 +30,16 @@ def _has_git_head() -> bool:
         return False
 
 
-ex = Experiment("lvmae", save_git_info=_has_git_head())
+class LvmaeExperiment(Experiment):
+    """Sacred's Experiment with each repository listed once in the run's experiment info."""
+
+    def get_experiment_info(self):
+        info = super().get_experiment_info()
+        info["repositories"] = provenance.unique_repositories(info.get("repositories") or [])
+        return info
+
+
+ex = LvmaeExperiment("lvmae", save_git_info=_has_git_head())
 ex.captured_out_filter = apply_backspaces_and_linefeeds   # keeps tqdm's \r frames out of runs
 run_tags.install(ex)
 
@@ -51,12 +60,20 @@ def _parse_gin(config, command_name, logger):
     return {"gin": {"files": files, **gin_config.resolved_bindings()}}
 
 
+@ex.pre_run_hook
+def _record_environment(_run):
+    """Versions, the repository (its diff when dirty) and plugin sources of a recorded run."""
+    if _run.observers:
+        provenance.record(_run)
+
+
 def attach_operative_config(run) -> None:
-    """Stores the operative gin config as the artifact ``operative_config.gin``."""
+    """Stores the operative gin config as the artifact ``operative_config.gin``, headed by an
+    ``import`` line per plugin module so that it re-parses where the plugins are installed."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "operative_config.gin")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(gin_config.operative_config())
+            handle.write(provenance.plugin_imports() + gin_config.operative_config())
         run.add_artifact(path, "operative_config.gin")
 
 
