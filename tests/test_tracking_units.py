@@ -100,3 +100,22 @@ def test_captured_output_is_bounded_keeping_its_start_and_end():
     assert kept.startswith("first line") and kept.endswith("last line")
     assert f"[... {len(text) - MAX_CAPTURED_CHARS} characters of output left out ...]" in kept
     assert bounded("short") == "short" and CAPTURED_HEAD_CHARS < MAX_CAPTURED_CHARS
+
+
+def test_counters_go_to_info_and_never_onto_the_loss_plot():
+    from lvmae.experiments.engine.training import ScalarLogger
+    from lvmae.experiments.tracking.scalars import COUNTERS_INFO_KEY
+
+    class FakeRun:
+        def __init__(self):
+            self.info, self.metrics = {}, []
+
+        def log_scalar(self, name, value, step):
+            self.metrics.append((name, value, step))
+
+    run = FakeRun()
+    logger = ScalarLogger(run, total_steps=2, every=1, description="t", show=False)
+    logger.log(1, **{"train/loss": 1.5, "train/loss_tokens": 304, "train/lr": 0.1})
+    logger.log(2, **{"train/loss": 1.2, "train/loss_tokens": 304})
+    assert [name for name, _, _ in run.metrics] == ["train/loss", "train/lr", "train/loss"]
+    assert run.info[COUNTERS_INFO_KEY] == {"train/loss_tokens": {"value": 304.0, "step": 2}}

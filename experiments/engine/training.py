@@ -14,6 +14,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from lvmae.experiments.tracking.scalars import log_scalar
+
 
 # Devices with a fused AdamW kernel: one kernel per step, and the step count stays a tensor
 # (the for-loop implementation reads it with ``.item()`` per parameter: a host read per step).
@@ -193,8 +195,7 @@ class ScalarLogger:
         for name, value in scalars.items():
             value = float(value)
             self.history.setdefault(name, []).append((step, value))
-            if self.run is not None:
-                self.run.log_scalar(name, value, step)
+            log_scalar(self.run, name, value, step)   # counters go to info, not the plot
         self.bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()}, refresh=False)
 
     def seconds_since_last(self) -> float:
