@@ -11,7 +11,7 @@ import gin
 import pytest
 
 from lvmae.experiments.commands import cli, command_index
-from lvmae.experiments.engine.preflight import PreflightError, Range, matches, preflight
+from lvmae.experiments.engine.preflight import PreflightError, Range, check_components, matches, preflight
 from tests.cli import run_cli
 
 TINY = "gin/experiments/tiny_cpu.gin"
@@ -76,11 +76,24 @@ def test_a_component_that_rejects_its_arguments_is_named_when_built():
     assert "pretrain_loop.model" in message and "masking.decoder.random.budget" in message
 
 
-def test_a_good_configuration_builds_the_entry_points_objects():
+def test_a_good_configuration_builds_the_entry_points_objects_and_the_kit_calls_them():
     from lvmae.experiments import commands
     commands.load_all()
     built = preflight("pretrain", [TINY], [], module=command_index()["pretrain"].module)
     assert {"pretrain_loop.model", "pretrain_loop.dataset"} <= set(built)
+    checked = " ".join(check_components(built))
+    assert "masking.decoder.random" in checked and "masking.encoder.tube" in checked
+
+
+def test_a_component_the_kit_rejects_fails_preflight_naming_the_binding(monkeypatch):
+    import lvmae.components.kit as kit
+
+    def broken(component, **_):
+        raise kit.ContractError(component, "returned 3 targets, declared 5")
+
+    monkeypatch.setattr(kit, "preflight_components", broken)
+    message = _fail([])
+    assert message.startswith("pretrain_loop.model: ContractError: 'model.mae'") and "declared 5" in message
 
 
 @pytest.mark.parametrize("binding, culprit", [

@@ -15,7 +15,8 @@ folder in the file store) and is reported in one short paragraph. In order:
    annotation files) exist;
 5. every configured object the command's entry point is given (``pretrain_loop.model =
    @model.mae()``, ``%DATASET``...) is built — so a component's own validation runs — and
-   each built model goes through the plugin kit's ``preflight_components``.
+   each built component (a model and its parts) goes through the plugin kit's
+   ``preflight_components``, which calls it once on the real token grid with a dummy batch.
 
 Only what the command reaches is checked for paths and built: the entry point
 (``<command>_loop`` / ``<command>_job``, or the gin functions of the command's module) and
@@ -282,13 +283,26 @@ def check_macros(keys: list[tuple[str, str]]) -> None:
             _resolve(value, _binding_name(scope, selector, param))
 
 
-def _component_preflight() -> Callable | None:
-    """The plugin kit's ``preflight_components(obj)`` (components/kit.py) when it exists."""
-    try:
-        from lvmae.components.kit import preflight_components
-    except ImportError:
-        return None
-    return preflight_components
+# Kinds whose built objects go through the plugin kit's preflight_components; a dataset's
+# check writes its shards (generated datasets), which is the command's work, not preflight's.
+KIT_SKIPS_KINDS = frozenset({"dataset"})
+
+
+def check_components(built: dict[str, Any]) -> list[str]:
+    """Each built component through ``lvmae.components.kit.preflight_components`` (one call on
+    the experiment's real grid with a dummy batch of the real shapes); returns what it checked."""
+    from lvmae import registry
+    from lvmae.components.kit import CHECKS, preflight_components
+    checked = []
+    for name, obj in built.items():
+        entry = registry.entry_of(obj)
+        if entry is None or entry.kind in KIT_SKIPS_KINDS or (entry.kind != "model" and entry.kind not in CHECKS):
+            continue
+        try:
+            checked += preflight_components(obj)
+        except Exception as error:
+            raise PreflightError(f"{name}: {type(error).__name__}: {error}") from error
+    return checked
 
 
 def build_objects(roots: list[str]) -> dict[str, Any]:
@@ -325,13 +339,5 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     if not build:
         return {}
     built = build_objects(roots)
-    kit_check = _component_preflight()
-    if kit_check is not None:
-        import torch
-        for name, obj in built.items():
-            if isinstance(obj, torch.nn.Module):
-                try:
-                    kit_check(obj)
-                except Exception as error:
-                    raise PreflightError(f"{name}: {error}") from error
+    check_components(built)
     return built
