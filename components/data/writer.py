@@ -162,10 +162,7 @@ def encode_clip(spec: ClipSpec, source: _Source, options: WriteOptions, fingerpr
     if problem:
         raise _Skip("range_past_end", problem)
     start = spec.start_frame
-    wanted_stop = spec.stop_frame if spec.stop_frame is not None else (info.frames or None)
-    if wanted_stop is not None and info.frames:
-        wanted_stop = min(wanted_stop, info.frames)       # within tolerance: store what exists
-    read_stop = wanted_stop
+    read_stop = spec.stop_frame                          # None = to the end
     if options.max_frames:   # stop decoding once the kept frames are enough (long sources)
         needed = math.ceil(options.max_frames * info.fps / options.fps) if options.fps else options.max_frames
         read_stop = start + needed if read_stop is None else min(read_stop, start + needed)
@@ -174,20 +171,22 @@ def encode_clip(spec: ClipSpec, source: _Source, options: WriteOptions, fingerpr
     except SourceError as error:
         raise _Skip(error.reason, str(error)) from error
     got = len(frames)
-    if read_stop is not None:
-        asked = read_stop - start
+    # What should have decoded: the range asked for, within what the container declares.
+    ends = [stop for stop in (read_stop, info.frames or None) if stop is not None]
+    if ends:
+        asked = min(ends) - start
         if asked - got > options.frame_tolerance * asked:
-            raise _Skip("truncated", f"decoded {got} of the {asked} frames [{start}, {read_stop}) the "
+            raise _Skip("truncated", f"decoded {got} of the {asked} frames [{start}, {start + asked}) the "
                                      f"container declares ({info.frames} in all): the file is cut short or "
                                      f"damaged (frame_tolerance {options.frame_tolerance})")
-    stored_range = (start, start + got)
-    fps = info.fps
+    fps, kept = info.fps, np.arange(got)                 # kept: decoded frames stored, in order
     if options.fps and abs(options.fps - info.fps) > 1e-6:
         count = max(int(got * options.fps / info.fps), 1)
-        frames = frames[np.floor(np.arange(count) * info.fps / options.fps).astype(int)]
-        fps = options.fps
+        kept, fps = np.floor(np.arange(count) * info.fps / options.fps).astype(int), options.fps
     if options.max_frames:
-        frames = frames[: options.max_frames]
+        kept = kept[: options.max_frames]
+    frames = frames[kept]
+    stored_range = (start, start + int(kept[-1]) + 1)    # the source frames the stored clip covers
     if options.codec == "mp4" and options.pix_fmt == "yuv420p" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # yuv420p needs even sides
     clip = encode_mp4(frames, fps, options.gop, options.crf, options.pix_fmt) if options.codec == "mp4" else frames

@@ -395,6 +395,7 @@ def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
     assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
 
 
+@pytest.mark.slow
 def test_run_py_fail_is_one_message_and_skips_are_summarised(tmp_path, video_folder):
     """on_error='fail': non-zero exit, one message naming the clip, no traceback, no .tmp;
     a skipping run prints the summary and stores it in the manifest."""
