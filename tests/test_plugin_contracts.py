@@ -280,3 +280,33 @@ def test_run_py_stops_a_broken_plugin_before_the_run_is_recorded(tmp_path):
     assert "Nothing was recorded" in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
     assert not (tmp_path / "work").exists()
+
+
+def test_device_mode_checks_queue_asserts_without_reading_values(monkeypatch):
+    """Off the host (simulated: host checks off), drawing a plan reads no tensor value on the
+    host — no bool()/int()/item(), i.e. no host-device synchronisation — and queues one
+    asynchronous assert per value check; a broken strategy's asserts carry False."""
+    from lvmae.components.masking import contract
+    queued = []
+    monkeypatch.setattr(contract, "host_checks", lambda tensor: False)
+    monkeypatch.setattr(torch, "_assert_async", lambda ok: queued.append(ok.clone()))
+
+    def no_host_read(*_):
+        raise AssertionError("a value was read on the host")
+    for method in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, method, no_host_read)
+
+    tube, adaptive = registry.build("masking.encoder.tube"), registry.build("masking.decoder.adaptive")
+    scores = torch.rand(2, GRID.t, GRID.h, GRID.w)
+    MaskPlan.draw(GRID, tube, adaptive, 2, torch.Generator().manual_seed(0), scores)
+    monkeypatch.undo()
+    assert len(queued) == 5 and all(bool(ok) for ok in queued)   # range+order, range+unique, not kept
+
+    call, count, _ = DECODER_MISTAKES["one token 19 times"]
+    broken = _decoder(call, count=lambda self, grid, kept: count)()
+    queued.clear()
+    monkeypatch.setattr(contract, "host_checks", lambda tensor: False)
+    monkeypatch.setattr(torch, "_assert_async", lambda ok: queued.append(ok.clone()))
+    MaskPlan.draw(GRID, tube, broken, 2, torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    assert [bool(ok) for ok in queued] == [True, True, True, False, True]
