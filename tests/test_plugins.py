@@ -94,3 +94,20 @@ def test_broken_entry_point_names_the_plugin(plugin_dir):
     (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nbroken = no_such_module_xyz\n")
     with pytest.raises(registry.PluginImportError, match="'broken' = 'no_such_module_xyz'"):
         registry.load_entry_points()
+
+
+def test_list_shows_origins_and_import_line_plugins_with_g(plugin_dir):
+    import os
+
+    from tests.cli import run_cli
+    (plugin_dir / "lvmae_test_plugin_c.py").write_text(PLUGIN.format(name="first_tokens_c"))
+    gin_file = plugin_dir / "use.gin"
+    gin_file.write_text("import lvmae_test_plugin_c\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))}
+    plain = run_cli(["list"], plugin_dir / "runs", env=env)
+    with_file = run_cli(["list", "-g", str(gin_file)], plugin_dir / "runs", env=env)
+    assert plain.returncode == 0 and with_file.returncode == 0, with_file.stderr[-2000:]
+    assert "-g FILE" in plain.stdout and "first_tokens_c" not in plain.stdout
+    assert "masking.encoder.tube(keep_ratio=0.1)    [lvmae.components.masking.encoder_tube — lvmae]" in plain.stdout
+    [line] = [l for l in with_file.stdout.splitlines() if "masking.decoder.first_tokens_c" in l]
+    assert f"[lvmae_test_plugin_c — file {plugin_dir / 'lvmae_test_plugin_c.py'}" in line

@@ -63,7 +63,8 @@ def component_table() -> str:
 
 @ex.command(unobserved=True)
 def list():  # pylint: disable=redefined-builtin
-    """Lists every registered component kind, name, configurable parameter and origin
-    (lvmae, an installed plugin package, or a file); ``-g FILE`` adds the plugins that the
-    gin file's ``import`` lines load."""
+    """Lists every component: kind, name, parameters, origin; -g FILE adds its import-line plugins.
+
+    Origin is lvmae, an installed plugin package (entry point ``lvmae.plugins``) or a file;
+    a plugin that only a gin file's ``import`` line loads is listed with ``-g FILE``."""
     print(component_table())
