@@ -122,7 +122,7 @@ def test_help_lists_every_command_tool_and_option(tmp_path):
     result = run_cli(["--help"], tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for name in [*command_index(), "print_config", "db", "board", "report", "sweep"]:
+    for name in [*command_index(), "print_config", "db", "board", "report", "sweep", "resume"]:
         assert any(line.split()[:1] == [name] for line in lines), name
     for option in ("-g FILE", "-b BINDING", "--tag TAG"):
         assert option in result.stdout

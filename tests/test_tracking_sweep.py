@@ -91,3 +91,20 @@ def test_report_by_tag_shows_one_row_per_grid_point_over_seeds(tmp_path):
         assert len(rows) == 2 and all("(n=2)" in row for row in rows), report.stdout
     finally:
         local_db.stop_server(tmp_path / "runs")
+
+
+def test_resume_reruns_the_stored_command_line_into_the_same_run(tmp_path):
+    runs = tmp_path / "runs"
+    first = run_lvmae(["tracking_check", "-b", "tracking_check_loop.steps=2", "with", "seed=11"], runs,
+                      LVMAE_OBSERVER="file")
+    assert first.returncode == 0, first.stderr[-2000:]
+    done = run_lvmae(["resume", "1"], runs, LVMAE_OBSERVER="file")
+    assert done.returncode == 1 and "is COMPLETED" in done.stdout
+    missing = run_lvmae(["resume", "9"], runs, LVMAE_OBSERVER="file")
+    assert missing.returncode != 0 and "no run 9" in missing.stderr
+    further = run_lvmae(["resume", "1", "-b", "tracking_check_loop.steps=3"], runs, LVMAE_OBSERVER="file")
+    assert further.returncode == 0, further.stderr[-2000:]
+    assert "--resume-run 1" in further.stdout and not (runs / "2").exists()
+    config = json.loads((runs / "1" / "config.json").read_text())
+    assert config["seed"] == 11
+    assert config["gin_bindings"] == ["tracking_check_loop.steps=2", "tracking_check_loop.steps=3"]
