@@ -3,7 +3,9 @@
     __key__        unique id, no dots or slashes
     mp4 | npy      the clip: H.264 mp4 bytes, or raw uint8 (t, h, w, c) as .npy
     json           {"labels": {head: int}, "fps": float, "num_frames": int, "size": [h, w],
-                    "source": str, "frames": [start, stop)}    (frames in source numbering)
+                    "source": str, "frames": [start, stop)}    (frames in source numbering: the
+                   range actually stored), plus "fingerprint" (write_shards: the hash of every
+                   input of this sample) and "events" (oracle events, stored-frame numbers)
     latents.npy    optional float (d, t', h', w') on the token grid of the manifest's view
     indices.npy    optional int (t', h', w')
     scores.npy     optional float (t', h', w')

@@ -159,6 +159,9 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
         entry = manifest.splits[split]
         if count != entry.samples:
             report.problems.append(f"split {split}: {count} samples in shards, manifest says {entry.samples}")
+        elif not count:
+            skipped = f" (the writer skipped {dict(entry.summary.skipped)})" if entry.summary.skipped else ""
+            report.problems.append(f"split {split}: no samples{skipped}")
         if entry.fingerprint and split_fingerprints is not None and split_fingerprint(split_fingerprints) != entry.fingerprint:
             report.problems.append(f"split {split}: the shards' fingerprints do not match the manifest's "
                                    f"({entry.fingerprint}): shards and manifest come from different runs")

@@ -512,3 +512,13 @@ def test_a_run_that_dies_mid_rewrite_keeps_the_old_samples_reusable(tmp_path, vi
                            progress=False)
     assert encoded == [] and manifest.splits["train"].samples == 4 and not (out / ".replaced").exists()
     assert validate_manifest(str(out / "manifest.yaml"), progress=False).ok
+
+
+def test_validate_refuses_an_empty_split(tmp_path):
+    save_manifest(Manifest(name="empty", splits={"train": Split(shards="train-000000.tar", samples=0)},
+                           heads={"label": ["a"]}), tmp_path / "manifest.yaml")
+    import tarfile
+    with tarfile.open(tmp_path / "train-000000.tar", "w"):
+        pass
+    report = validate_manifest(str(tmp_path / "manifest.yaml"), progress=False)
+    assert not report.ok and report.problems == ["split train: no samples"]
