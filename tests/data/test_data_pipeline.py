@@ -203,3 +203,19 @@ def test_oracle_ceiling_uses_the_pipelines_sampler():
     assert table["data_pipeline train"] == dataset.oracle_ceiling(32, 4, start="random", clips=100)
     assert table["data_pipeline eval"] == dataset.oracle_ceiling(32, 4, start="center", clips=100)
     assert table["data_pipeline train"] != table["data_pipeline eval"]
+
+
+def test_a_damaged_tar_is_counted_when_read(numbered, tmp_path):
+    """A shard cut short (a copy interrupted mid-way): the samples before the cut are read, the
+    damage is counted as corrupt, and the pass goes on to the next shard."""
+    import shutil
+    folder = tmp_path / "cut"
+    shutil.copytree(os.path.dirname(numbered), folder)
+    first = folder / "train-000000.tar"
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) * 2 // 3])
+    loader = DataPipeline(clip_frames=4, size=8, workers=0).loader(str(folder / "manifest.yaml"), "train",
+                                                                   mode="eval", batch_size=4)
+    keys = [k for batch in loader for k in batch["key"]]
+    assert loader.skipped["corrupt"] >= 1
+    assert {f"s{i:02d}" for i in range(5, 24)} <= set(keys) and len(keys) < 24
