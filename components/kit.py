@@ -171,7 +171,7 @@ def _decoder_plan(strategy: DecoderMasking, grid: TokenGrid, keep: torch.Tensor,
         targets = strategy(grid, keep, generator, scores)
     except Exception as error:
         hint = ""
-        if scores is None and not strategy.needs_scores:
+        if scores is None and not strategy.needs_scores and "NoneType" in str(error):
             hint = (" — a strategy that reads scores must declare needs_scores = True (it is called "
                     "with scores=None otherwise)")
         raise ContractError(strategy, f"__call__({grid}, enc_keep_idx, generator, {shown}) raised "
@@ -527,9 +527,11 @@ def _preflight_classifier(model: nn.Module, batch_size: int) -> list[str]:
     return checked
 
 
-def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int) -> list[str]:
+def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int,
+                                  clip: tuple[int, int, int] | None) -> list[str]:
+    from lvmae.components.models.adaptive_tokenizer import standardize_per_clip   # pylint: disable=import-outside-toplevel
     tokenizer = copy.deepcopy(model.tokenizer)
-    video = _tokenizer_video(tokenizer, None, None, None, 1)
+    video = _tokenizer_video(tokenizer, *(clip or (None, None, None)), batch_size=1)
     _run_tokenizer(tokenizer, video)
     checked = [registry.describe(model.tokenizer), registry.describe(model.tokenizer.quantizer)]
     if model.scorer is not None:
@@ -538,16 +540,19 @@ def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int) -> list[str
         scores = _run_scorer(copy.deepcopy(model.scorer), video, grid)
         checked.append(registry.describe(model.scorer))
         selector = copy.deepcopy(model.topk)
-        flat = scores.reshape(scores.shape[0], -1)
-        k = max(1, flat.shape[1] // 2)
-        with _calling(selector, f"forward(scores {tuple(flat.shape)}, k={k})"):
-            selection = selector(flat, k, _generator(2, flat.device))
-        _tensor(selector, "selection", selection, tuple(flat.shape), floating=True)
+        k = model.selected_count((grid.t, grid.h, grid.w))
+        with _calling(selector, f"select_on_grid(scores {tuple(scores.shape)}, k={k})"):
+            selection = selector.select_on_grid(standardize_per_clip(scores, first=1), k,
+                                                keep_first_frame=True, generator=_generator(2, video.device))
+        _tensor(selector, "selection", selection, tuple(scores.shape), floating=True)
+        if not torch.equal(selection.sum(dim=(1, 2, 3)), torch.full_like(selection[:, 0, 0, 0], k + grid.cells)):
+            raise ContractError(selector, f"the selection must keep latent frame 0 and exactly k={k} other tokens")
         checked.append(registry.describe(model.topk))
     return checked
 
 
-def preflight_components(*components: Any, batch_size: int = 2) -> list[str]:
+def preflight_components(*components: Any, batch_size: int = 2,
+                         clip: tuple[int, int, int] | None = None) -> list[str]:
     """Calls every configured component once on the real shapes, before any work is recorded.
 
     Args:
@@ -558,6 +563,9 @@ def preflight_components(*components: Any, batch_size: int = 2) -> list[str]:
         objects of other kinds (a perceptual-loss network, a discriminator) are skipped.
       batch_size: clips in the dummy batch of the masking strategies (the backbone, decoder and
         tokenizer run on one clip and ``PREFLIGHT_TOKENS`` tokens).
+      clip: (T, H, W) of the experiment's clips, for components that are not built for one
+        size (tokenizers, lone scorers); default: one tokenizer window of 2×2 tokens, and
+        the kit's grid for a scorer. A ``model.mae``/``model.classifier`` uses its encoder's.
 
     Returns the components checked, described as ``'kind.name' (module.Class)``.
     Raises ``ContractError`` naming the first component that breaks its contract.
@@ -576,12 +584,18 @@ def preflight_components(*components: Any, batch_size: int = 2) -> list[str]:
             elif isinstance(component, VideoClassifier):
                 checked += _preflight_classifier(component, batch_size)
             elif isinstance(component, AdaptiveTokenizer):
-                checked += _preflight_adaptive_tokenizer(component, batch_size)
+                checked += _preflight_adaptive_tokenizer(component, batch_size, clip)
             else:
                 entry = registry.entry_of(component)
                 if entry is None or entry.kind not in CHECKS:
                     continue          # a kind without a call contract (a loss network, a head)
-                CHECKS[entry.kind](component)
+                if clip is not None and entry.kind == "tokenizer":
+                    check_tokenizer(component, *clip)
+                elif clip is not None and entry.kind == "scorer":
+                    st, sh, sw = component.stride
+                    check_scorer(component, TokenGrid(clip[0] // st, clip[1] // sh, clip[2] // sw), batch_size=1)
+                else:
+                    CHECKS[entry.kind](component)
                 checked.append(registry.describe(component))
     return checked
 

@@ -310,3 +310,42 @@ def test_device_mode_checks_queue_asserts_without_reading_values(monkeypatch):
     MaskPlan.draw(GRID, tube, broken, 2, torch.Generator().manual_seed(0))
     monkeypatch.undo()
     assert [bool(ok) for ok in queued] == [True, True, True, False, True]
+
+
+def _tiny_adaptive_tokenizer(scorer):
+    tokenizer = registry.build("tokenizer.magvit", base_channels=8, channel_multipliers=(1, 1), num_res_blocks=1,
+                               stride=(2, 4, 4), window_frames=4,
+                               quantizer=registry.build("quantizer.fsq", levels=(5, 5, 5)))
+    return registry.build("model.adaptive_tokenizer", tokenizer=tokenizer, scorer=scorer,
+                          topk=registry.build("topk.straight_through"))
+
+
+def test_preflight_of_the_tokenizer_model_names_a_scorer_with_the_wrong_grid():
+    checked = kit.preflight_components(_tiny_adaptive_tokenizer(registry.build("scorer.motion", stride=(2, 4, 4))),
+                                       clip=(8, 16, 16))
+    assert [c.split()[0] for c in checked] == ["'tokenizer.magvit'", "'quantizer.fsq'", "'scorer.motion'",
+                                               "'topk.straight_through'"]
+    from lvmae.components.scorers.base import Scorer, check_stride
+
+    @registry.register("scorer.mistake")
+    class SkipsFrameZero(Scorer):          # forgets with_first_frame: one latent frame short
+        def __init__(self, stride=(2, 4, 4)):
+            super().__init__()
+            self.stride = check_stride(stride, "scorer.mistake.stride")
+
+        def forward(self, video):
+            pooled = torch.nn.functional.avg_pool3d(video.mean(dim=1, keepdim=True), self.stride)[:, 0]
+            return (pooled[:, 1:] - pooled[:, :-1]).abs()
+
+    with pytest.raises(ContractError, match=r"'scorer\.mistake' \(.*SkipsFrameZero\): scores for video "
+                                            r"\(1, 3, 8, 16, 16\) must have shape \(1, 4, 4, 4\), got \(1, 3, 4, 4\)"):
+        kit.preflight_components(_tiny_adaptive_tokenizer(SkipsFrameZero()), clip=(8, 16, 16))
+
+
+def test_preflight_of_a_classifier_checks_backbone_token_drop_and_heads():
+    encoder = registry.build("backbone.vit", clip_frames=8, image_size=16, tubelet=(2, 4, 4), dim=32, depth=1, heads=2)
+    model = registry.build("model.classifier", encoder=encoder, head=registry.get("head.mean_linear").obj,
+                           num_classes={"verb": 3, "noun": 5}, token_drop=0.2)
+    checked = kit.preflight_components(model)
+    assert [c.split()[0] for c in checked] == ["'backbone.vit'", "'masking.encoder.tube'", "'head.mean_linear'",
+                                               "'head.mean_linear'"]
