@@ -41,12 +41,24 @@ class WriteSummary:
 
 
 @dataclasses.dataclass
+class WrittenFrom:
+    """The inputs ``write_shards`` wrote a split from (absolute paths), so ``validate_shards
+    sources=True`` can recompute every sample's fingerprint; empty for other writers."""
+    video_root: str = ""
+    annotations: str = ""
+    annotation_format: str = ""
+    labels_path: str = ""
+    options: str = ""              # the WriteOptions, as JSON
+
+
+@dataclasses.dataclass
 class Split:
     shards: str = MISSING          # brace pattern, relative to the manifest's folder or a URL
     samples: int = MISSING
     frames: FrameStats = dataclasses.field(default_factory=FrameStats)
     fingerprint: str = ""          # hash of the written samples' fingerprints ("" = not recorded)
     summary: WriteSummary = dataclasses.field(default_factory=WriteSummary)
+    written_from: WrittenFrom = dataclasses.field(default_factory=WrittenFrom)
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from webdataset.shardlists import expand_urls
 from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder
 from lvmae.components.data.manifest import Manifest, load_manifest
 from lvmae.components.data.schema import SampleError, parse_sample
-from lvmae.components.data.writer import WRITER_VERSION, split_fingerprint
+from lvmae.components.data.writer import WRITER_VERSION, current_fingerprints, split_fingerprint
 
 
 @dataclasses.dataclass
@@ -104,11 +104,41 @@ def _sidecar(url: str) -> dict | None:
     return sidecar if sidecar.get("writer") == WRITER_VERSION else None
 
 
-def validate_manifest(path: str, splits: list[str] | None = None, progress: bool = True) -> ValidationReport:
+def _check_sources(manifest: Manifest, split: str, expected: dict[str, str], report: ValidationReport) -> None:
+    """Recomputes every sample's fingerprint from the inputs the split was written from."""
+    try:
+        now = current_fingerprints(manifest, split)
+    except (ValueError, OSError) as error:
+        report.problems.append(f"split {split}: cannot recompute fingerprints from its inputs: {error}")
+        return
+    changed = sorted(k for k, f in expected.items() if now.get(k) != f)
+    if changed:
+        report.problems.append(f"split {split}: {len(changed)} sample(s) no longer match their inputs (source, "
+                               f"range, labels or options changed since writing: {', '.join(changed[:5])}"
+                               f"{' …' if len(changed) > 5 else ''}); rerun write_shards")
+    added = sorted(set(now) - set(expected) - set(_skipped_keys(manifest, split)))
+    if added:
+        report.problems.append(f"split {split}: {len(added)} annotated clip(s) not in the shards "
+                               f"({', '.join(added[:5])}); rerun write_shards")
+
+
+def _skipped_keys(manifest: Manifest, split: str) -> list[str]:
+    keys = []
+    for url in expand_urls(manifest.urls(split)):
+        sidecar = _sidecar(url)
+        keys += [e["key"] for e in sidecar["entries"] if e["status"] == "skipped"] if sidecar else []
+    return keys
+
+
+def validate_manifest(path: str, splits: list[str] | None = None, progress: bool = True,
+                      sources: bool = False) -> ValidationReport:
+    """``sources``: also recompute every sample's fingerprint from the source files and
+    annotations the split was written from (stale shards are reported)."""
     manifest = load_manifest(path)
     report = ValidationReport(str(path))
     decoder = PyAVDecoder()
     for split in splits or list(manifest.splits):
+        written: dict[str, str] = {}
         urls = expand_urls(manifest.urls(split))
         seen: set[str] = set()
         count = 0
@@ -151,6 +181,7 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
                 lost = f"; missing {', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}" if absent else ""
                 report.problems.append(f"shard {url}: damaged tar, {len(in_shard)} sample(s) readable{holds}"
                                        f"{lost} ({'; '.join(d for d in damage if d) or 'members missing'})")
+            written.update(expected or {})
             if expected is None:
                 split_fingerprints = None
             elif split_fingerprints is not None:
@@ -162,6 +193,8 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
         elif not count:
             skipped = f" (the writer skipped {dict(entry.summary.skipped)})" if entry.summary.skipped else ""
             report.problems.append(f"split {split}: no samples{skipped}")
+        if sources:
+            _check_sources(manifest, split, written, report)
         if entry.fingerprint and split_fingerprints is not None and split_fingerprint(split_fingerprints) != entry.fingerprint:
             report.problems.append(f"split {split}: the shards' fingerprints do not match the manifest's "
                                    f"({entry.fingerprint}): shards and manifest come from different runs")

@@ -53,6 +53,7 @@ from lvmae.components.data.manifest import (
     Manifest,
     Split,
     WriteSummary,
+    WrittenFrom,
     load_manifest,
     save_manifest,
 )
@@ -399,7 +400,10 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
                                        samples_per_shard, on_error, progress, workers, manifest)
         entries = [e for s in sidecars for e in s["entries"]]
         summaries[split] = _summary(entries)
-        manifest.splits[split] = _split_entry(split, sidecars, summaries[split], fingerprints, split_clips)
+        manifest.splits[split] = _split_entry(split, sidecars, summaries[split])
+        manifest.splits[split].written_from = WrittenFrom(
+            os.path.abspath(video_root), os.path.abspath(annotations[split]), annotation_format,
+            os.path.abspath(labels_path) if labels_path else "", json.dumps(dataclasses.asdict(options)))
     if not sum(s.written for s in summaries.values()):
         skipped = {r: sum(s.skipped.get(r, 0) for s in summaries.values()) for s in summaries.values() for r in s.skipped}
         raise WriteError(f"no clip was written: every clip was skipped ({skipped}); the warnings above "
@@ -488,8 +492,7 @@ def split_fingerprint(fingerprints: Iterable[str]) -> str:
     return hashlib.sha1(",".join(fingerprints).encode()).hexdigest()[:20]
 
 
-def _split_entry(split: str, sidecars: list[dict], summary: WriteSummary, fingerprints: dict[str, str],
-                 specs: list[ClipSpec]) -> Split:
+def _split_entry(split: str, sidecars: list[dict], summary: WriteSummary) -> Split:
     written = [e for s in sidecars for e in s["entries"] if e["status"] == "written"]
     frames = [e["frames"] for e in written]
     return Split(shards=f"{split}-{{000000..{len(sidecars) - 1:06d}}}.tar", samples=len(written),
@@ -507,6 +510,19 @@ def _finish_manifest(manifest: Manifest, options: WriteOptions, out_dir: str) ->
     lengths = {n for s in manifest.splits.values() if s.samples for n in (s.frames.min, s.frames.max)}
     manifest.clip_frames = lengths.pop() if len(lengths) == 1 else 0
 
+
+
+def current_fingerprints(manifest: Manifest, split: str) -> dict[str, str]:
+    """Every clip's fingerprint as its inputs (recorded in ``written_from``) would give it now:
+    key → fingerprint. Raises ValueError when the split records no inputs."""
+    origin = manifest.splits[split].written_from
+    if not origin.annotations:
+        raise ValueError(f"manifest {manifest.name!r} split {split!r} records no write_shards inputs")
+    options = WriteOptions(**json.loads(origin.options))
+    clips, _, _ = read_dataset({split: origin.annotations}, origin.annotation_format, origin.labels_path or None,
+                               manifest.heads)
+    sources = _look_at_sources(clips, origin.video_root, options)
+    return {spec.key: sample_fingerprint(spec, sources[spec.key], options) for spec in clips[split]}
 
 
 def write_split(video_root: str, annotations: str, annotation_format: AnnotationFormat, out_dir: str,

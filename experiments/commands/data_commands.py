@@ -47,8 +47,10 @@ def write_shards_job(video_root: str = gin.REQUIRED, annotations: str | dict = g
 
 
 @gin_applies
-def validate_shards_job(manifest: str = gin.REQUIRED, splits: list[str] | None = None) -> dict:
-    report = validate_manifest(manifest, splits)
+def validate_shards_job(manifest: str = gin.REQUIRED, splits: list[str] | None = None, sources: bool = False) -> dict:
+    """Checks shards against their manifest; ``sources=True`` also recomputes every sample's
+    fingerprint from the videos and annotations it was written from (stale shards)."""
+    report = validate_manifest(manifest, splits, sources=sources)
     print(report.summary())
     if not report.ok:
         raise SystemExit(f"{len(report.problems)} problem(s) in {manifest}")

@@ -522,3 +522,24 @@ def test_validate_refuses_an_empty_split(tmp_path):
         pass
     report = validate_manifest(str(tmp_path / "manifest.yaml"), progress=False)
     assert not report.ok and report.problems == ["split train: no samples"]
+
+
+def test_validate_sources_recomputes_fingerprints(tmp_path, video_folder):
+    """validate_shards sources=True: shards older than their inputs are reported, by key."""
+    folder, write = video_folder
+    write("a.mp4", 8)
+    write("b.mp4", 8, seed=1)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("path,label\na.mp4,x\nb.mp4,y\nghost.mp4,y\n")
+    out = tmp_path / "shards"
+    write_split(folder, str(annotation), "generic", str(out), options=WriteOptions(codec="npy", short_side=8),
+                progress=False)
+    manifest_path = str(out / "manifest.yaml")
+    assert validate_manifest(manifest_path, progress=False, sources=True).ok     # the skipped ghost is no problem
+    annotation.write_text("path,label\na.mp4,y\nb.mp4,y\nghost.mp4,y\nc.mp4,x\n")
+    write("b.mp4", 9, seed=2)
+    problems = validate_manifest(manifest_path, progress=False, sources=True).problems
+    assert problems == [("split train: 2 sample(s) no longer match their inputs (source, range, labels or options "
+                        "changed since writing: a_0_end, b_0_end); rerun write_shards"),
+                        "split train: 1 annotated clip(s) not in the shards (c_0_end); rerun write_shards"]
+    assert validate_manifest(manifest_path, progress=False).ok       # without sources: the shards are consistent
