@@ -54,7 +54,7 @@ def _train(seed: int, steps: int, train_scorer: bool, topk_name: str, workdir: s
     return pretrain_tokenizer_loop(
         None, seed, model=build_flicker_model(seed, topk_name), clips=FlickerSquare(),
         train_scorer=train_scorer, batch_size=8, steps=steps, lr=2e-3, warmup_steps=0,
-        eval_every=steps, eval_clips=32, checkpoint_every=steps, resume=False, log_every=steps,
+        eval_every=steps, eval_clips=32, checkpoint_every=steps, log_every=steps,
         workdir=workdir)
 
 

@@ -42,13 +42,17 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     crashed = _run(tmp_path, "resumed", "runs_resumed", "-b", "pretrain_loop.exit_after_step = 3",
                    "with", "seed=7")
     assert crashed.returncode == 137, crashed.stderr[-3000:]
-    assert torch.load(tmp_path / "resumed/pretrain/last.pt", weights_only=True)["step"] == 2
-    resumed = _run(tmp_path, "resumed", "runs_resumed", "--id", "1")
+    assert torch.load(tmp_path / "resumed/pretrain/1/last.pt", weights_only=True)["step"] == 2
+    assert not (tmp_path / "resumed/pretrain/last.pt").exists()      # published only when complete
+    # Not asked to resume: the same run id in the same WORKDIR (another database) is refused.
+    refused = _run(tmp_path, "resumed", "runs_other", "with", "seed=7")
+    assert refused.returncode != 0 and "--resume-run 1" in refused.stderr
+    resumed = _run(tmp_path, "resumed", "runs_resumed", "--resume-run", "1", "with", "seed=7")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
 
-    a = torch.load(tmp_path / "straight/pretrain/last.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed/pretrain/last.pt", weights_only=True)
+    a = torch.load(tmp_path / "straight/pretrain/1/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/pretrain/last.pt", weights_only=True)   # the published link
     assert a["step"] == b["step"] == STEPS and a["micro_batches"] == b["micro_batches"]
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
@@ -66,14 +70,6 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert run["status"] == "COMPLETED"
     info = json.loads((tmp_path / "runs_resumed/1/info.json").read_text())
     assert info["resumed_from_step"] == 2 and info["effective_batch_size"] == 4
-
-
-def test_resume_refuses_another_batch_layout():
-    from lvmae.experiments.commands.pretrain import _check_resumable
-    saved = {"world_size": 2, "batch_size": 4, "accum_steps": 1}
-    _check_resumable(saved, "last.pt", 2, 4, 1)
-    with pytest.raises(ValueError, match="cannot resume 'last.pt'.*accum_steps"):
-        _check_resumable(saved, "last.pt", 2, 4, 2)
 
 
 def _free_port() -> int:
@@ -101,3 +97,31 @@ def test_two_process_ddp_keeps_replicas_identical(tmp_path, parallel):
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
         assert torch.equal(rank0[key], initial["model"][key]), key
+
+
+@pytest.mark.slow
+def test_finetune_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    def finetune(workdir: str, runs: str, *extra: str) -> subprocess.CompletedProcess:
+        bindings = [b for b in _bindings(tmp_path, workdir)[1::2] if not b.startswith("pretrain_loop")] + \
+            ["finetune_loop.pretrained = None", "finetune_loop.batch_size = 4", "finetune_loop.steps = 5",
+             "finetune_loop.log_every = 1", "finetune_loop.checkpoint_every = 2", "finetune_loop.warmup_steps = 2",
+             "finetune_loop.shuffle_buffer = 16", "finetune_loop.deterministic = True",
+             "model.classifier.token_drop = 0.5", "finetune_loop.mixup = @video_mixup()"]
+        return run_cli(["finetune", "-g", TINY, *[a for b in bindings for a in ("-b", b)], *extra],
+                       tmp_path / runs, env={"OMP_NUM_THREADS": "1"})
+
+    straight = finetune("straight", "runs_straight", "with", "seed=3")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    crashed = finetune("resumed", "runs_resumed", "-b", "finetune_loop.exit_after_step = 3", "with", "seed=3")
+    assert crashed.returncode == 137, crashed.stderr[-3000:]
+    resumed = finetune("resumed", "runs_resumed", "--resume-run", "1", "with", "seed=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    a = torch.load(tmp_path / "straight/finetune/1/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/finetune/1/last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 5 and a["micro_batches"] == b["micro_batches"] == 5
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    top1 = [json.loads((tmp_path / runs / "1/metrics.json").read_text())["eval/top1"]["values"][-1]
+            for runs in ("runs_straight", "runs_resumed")]
+    assert top1[0] == top1[1]

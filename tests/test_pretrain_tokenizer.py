@@ -19,7 +19,7 @@ registry.discover()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(tmp_path, steps: int) -> dict:
+def _run(tmp_path, steps: int, *extra: str) -> dict:
     bindings = [f"pretrain_tokenizer_loop.workdir='{tmp_path / 'work'}'",
                 f"pretrain_tokenizer_loop.steps={steps}", "pretrain_tokenizer_loop.batch_size=4",
                 "pretrain_tokenizer_loop.eval_every=4", "pretrain_tokenizer_loop.eval_clips=4",
@@ -30,6 +30,7 @@ def _run(tmp_path, steps: int) -> dict:
                "gin/experiments/tokenizer_flicker_cpu.gin"]
     for binding in bindings:
         command += ["-b", binding]
+    command += [*extra, "with", "seed=5"]
     environment = dict(os.environ, LVMAE_RUNS_DIR=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
     environment.pop("LVMAE_MONGO_URL", None)
     finished = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True,
@@ -51,7 +52,7 @@ def test_pretrain_tokenizer_learns_attaches_images_and_resumes(tmp_path):
             "scores_step000008.png", "operative_config.gin"} <= artifacts
     assert (first["dir"] / "reconstructions_step000008.png").read_bytes()[:4] == b"\x89PNG"
 
-    resumed = _run(tmp_path, steps=12)
+    resumed = _run(tmp_path, 12, "--resume-run", "1")     # the same run, trained further
     assert resumed["info"]["resumed_from_step"] == 8
     assert resumed["run"]["result"]["start_step"] == 8
 

@@ -2,6 +2,8 @@
 config, and the optional GAN / perceptual terms."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -138,6 +140,7 @@ def test_perceptual_term_from_a_local_exported_file(tmp_path):
 def test_training_loop_with_a_discriminator_checkpoints_and_resumes_it(tmp_path):
     from lvmae.components.data.flicker_clips import FlickerSquare
     from lvmae.experiments.commands.pretrain_tokenizer import pretrain_tokenizer_loop
+    from lvmae.experiments.engine.run_folder import request_resume
     from lvmae.experiments.engine.training import load_checkpoint
 
     def train(steps):
@@ -148,11 +151,16 @@ def test_training_loop_with_a_discriminator_checkpoints_and_resumes_it(tmp_path)
             None, 0, model=model, clips=FlickerSquare(frames=8, image_size=16),
             discriminator=VideoDiscriminator(in_channels=1, base_channels=4, stages=2),
             batch_size=2, steps=steps, eval_every=2, eval_clips=2, checkpoint_every=2,
-            log_every=1, workdir=str(tmp_path))
+            log_every=1, workdir=str(tmp_path), device="cpu")
 
-    assert train(2)["start_step"] == 0
-    state = load_checkpoint(str(tmp_path / "tokenizer" / "last.pt"))
-    assert {"discriminator", "disc_optimizer"} <= set(state) and state["step"] == 2
-    resumed = train(3)
-    assert resumed["start_step"] == 2
+    first = train(2)
+    assert first["start_step"] == 0
+    state = load_checkpoint(first["checkpoint"])
+    assert {"discriminator", "disc_optimizer"} <= set(state["tracked"]) and state["step"] == 2
+    request_resume(os.path.basename(first["run_folder"]))      # what --resume-run does
+    try:
+        resumed = train(3)
+    finally:
+        request_resume(None)
+    assert resumed["start_step"] == 2 and resumed["run_folder"] == first["run_folder"]
     assert load_checkpoint(str(tmp_path / "tokenizer" / "last.pt"))["step"] == 3

@@ -6,7 +6,7 @@ translated to Sacred config before Sacred parses the line:
   -g FILE,    --gin FILE        add a gin file        (config entry gin_files)
   -b BINDING, --bind BINDING    add a gin binding     (config entry gin_bindings)
   --tag TAG                     tag the run (repeatable; Sacred's --tags=a,b also works)
-  --resume-run ID               write into the existing run ID (resume)
+  --resume-run ID               resume run ID: its checkpoint folder and its database record
 Sacred's own heartbeat option stays available as ``--beat-interval``.
 Before Sacred records a run, the configuration goes through preflight
 (``experiments/engine/preflight.py``): a bad binding, macro, path or component prints one
@@ -210,6 +210,9 @@ def main(argv: list[str]) -> None:
     from lvmae.experiments import commands
 
     argv, _, resume_run = pop_tracking_options(translate_argv(argv))
+    if resume_run is not None:      # the engine continues that run's folder (and only then)
+        from lvmae.experiments.engine.run_folder import request_resume
+        request_resume(resume_run)
     command = next((a for a in argv[1:] if not a.startswith("-")), None)
     asks_help = any(a in ("-h", "--help") for a in argv[1:])
     # Only `list` runs without gin: every other command parses gin files, which bind the

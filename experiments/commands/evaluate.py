@@ -21,31 +21,29 @@ from lvmae.experiments.engine.classifier_setup import build_classifier
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import ACTION, Accumulator, confusion_matrix
+from lvmae.experiments.engine.run_folder import resolve_input
+from lvmae.experiments.engine.trainer import Precision, inference
 from lvmae.experiments.engine.training import load_checkpoint
 from lvmae.experiments.engine.views import batch_labels, model_input_size, views
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, urls: str, batch_size: int, temporal_clips: int = 1,
-            spatial_crops: int = 1, device: str | torch.device = "cpu",
+            spatial_crops: int = 1, device: str | torch.device = "auto", precision: Precision = "auto",
             description: str = "evaluate") -> Accumulator:
-    """Runs ``model`` (in eval mode: no token drop) over ``urls``; logits averaged over views."""
-    was_training = model.training
-    model.eval()
+    """Runs ``model`` (in eval mode: no token drop) over ``urls`` on the engine's device
+    (``auto``: the GPU when there is one); logits averaged over views."""
     frames, side = model_input_size(model.encoder)
     heads = list(model.heads)
     accumulator = Accumulator(dict.fromkeys(heads, 0))
-    for batch in tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5):
-        video = batch["video"].to(device)
+    batches = tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5)
+    for batch in inference(model, batches, device, precision):
         total: dict[str, torch.Tensor] = {}
         count = 0
-        for view in views(video, frames, side, temporal_clips, spatial_crops):
+        for view in views(batch["video"], frames, side, temporal_clips, spatial_crops):
             for head, logits in model(view).items():
                 total[head] = total.get(head, 0) + logits.float()
             count += 1
-        accumulator.update({h: v / count for h, v in total.items()},
-                           batch_labels(batch, heads), batch.get("key"))
-    model.train(was_training)
+        accumulator.update({h: v / count for h, v in total.items()}, batch_labels(batch, heads), batch.get("key"))
     return accumulator
 
 
@@ -129,14 +127,18 @@ def load_finetuned(model: torch.nn.Module, path: str) -> None:
 @gin_applies
 def evaluate_loop(run, model=gin.REQUIRED, dataset=gin.REQUIRED, checkpoint: str | None = None,
                   split: str = "val", batch_size: int = 16, temporal_clips: int = 1,
-                  spatial_crops: int = 1, workdir: str = "outputs/default") -> dict:
-    """Evaluates a fine-tuned ``model.classifier``; ``checkpoint`` defaults to the fine-tuning
-    run's ``<workdir>/finetune/last.pt``."""
+                  spatial_crops: int = 1, workdir: str = "outputs/default", device: str = "auto",
+                  precision: Precision = "auto") -> dict:
+    """Evaluates a fine-tuned ``model.classifier`` on the engine's device. ``checkpoint``: a
+    path, a run folder or ``run:N`` (fine-tuning run N under ``workdir``); default
+    ``<workdir>/finetune/last.pt``, the newest completed fine-tuning run."""
     manifest = dataset.prepare()
     classifier = build_classifier(model, manifest)
-    checkpoint = checkpoint or os.path.join(workdir, "finetune", "last.pt")
+    checkpoint = resolve_input(checkpoint or os.path.join(workdir, "finetune", "last.pt"), workdir,
+                               "finetune", "evaluate_loop.checkpoint")
     load_finetuned(classifier, checkpoint)
-    accumulator = predict(classifier, manifest.urls(split), batch_size, temporal_clips, spatial_crops)
+    accumulator = predict(classifier, manifest.urls(split), batch_size, temporal_clips, spatial_crops,
+                          device, precision)
     metrics = accumulator.metrics()
     flat = flat_metrics(metrics, classifier.head_names[0])
     for name, value in flat.items():

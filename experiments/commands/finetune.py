@@ -9,7 +9,7 @@ single-view on ``val`` (``evaluate`` does multi-view), logging ``eval/top1`` etc
 """
 from __future__ import annotations
 
-import os
+import itertools
 import tempfile
 
 import gin
@@ -19,14 +19,18 @@ import torch.nn.functional as F
 from lvmae.components.data.shards import repeat_batches
 from lvmae.experiments.engine.classifier_setup import build_classifier, manifest_heads
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
-from lvmae.experiments.engine.gin_config import operative_config
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine import mixup  # noqa: F401  (registers video_mixup with gin)
 from lvmae.experiments.engine.layer_decay import build_finetune_optimizer
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
-from lvmae.experiments.engine.training import ScalarLogger, save_checkpoint, warmup_cosine
+from lvmae.experiments.engine.parallel import Parallel
+from lvmae.experiments.engine.run_folder import resolve_input
+from lvmae.experiments.engine.trainer import CountedBatches, Precision, Settings, Trainer
+from lvmae.experiments.engine.training import unwrap
 from lvmae.experiments.engine.views import batch_labels, model_input_size, random_window
+
+STAGE = "finetune"
 
 
 def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
@@ -42,71 +46,74 @@ def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torc
 @gin_applies
 def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
-                  batch_size: int = 16, steps: int = 100, lr: float = 1e-3,
+                  batch_size: int = 16, accum_steps: int = 1, steps: int = 100, lr: float = 1e-3,
                   layer_decay: float = 1.0, weight_decay: float = 0.05, warmup_steps: int = 10,
                   clip_grad: float = 1.0, label_smoothing: float = 0.0, mixup=None,
-                  log_every: int = 10, eval_every: int = 0, shuffle_buffer: int = 256,
-                  workdir: str = "outputs/default") -> dict:
+                  log_every: int = 10, eval_every: int = 0, checkpoint_every: int = 0,
+                  checkpoint_minutes: float = 10.0, shuffle_buffer: int = 256,
+                  workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto",
+                  parallel: Parallel = "ddp", deterministic: bool = False, exit_after_step: int = 0) -> dict:
     """Fine-tunes ``model`` (a ``model.classifier`` factory, or one built with the dataset's
     heads) on the train split of ``dataset`` and evaluates it on ``val``.
 
     Args:
-      pretrained: a checkpoint of ours (pre-training or fine-tuning) or official VideoMAE
-        weights; None trains from scratch.
+      pretrained: a checkpoint of ours (pre-training or fine-tuning; a path, a run folder, or
+        ``run:N`` for pre-training run N under ``workdir``) or official VideoMAE weights;
+        None trains from scratch. Ignored when resuming.
       pretrained_grid: the (t, h, w) token grid of ``pretrained`` when it cannot be inferred.
       layer_decay: lr factor per layer below the heads (1 = none; VideoMAE uses 0.75).
       mixup: a ``video_mixup`` (soft targets already carry label smoothing) or None.
+      checkpoint_every, checkpoint_minutes, precision, device, parallel, exit_after_step: as
+        ``pretrain_loop`` (the training engine's settings).
     """
-    torch.manual_seed(seed)
+    settings = Settings("finetune_loop", steps, accum_steps, clip_grad, warmup_steps, 0.0, log_every,
+                        checkpoint_every, checkpoint_minutes, precision, exit_after_step)
+    trainer = Trainer(run, seed, command="finetune", stage=STAGE, workdir=workdir, settings=settings,
+                      batch_size=batch_size, device=device, parallel=parallel, deterministic=deterministic)
     manifest = dataset.prepare()
     classes = manifest_heads(manifest)
     classifier = build_classifier(model, manifest)
-    if pretrained:
-        print(load_pretrained_encoder(classifier.encoder, pretrained, pretrained_grid).describe())
-    optimizer = build_finetune_optimizer(classifier, lr, weight_decay, layer_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_steps))
-    logger = ScalarLogger(run, steps, log_every, "finetune")
-    batches = repeat_batches(manifest.urls("train"), batch_size, shuffle_buffer, seed)
-    # Token drop and mixup draw from their own generator: a rerun draws the same tubes.
+    if pretrained and not trainer.resuming:
+        path = resolve_input(pretrained, workdir, "pretrain", "finetune_loop.pretrained")
+        print(load_pretrained_encoder(classifier.encoder, path, pretrained_grid).describe())
+    # Windows and mixup draw on the host, token drop on the device: a rerun draws the same.
     generator = torch.Generator().manual_seed(seed)
+    drop_generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    # the last parameter group holds the heads: its lr is the full one, the one logged
+    trainer.prepare(classifier, lambda module: build_finetune_optimizer(unwrap(module), lr, weight_decay,
+                                                                         layer_decay),
+                    tracked={"generator": generator, "drop_generator": drop_generator}, lr_group=-1)
+    trainer.extra_state = lambda: {"heads": classes, "grid": [classifier.encoder.grid.t, classifier.encoder.grid.h,
+                                                                   classifier.encoder.grid.w]}
+    urls = manifest.urls("train")
+    batches = trainer.data(CountedBatches(lambda skip: itertools.islice(
+        repeat_batches(urls, batch_size, shuffle_buffer, seed), skip, None)))
     frames, side = model_input_size(classifier.encoder)
-    classifier.train()
-    for step in range(1, steps + 1):
-        batch = next(batches)
+
+    def step(batch: dict, index: int):
         # Longer clips than the model takes: a random window (evaluation takes the centred one).
         video = random_window(batch["video"], frames, side, generator)
         targets = batch_labels(batch, list(classes))
         if mixup is not None:
             video, targets, _ = mixup(video, targets, classes, generator)
-        losses = classification_loss(classifier(video, generator), targets, label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(classifier.parameters(), clip_grad)
-        lr_now = schedule.get_last_lr()[-1]          # the last group holds the heads: full lr
-        optimizer.step()
-        schedule.step()
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"fine-tuning loss is {losses['loss'].item()} at step {step}")
-        if logger.due(step):
-            logger.log(step, **{f"train/{k}": v.item() for k, v in losses.items()},
-                       **{"train/lr": lr_now, "train/grad_norm": grad_norm.item()})
-        if eval_every and step % eval_every == 0 and step != steps:
-            interim = predict(classifier, manifest.urls("val"), batch_size, description="eval")
-            logger.log(step, **flat_metrics(interim.metrics(), classifier.head_names[0]))
-        logger.bar.update()
-    logger.close()
-    path = save_checkpoint(os.path.join(workdir, "finetune", "last.pt"),
-                           {"model": classifier.state_dict(), "step": steps, "heads": classes,
-                            "grid": [classifier.encoder.grid.t, classifier.encoder.grid.h, classifier.encoder.grid.w],
-                            "run_id": getattr(run, "_id", None),
-                            "gin_config": operative_config()})
-    accumulator = predict(classifier, manifest.urls("val"), batch_size)
+        return classification_loss(trainer.forward(video, drop_generator), targets, label_smoothing), None
+
+    def interim_evaluation(index: int, batch: dict, losses: dict, outputs) -> None:
+        if eval_every and index % eval_every == 0 and index != steps:
+            interim = predict(classifier, manifest.urls("val"), batch_size, device=trainer.device,
+                              precision=precision, description="eval")
+            trainer.log(index, **flat_metrics(interim.metrics(), classifier.head_names[0]))
+
+    result = trainer.fit(step, batches, interim_evaluation, "finetune")
+    accumulator = predict(classifier, manifest.urls("val"), batch_size, device=trainer.device,
+                          precision=precision)
     metrics = accumulator.metrics()
-    logger.log(steps, **flat_metrics(metrics, classifier.head_names[0]))
+    trainer.log(steps, **flat_metrics(metrics, classifier.head_names[0]))
     with tempfile.TemporaryDirectory() as folder:
-        attach_evaluation(run, accumulator, dict(manifest.heads), folder)
+        attach_evaluation(trainer.run, accumulator, dict(manifest.heads), folder)
     return {"top1": metrics[classifier.head_names[0]]["top1"], "metrics": metrics,
-            "checkpoint": path, "pretrained": pretrained, "seed": seed}
+            "checkpoint": result["checkpoint"], "run_folder": result["run_folder"],
+            "pretrained": pretrained, "seed": seed, "resumed_from": result["resumed_from"]}
 
 
 @ex.command

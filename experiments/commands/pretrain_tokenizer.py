@@ -3,13 +3,14 @@ scorer + differentiable top-k, optionally a discriminator) on 16-frame clips.
 
 Logs reconstruction loss, PSNR, codebook usage and perplexity, the selected fraction (and the
 object recall on procedural flicker clips); attaches reconstructions and score heat-maps as
-PNG; checkpoints atomically every ``checkpoint_every`` steps and resumes from the last one.
+PNG. Runs on the training engine (docs/training.md): its own folder ``WORKDIR/tokenizer/<run
+id>``, checkpoints by wall time or every ``checkpoint_every`` steps, explicit resume.
 """
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterator
+import itertools
 
 import gin
 import torch
@@ -21,10 +22,10 @@ from lvmae.components.models.video_discriminator import discriminator_gan_loss, 
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.reporting.tokenizer_images import save_reconstructions, save_score_maps
-from lvmae.experiments.engine.training import (ScalarLogger, build_optimizer, load_checkpoint, save_checkpoint,
-                                  warmup_cosine)
+from lvmae.experiments.engine.trainer import CountedBatches, Precision, Settings, Trainer, to_device
+from lvmae.experiments.engine.training import build_optimizer
 
-CHECKPOINT_NAME = os.path.join("tokenizer", "last.pt")
+STAGE = "tokenizer"       # runs work in WORKDIR/tokenizer/<run id>
 _EVAL_SEED_OFFSET = 7919   # the fixed evaluation clips never coincide with training draws
 _RANDOM_SELECTION_DRAWS = 3  # random selections averaged for the selection-gain baseline
 
@@ -49,21 +50,37 @@ def codebook_statistics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
             "perplexity": float(entropy.exp())}
 
 
-def _training_batches(dataset, clips, batch_size: int, seed: int, generator: torch.Generator,
-                      skip: int) -> Iterator[dict]:
-    """Endless batches from shards (``dataset``) or a procedural generator (``clips``);
-    ``skip`` batches are dropped on resume so a resumed run sees the data it would have."""
+class _ClipBatches:
+    """Endless batches of a procedural ``clips.*`` generator; its position is the generator's
+    state."""
+
+    def __init__(self, clips, batch_size: int, generator: torch.Generator):
+        self.clips, self.batch_size, self.generator = clips, batch_size, generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return self.clips.batch(self.batch_size, self.generator)
+
+
+def _training_batches(dataset, clips, batch_size: int, seed: int):
+    """Batches from shards (``dataset``) or a procedural generator (``clips``), with a
+    ``state_dict`` (the data position a checkpoint holds)."""
     if (dataset is None) == (clips is None):
         raise ValueError("pretrain_tokenizer_loop needs exactly one of `dataset` (shards) or "
                          "`clips` (a procedural clips.* generator)")
     if clips is not None:
-        while True:   # the generator's state is checkpointed, so no batch needs skipping
-            yield clips.batch(batch_size, generator)
+        return _ClipBatches(clips, batch_size, torch.Generator().manual_seed(seed))
     from lvmae.components.data.shards import repeat_batches   # the data package is optional here
-    batches = repeat_batches(dataset.prepare().urls("train"), batch_size, 256, seed)
-    for _ in range(skip):
-        next(batches)
-    yield from batches
+    urls = dataset.prepare().urls("train")
+    return CountedBatches(lambda skip: itertools.islice(repeat_batches(urls, batch_size, 256, seed), skip, None))
 
 
 def _evaluation_batch(dataset, clips, count: int, seed: int) -> dict:
@@ -143,112 +160,73 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
                             warmup_steps: int = 10, clip_grad: float = 1.0,
                             gan_weight: float = 0.1, r1_weight: float = 10.0,
                             log_every: int = 10, eval_every: int = 50, eval_clips: int = 32,
-                            checkpoint_every: int = 100, resume: bool = True,
+                            checkpoint_every: int = 100, checkpoint_minutes: float = 10.0,
                             psnr_data_range: float | None = None,
-                            workdir: str = "outputs/default") -> dict:
-    """Trains ``model`` (a ``model.adaptive_tokenizer``); returns the first and last evaluation
-    metrics and the checkpoint path. Evaluations run at step 0 (before training), every
-    ``eval_every`` steps and at the end, on ``eval_clips`` fixed clips. ``train_scorer=False``
-    freezes the scorer (a heuristic scorer, or the control of the scorer-learns test)."""
-    if min(steps, batch_size, eval_every, eval_clips, checkpoint_every) < 1:
-        raise ValueError("pretrain_tokenizer_loop: steps, batch_size, eval_every, eval_clips and "
-                         "checkpoint_every must be ≥ 1")
-    torch.manual_seed(seed)
+                            workdir: str = "outputs/default", precision: Precision = "auto",
+                            device: str = "auto", exit_after_step: int = 0) -> dict:
+    """Trains ``model`` (a ``model.adaptive_tokenizer``) on the training engine; returns the
+    first and last evaluation metrics and the checkpoint path. Evaluations run at the start
+    step (before training), every ``eval_every`` steps and at the end, on ``eval_clips`` fixed
+    clips. ``train_scorer=False`` freezes the scorer (a heuristic scorer, or the control of the
+    scorer-learns test). The run works in ``workdir/tokenizer/<run id>``."""
+    if min(steps, batch_size, eval_every, eval_clips) < 1:
+        raise ValueError("pretrain_tokenizer_loop: steps, batch_size, eval_every and eval_clips must be ≥ 1")
+    settings = Settings("pretrain_tokenizer_loop", steps, 1, clip_grad, warmup_steps, 0.0, log_every,
+                        checkpoint_every, checkpoint_minutes, precision, exit_after_step)
+    trainer = Trainer(run, seed, command="pretrain_tokenizer", stage=STAGE, workdir=workdir,
+                      settings=settings, batch_size=batch_size, device=device)
     if not train_scorer and model.scorer is not None:
         model.scorer.requires_grad_(False)
-    data_generator = torch.Generator().manual_seed(seed)
     selection_generator = torch.Generator().manual_seed(seed + 1)
-    optimizer = build_optimizer(model, lr, weight_decay, betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_steps))
-    disc_optimizer = (build_optimizer(discriminator, lr, weight_decay, betas)
-                      if discriminator is not None else None)
-    path = os.path.join(workdir, CHECKPOINT_NAME)
-    start = 0
-    if resume and os.path.isfile(path):
-        state = load_checkpoint(path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if discriminator is not None:
-            if "discriminator" not in state:
-                raise ValueError(f"checkpoint {path!r} has no discriminator but one is configured")
-            discriminator.load_state_dict(state["discriminator"])
-            disc_optimizer.load_state_dict(state["disc_optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        data_generator.set_state(state["rng"]["data"])
-        selection_generator.set_state(state["rng"]["selection"])
-        start = int(state["step"])
-        print(f"resuming tokenizer training from {path} at step {start}")
-        if run is not None:
-            run.info["resumed_from_step"] = start
-
-    def checkpoint(step: int) -> str:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "step": step,
-                 "rng": {"torch": torch.get_rng_state(), "data": data_generator.get_state(),
-                         "selection": selection_generator.get_state()},
-                 "tokenizer_config": model.config(), "gin_config": gin.operative_config_str(),
-                 "run_id": getattr(run, "_id", None)}
-        if discriminator is not None:
-            state["discriminator"] = discriminator.state_dict()
-            state["disc_optimizer"] = disc_optimizer.state_dict()
-        return save_checkpoint(path, state)
-
-    eval_batch = _evaluation_batch(dataset, clips, eval_clips, seed)
-    logger = ScalarLogger(run, steps, log_every, "pretrain_tokenizer")
-    logger.bar.update(start)
+    tracked = {"selection": selection_generator}
+    if discriminator is not None:
+        discriminator.to(trainer.device)
+        disc_optimizer = build_optimizer(discriminator, lr, weight_decay, betas)
+        tracked.update(discriminator=discriminator, disc_optimizer=disc_optimizer)
+    trainer.prepare(model, lambda module: build_optimizer(module, lr, weight_decay, betas), tracked=tracked)
+    trainer.extra_state = lambda: {"tokenizer_config": model.config()}
+    batches = trainer.data(_training_batches(dataset, clips, batch_size, seed))
+    eval_batch = to_device(_evaluation_batch(dataset, clips, eval_clips, seed), trainer.device)
     images: list[str] = []
 
     def run_evaluation(step: int) -> dict[str, float]:
         metrics, drawn = evaluate(model, eval_batch, psnr_data_range)
-        logger.log(step, **{f"eval/{name}": value for name, value in metrics.items()})
-        if run is not None:
-            images.extend(_attach_images(run, step, drawn))
+        trainer.log(step, **{f"eval/{name}": value for name, value in metrics.items()})
+        if trainer.run is not None:
+            images.extend(_attach_images(trainer.run, step, {k: v.cpu() if v is not None else None
+                                                            for k, v in drawn.items()}))
         return metrics
 
-    first_eval = run_evaluation(start)
-    batches = _training_batches(dataset, clips, batch_size, seed, data_generator, skip=start)
-    model.train()
-    for step in range(start + 1, steps + 1):
-        video = next(batches)["video"]
-        output = model(video, selection_generator)
+    def step(batch: dict, index: int):
+        output = trainer.forward(batch["video"], selection_generator)
         losses = dict(output.losses)
         if discriminator is not None:
             losses["gan_loss"] = gan_weight * generator_gan_loss(discriminator(output.recon))
             losses["loss"] = losses["loss"] + losses["gan_loss"]
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"tokenizer loss is {losses['loss'].item()} at step {step}; "
-                                     f"the last good checkpoint is {path}")
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        lr_now = schedule.get_last_lr()[0]
-        optimizer.step()
-        schedule.step()
+        return losses, output
+
+    def after_step(index: int, batch: dict, losses: dict, output) -> dict[str, torch.Tensor]:
+        video, extra = batch["video"], {}
         if discriminator is not None:
             real = video.detach().requires_grad_(True)
             real_logits = discriminator(real)
-            losses["disc_loss"] = discriminator_gan_loss(real_logits, discriminator(output.recon.detach()))
-            losses["r1_penalty"] = r1_penalty(real_logits, real)
+            extra["disc_loss"] = discriminator_gan_loss(real_logits, discriminator(output.recon.detach()))
+            extra["r1_penalty"] = r1_penalty(real_logits, real)
             disc_optimizer.zero_grad(set_to_none=True)
-            (losses["disc_loss"] + r1_weight * losses["r1_penalty"]).backward()
+            (extra["disc_loss"] + r1_weight * extra["r1_penalty"]).backward()
             disc_optimizer.step()
-        if logger.due(step):
-            logger.log(step, **{f"train/{name}": value.item() for name, value in losses.items()},
-                       **{"train/psnr": psnr(output.recon.detach(), video, psnr_data_range).item(),
-                          "train/selected_fraction": output.selection.detach().mean().item(),
-                          "train/lr": lr_now, "train/grad_norm": grad_norm.item()})
-        if step % checkpoint_every == 0 or step == steps:
-            checkpoint(step)
-        if step % eval_every == 0 and step != steps:
-            run_evaluation(step)
-        logger.bar.update()
-    logger.close()
-    last_eval = run_evaluation(steps) if start < steps else first_eval
-    if start >= steps:
-        checkpoint(steps)
-    return {"first_eval": first_eval, "last_eval": last_eval, "checkpoint": path, "images": images,
-            "start_step": start}
+        if trainer.log_due(index):
+            extra.update(psnr=psnr(output.recon.detach(), video, psnr_data_range),
+                         selected_fraction=output.selection.detach().mean())
+        if index % eval_every == 0 and index != steps:
+            run_evaluation(index)
+        return extra
+
+    first_eval = run_evaluation(trainer.start_step)
+    result = trainer.fit(step, batches, after_step, "pretrain_tokenizer")
+    last_eval = run_evaluation(steps) if trainer.start_step < steps else first_eval
+    return {"first_eval": first_eval, "last_eval": last_eval, "checkpoint": result["checkpoint"],
+            "images": images, "start_step": trainer.start_step, "run_folder": result["run_folder"]}
 
 
 @ex.command

@@ -26,18 +26,22 @@ from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
-from lvmae.experiments.engine.training import ScalarLogger, warmup_cosine
+from lvmae.experiments.engine.run_folder import resolve_input
+from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, inference
 from lvmae.experiments.engine.views import batch_labels
+
+STAGE = "probe"
 
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module, urls: str, batch_size: int, heads: list[str],
-                     keep_tokens: bool, description: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
-    """→ features (N, n or 1, d), labels {head: (N,)}, keys."""
-    encoder.eval()
+                     keep_tokens: bool, description: str, device: torch.device,
+                     precision: Precision = "auto") -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
+    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys."""
     features, labels, keys = [], {h: [] for h in heads}, []
-    for batch in tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5):
-        tokens = encoder(batch["video"])
+    batches = tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5)
+    for batch in inference(encoder, batches, device, precision):
+        tokens = encoder(batch["video"]).float()
         features.append(tokens.half() if keep_tokens else tokens.mean(dim=1, keepdim=True))
         for head, value in batch_labels(batch, heads).items():
             labels[head].append(value)
@@ -47,55 +51,75 @@ def extract_features(encoder: nn.Module, urls: str, batch_size: int, heads: list
     return torch.cat(features), {h: torch.cat(v) for h, v in labels.items()}, keys
 
 
+class _RowSampler:
+    """Endless random row indices (b,) into the cached features, drawn on the features'
+    device; its position is the generator's state."""
+
+    def __init__(self, count: int, batch_size: int, generator: torch.Generator):
+        self.count, self.batch_size, self.generator = count, min(batch_size, count), generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return {"rows": torch.randint(self.count, (self.batch_size,), generator=self.generator,
+                                      device=self.generator.device)}
+
+
 @gin_applies
 def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, head=gin.REQUIRED,
                pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
                steps: int = 500, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
-               warmup_steps: int = 20, feature_batch_size: int = 16, log_every: int = 50) -> dict:
-    """Trains ``head`` (a head factory) per label head on frozen ``encoder`` features.
-
-    ``pretrained`` None probes the randomly initialised encoder (the floor to compare with).
-    """
-    torch.manual_seed(seed)
+               warmup_steps: int = 20, feature_batch_size: int = 16, log_every: int = 50,
+               workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto") -> dict:
+    """Trains ``head`` (a head factory) per label head on frozen ``encoder`` features, on the
+    training engine's device. ``pretrained``: a path, a run folder or ``run:N`` (pre-training
+    run N under ``workdir``); None probes the randomly initialised encoder (the floor to
+    compare with). A probe takes seconds once the features are cached, so it writes no
+    checkpoint and is not resumed."""
+    settings = Settings("probe_loop", steps, 1, None, warmup_steps, 0.0, log_every, 0, 0.0, precision,
+                        save_checkpoints=False)
+    trainer = Trainer(run, seed, command="probe", stage=STAGE, workdir=workdir, settings=settings,
+                      batch_size=batch_size, device=device)
     manifest = dataset.prepare()
     classes = manifest_heads(manifest)
     if pretrained:
-        print(load_pretrained_encoder(encoder, pretrained, pretrained_grid, "probe_loop.pretrained").describe())
+        path = resolve_input(pretrained, workdir, "pretrain", "probe_loop.pretrained")
+        print(load_pretrained_encoder(encoder, path, pretrained_grid, "probe_loop.pretrained").describe())
     encoder.requires_grad_(False)
     probes = nn.ModuleDict({h: head(dim=encoder.dim, num_classes=k) for h, k in classes.items()})
     keep_tokens = any(getattr(p, "needs_tokens", True) for p in probes.values())
     train_x, train_y, _ = extract_features(encoder, manifest.urls("train"), feature_batch_size,
-                                           list(classes), keep_tokens, "features train")
+                                           list(classes), keep_tokens, "features train", trainer.device, precision)
     val_x, val_y, val_keys = extract_features(encoder, manifest.urls("val"), feature_batch_size,
-                                              list(classes), keep_tokens, "features val")
-    optimizer = torch.optim.AdamW(probes.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_steps))
-    logger = ScalarLogger(run, steps, log_every, "probe")
-    generator = torch.Generator().manual_seed(seed)
-    probes.train()
-    for step in range(1, steps + 1):
-        rows = torch.randint(len(train_x), (min(batch_size, len(train_x)),), generator=generator)
-        features = train_x[rows].float()
-        loss = sum(F.cross_entropy(probe(features), train_y[h][rows]) for h, probe in probes.items())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if logger.due(step):
-            logger.log(step, **{"train/loss": loss.item()})
-        logger.bar.update()
-    logger.close()
-    probes.eval()
+                                              list(classes), keep_tokens, "features val", trainer.device, precision)
+    trainer.prepare(probes, lambda module: torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay))
+    generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    rows = trainer.data(_RowSampler(len(train_x), batch_size, generator))
+
+    def step(batch: dict, index: int):
+        features = train_x[batch["rows"]].float()
+        loss = sum(F.cross_entropy(probe(features), train_y[h][batch["rows"]]) for h, probe in probes.items())
+        return {"loss": loss}, None
+
+    trainer.fit(step, rows, description="probe")
     accumulator = Accumulator(classes)
+    probes.eval()
     with torch.no_grad():
         for start in range(0, len(val_x), batch_size):
             part = slice(start, start + batch_size)
             accumulator.update({h: p(val_x[part].float()) for h, p in probes.items()},
                                {h: v[part] for h, v in val_y.items()}, val_keys[part])
     metrics = accumulator.metrics()
-    logger.log(steps, **flat_metrics(metrics, next(iter(classes))))
+    trainer.log(steps, **flat_metrics(metrics, next(iter(classes))))
     with tempfile.TemporaryDirectory() as folder:
-        attach_evaluation(run, accumulator, dict(manifest.heads), folder)
+        attach_evaluation(trainer.run, accumulator, dict(manifest.heads), folder)
     return {"top1": metrics[next(iter(classes))]["top1"], "metrics": metrics,
             "pretrained": pretrained, "seed": seed, "cached": "tokens" if keep_tokens else "mean"}
 

@@ -5,8 +5,8 @@
 
 Each seed is an ordinary observed run of ``seed_sweep.command`` (``finetune`` or ``probe``)
 with ``seed`` = first_seed + i in its config, the tag in ``meta.tags`` (where the tracking
-``report --tag TAG`` and Omniboard look), ``meta.comment`` and ``info.tag``, and its own work
-folder. The sweep itself records no run: it prints mean ± std (sample std, n − 1) of every
+``report --tag TAG`` and Omniboard look), ``meta.comment`` and ``info.tag``, and its own run
+folder ``WORKDIR/<command>/<run id>`` (the training engine's). The sweep itself records no run: it prints mean ± std (sample std, n − 1) of every
 ``eval/*`` metric and writes ``summary.json``.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ COMMANDS = ("finetune", "probe")
 @gin_applies
 def seed_sweep(command: str = "finetune", seeds: int = 3, first_seed: int = 1,
                tag: str | None = None, workdir: str = "outputs/seeds") -> dict:
-    """The sweep's settings (read once, before the runs re-parse gin)."""
+    """The sweep's settings (read once, before the runs re-parse gin); ``workdir`` holds the
+    sweep's ``<tag>/summary.json``."""
     if command not in COMMANDS:
         raise ValueError(f"seed_sweep.command must be one of {COMMANDS}, got {command!r}")
     if seeds < 1:
@@ -66,11 +67,9 @@ def seeds(_run, gin_files, gin_bindings):
     runs, results = [], []
     for i in range(sweep["seeds"]):
         seed = sweep["first_seed"] + i
-        bindings = list(gin_bindings)
-        if sweep["command"] == "finetune":
-            bindings.append(f"finetune_loop.workdir = '{folder}/seed_{seed}'")
+        # each member is its own run: the engine gives it WORKDIR/<command>/<run id>
         run = ex.run(sweep["command"],
-                     config_updates={"seed": seed, "gin_files": files, "gin_bindings": bindings},
+                     config_updates={"seed": seed, "gin_files": files, "gin_bindings": list(gin_bindings)},
                      meta_info={"comment": sweep["tag"], "tags": tags}, info={"tag": sweep["tag"]})
         runs.append(run._id)
         results.append(flatten(run.result["metrics"]))
