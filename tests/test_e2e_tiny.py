@@ -49,4 +49,4 @@ def test_pretrain_then_finetune_records_both_runs(tmp_path):
     assert {"train/lr", "train/clips_per_s"} <= set(pre_metrics)
     top1 = json.loads((runs / "2" / "metrics.json").read_text())["eval/top1"]["values"]
     assert len(top1) == 1 and 0.0 <= top1[0] <= 1.0
-    assert json.loads((runs / "2" / "info.json").read_text())["checkpoint"].endswith("finetune/last.pt")
+    assert json.loads((runs / "2" / "info.json").read_text())["checkpoint"].endswith("finetune/2/last.pt")
