@@ -37,6 +37,7 @@ from lvmae.experiments.engine import gin_config
 
 EXPERIMENT_MODULE = "experiments"
 # Parameters that name a file or folder the run reads (it must exist before the run starts).
+RUN_PREFIX = "run:"   # an input given as a run of the producing stage (engine.run_folder)
 INPUT_PATH_PARAMETERS = frozenset({"manifest", "manifest_path", "checkpoint", "pretrained", "init_from",
                                    "video_root", "annotations", "labels_path"})
 # (configurable, parameter) pairs whose parameter name alone does not say it is an input path.
@@ -272,6 +273,8 @@ def check_paths(keys: list[tuple[str, str]]) -> None:
                 continue
             name = _binding_name(scope, selector, param)
             path = _resolve(value, name)
+            if isinstance(path, str) and path.startswith(RUN_PREFIX):
+                continue        # ``run:N``: the engine finds run N's checkpoint (run_folder.resolve_input)
             if isinstance(path, str) and path and not os.path.exists(path):
                 raise PreflightError(f"{name} = {path!r}: no such file or folder (looked from {os.getcwd()!r})")
 
