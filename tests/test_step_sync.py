@@ -135,18 +135,11 @@ def _report(sites: dict[str, int]) -> str:
             + "\n".join(f"  {n / steps:g} per step  {site}" for site, n in sorted(sites.items())))
 
 
-# Known offender (remove the mark once it is fixed: strict).
-_KNOWN_OFFENDERS = pytest.mark.xfail(strict=True, reason=(
-    "pretrain_loop branches on torch.isfinite(loss) every step (engine: read it on logging steps)"))
-
-
-@_KNOWN_OFFENDERS
 def test_no_tensor_becomes_a_python_value_outside_logging_steps(tmp_path):
     sites = _per_step_sites(tmp_path, "cpu", counting_host_reads)
     assert not sites, _report(sites)
 
 
-@_KNOWN_OFFENDERS
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (set_sync_debug_mode)")
 def test_no_cuda_synchronisation_outside_logging_steps(tmp_path):
     sites = _per_step_sites(tmp_path, "cuda", recording_cuda_syncs)
