@@ -35,9 +35,11 @@ class VideoDecoder(abc.ABC):
     """Decodes chosen frames of an encoded clip held in memory."""
 
     @abc.abstractmethod
-    def decode(self, data: bytes, frame_idx: Sequence[int]) -> np.ndarray:
+    def decode(self, data: bytes, frame_idx: Sequence[int], short_side: int | None = None) -> np.ndarray:
         """bytes, frame numbers (any order, repeats allowed) → uint8 (len(frame_idx), h, w, c).
 
+        ``short_side``: frames whose shorter side is longer are scaled down (aspect kept) as
+        they are decoded, so a worker never holds full-size frames it would only shrink.
         Raises CorruptVideoError when the stream cannot be decoded or a frame is missing.
         """
 
@@ -75,6 +77,16 @@ def encode_mp4(frames: np.ndarray, fps: float, gop: int = 32, crf: int = 18,
     return buffer.getvalue()
 
 
+def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
+    """(h, w) with the shorter side ``short_side`` (aspect kept), or None when the frame is
+    already that small (or no limit is set)."""
+    if not short_side or min(height, width) <= short_side:
+        return None
+    scale = short_side / min(height, width)
+    return (short_side, max(short_side, round(width * scale))) if height <= width else \
+        (max(short_side, round(height * scale)), short_side)
+
+
 def _frame_number(frame: av.VideoFrame, stream, fps: float) -> int:
     start = stream.start_time or 0
     return round(float((frame.pts - start) * stream.time_base) * fps)
@@ -90,7 +102,7 @@ class PyAVDecoder(VideoDecoder):
             raise ValueError(f"PyAVDecoder: threads must be ≥ 0 (0 = FFmpeg's choice), got {threads}")
         self.threads = threads
 
-    def decode(self, data: bytes, frame_idx: Sequence[int]) -> np.ndarray:
+    def decode(self, data: bytes, frame_idx: Sequence[int], short_side: int | None = None) -> np.ndarray:
         wanted = sorted(set(int(i) for i in frame_idx))
         if not wanted or wanted[0] < 0:
             raise ValueError(f"decode: frame_idx must be non-empty and ≥ 0, got {list(frame_idx)[:8]}")
@@ -103,9 +115,12 @@ class PyAVDecoder(VideoDecoder):
                 start = stream.start_time or 0
                 target = start + round(wanted[0] / fps / stream.time_base)
                 container.seek(target, stream=stream, backward=True, any_frame=False)
+                size = scaled_size(stream.codec_context.height, stream.codec_context.width, short_side)
                 for frame in container.decode(stream):
                     number = _frame_number(frame, stream, fps)
                     if number in wanted:
+                        if size is not None:
+                            frame = frame.reformat(width=size[1], height=size[0], interpolation="AREA")
                         found[number] = frame.to_ndarray(format="rgb24")
                     if number >= wanted[-1]:
                         break

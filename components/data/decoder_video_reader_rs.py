@@ -17,8 +17,11 @@ import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
 
-from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
+from lvmae.components.data.codec import CorruptVideoError, VideoDecoder, scaled_size
 from lvmae.registry import register
 
 _SHM = "/dev/shm"
@@ -57,7 +60,7 @@ class VideoReaderRsDecoder(VideoDecoder):
         self.folder = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
         _reader_class()   # fail at construction, not in a worker, when the package is missing
 
-    def decode(self, data: bytes, frame_idx: Sequence[int]) -> np.ndarray:
+    def decode(self, data: bytes, frame_idx: Sequence[int], short_side: int | None = None) -> np.ndarray:
         wanted = [int(i) for i in frame_idx]
         if not wanted or min(wanted) < 0:
             raise ValueError(f"decode: frame_idx must be non-empty and ≥ 0, got {wanted[:8]}")
@@ -76,4 +79,9 @@ class VideoReaderRsDecoder(VideoDecoder):
                 raise CorruptVideoError(f"undecodable video: {error}") from error
         if frames.shape[0] != len(wanted):
             raise CorruptVideoError(f"decoded {frames.shape[0]} of {len(wanted)} wanted frames")
+        size = scaled_size(frames.shape[1], frames.shape[2], short_side)
+        if size is not None:    # scaled after decoding (the extension has no per-call scaler)
+            video = rearrange(torch.from_numpy(frames), "t h w c -> t c h w")
+            video = F.interpolate(video, size=size, mode="bilinear", align_corners=False, antialias=True)
+            frames = rearrange(video, "t c h w -> t h w c").contiguous().numpy()
         return frames

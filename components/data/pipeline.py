@@ -13,7 +13,8 @@ t'/h'/w' token grid.
 
 Per sample (in a DataLoader worker): choose the frames (random window in training; centred or
 ``temporal_views`` uniform windows in evaluation; clips shorter than the window follow
-``short_policy``), decode only those frames (PyAV seeks to the key frame before the window),
+``short_policy``), decode only those frames (PyAV seeks to the key frame before the window;
+frames larger than needed are scaled down as they are decoded),
 crop and resize (training: random resized crop with ``scale``/``ratio`` + optional flip;
 evaluation: short side resized to ``resize``, ``spatial_views`` squares along the long side),
 and ship uint8; the main process normalises each batch once (on ``device`` when given).
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from typing import Iterator, Literal
 
@@ -190,10 +192,17 @@ class DataPipeline:
             return [sampler(sample.num_frames, rng)]
         return sampler.windows(sample.num_frames, self.temporal_views)
 
-    def decode(self, sample: RawSample, frame_idx: np.ndarray) -> np.ndarray:
-        """Only the wanted frames, uint8 (len(frame_idx), h, w, c)."""
+    @property
+    def train_short_side(self) -> int:
+        """Short side training decodes at: the smallest random resized crop (area ``scale[0]``,
+        aspect ``ratio[1]``) still has ``size`` pixels on its shorter side."""
+        return math.ceil(self.size * math.sqrt(self.train_augment.ratio[1] / self.train_augment.scale[0]))
+
+    def decode(self, sample: RawSample, frame_idx: np.ndarray, short_side: int | None = None) -> np.ndarray:
+        """Only the wanted frames, uint8 (len(frame_idx), h, w, c); mp4 frames larger than
+        ``short_side`` are scaled down as they are decoded (npy clips are used as stored)."""
         if sample.codec == "mp4":
-            return self.decoder.decode(sample.clip, frame_idx)
+            return self.decoder.decode(sample.clip, frame_idx, short_side)
         if frame_idx.max() >= sample.clip.shape[0]:
             raise CorruptVideoError(f"npy clip has {sample.clip.shape[0]} frames, frame {frame_idx.max()} wanted")
         return sample.clip[frame_idx]
@@ -202,7 +211,7 @@ class DataPipeline:
         """The evaluation view (centred window, centred crop) fields are precomputed on:
         (its description, uint8 (clip_frames, size, size, c))."""
         frame_idx = self.sampler(sample, "eval").windows(sample.num_frames, 1)[0]
-        frames = self.decode(sample, frame_idx)
+        frames = self.decode(sample, frame_idx, self.resize)
         box = short_side_boxes(frames.shape[1], frames.shape[2], self.size, self.resize)[0]
         pixels = crop_resize(frames, box, self.size)
         return (FieldView(tuple(int(i) for i in frame_idx), self.size, self.resize),
@@ -213,9 +222,15 @@ class DataPipeline:
         """One sample → {"key", "video" uint8 (v, c, t, size, size), "label", "labels", fields}."""
         windows = self.frame_windows(sample, mode, rng, view)
         frame_idx = np.concatenate(windows)
-        decoded = self.decode(sample, frame_idx)
-        clips = np.split(decoded, len(windows))
         fixed = FieldView.of(sample)
+        if sample.fields and fixed is None:      # grids tied to the stored size: no scaling
+            short_side = None
+        elif mode == "train" and fixed is None:
+            short_side = self.train_short_side
+        else:                                    # evaluation crops, precompute views
+            short_side = fixed.resize if fixed is not None else self.resize
+        decoded = self.decode(sample, frame_idx, short_side)
+        clips = np.split(decoded, len(windows))
         fields = {}
         if fixed is not None:
             # Fields hold for the precompute view only: the same crop; a flip of pixels and grids.

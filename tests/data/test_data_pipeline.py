@@ -118,10 +118,10 @@ class CountingPipeline(DataPipeline):
         super().__init__(**options)
         self.log_path = log_path
 
-    def decode(self, sample, frame_idx):
+    def decode(self, sample, frame_idx, short_side=None):
         with open(self.log_path, "a") as handle:
             handle.write(sample.key + "\n")
-        return super().decode(sample, frame_idx)
+        return super().decode(sample, frame_idx, short_side)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -219,3 +219,18 @@ def test_a_damaged_tar_is_counted_when_read(numbered, tmp_path):
     keys = [k for batch in loader for k in batch["key"]]
     assert loader.skipped["corrupt"] >= 1
     assert {f"s{i:02d}" for i in range(5, 24)} <= set(keys) and len(keys) < 24
+
+
+def test_frames_are_scaled_down_as_they_are_decoded():
+    """A decode with short_side never returns full-size frames: (h, w) follows the short side,
+    aspect kept, and the picture is the full decode area-averaged (4:4:4 chroma, so only the
+    scaling differs)."""
+    from lvmae.components.data.codec import PyAVDecoder
+    data = encode_mp4(moving_clip(12, 64, 96, seed=4), 25.0, gop=4, pix_fmt="yuv444p")
+    full = PyAVDecoder().decode(data, [3, 7])
+    small = PyAVDecoder().decode(data, [3, 7], short_side=16)
+    assert full.shape == (2, 64, 96, 3) and small.shape == (2, 16, 24, 3)
+    area = torch.nn.functional.avg_pool2d(torch.from_numpy(full).permute(0, 3, 1, 2).float(), 4)
+    assert (area - torch.from_numpy(small).permute(0, 3, 1, 2).float()).abs().mean() < 2.0
+    assert PyAVDecoder().decode(data, [3], short_side=128).shape == (1, 64, 96, 3)   # never scaled up
+    assert DataPipeline(size=112).train_short_side == 205     # 112 · √((4/3) / 0.4)
