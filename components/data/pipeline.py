@@ -519,9 +519,11 @@ class PipelineLoader:
         if saved != self._identity():
             raise ValueError(f"cannot resume the data position of {self.where}: it was saved with "
                              f"{saved}, this loader has {self._identity()}")
+        mine = range(self.rank * max(1, self.workers), (self.rank + 1) * max(1, self.workers))
         self.batches = int(state["batches"])
-        self.positions = {int(c): Position(**p) for c, p in state["positions"].items()}
-        self._skips = {int(c): {int(e): dict(r) for e, r in per.items()} for c, per in state["skips"].items()}
+        self.positions = {int(c): Position(**p) for c, p in state["positions"].items() if int(c) in mine}
+        self._skips = {int(c): {int(e): dict(r) for e, r in per.items()}
+                       for c, per in state["skips"].items() if int(c) in mine}
         self._loader = None
 
     # -- iteration ------------------------------------------------------------------------------
@@ -564,6 +566,22 @@ class PipelineLoader:
             batch = _to_device(batch, self.device)
         batch["video"] = normalise(batch["video"], self.pipeline.mean, self.pipeline.std)
         return batch
+
+
+def merge_states(states: list[dict]) -> dict:
+    """One data position from every rank's ``state_dict()`` (e.g. gathered before rank 0 writes
+    the checkpoint): each rank's ``load_state_dict`` then takes its own readers' positions.
+    Every rank has yielded the same number of batches, so the states differ only in them."""
+    if not states:
+        raise ValueError("merge_states: no state given")
+    merged = {**states[0], "positions": {}, "skips": {}}
+    for state in states:
+        if state.get("batches") != merged["batches"] or state.get("seed") != merged["seed"]:
+            raise ValueError(f"merge_states: ranks disagree on the data position "
+                             f"({state.get('batches')} vs {merged['batches']} batches)")
+        merged["positions"].update(state["positions"])
+        merged["skips"].update(state["skips"])
+    return merged
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

@@ -234,3 +234,20 @@ def test_frames_are_scaled_down_as_they_are_decoded():
     assert (area - torch.from_numpy(small).permute(0, 3, 1, 2).float()).abs().mean() < 2.0
     assert PyAVDecoder().decode(data, [3], short_side=128).shape == (1, 64, 96, 3)   # never scaled up
     assert DataPipeline(size=112).train_short_side == 205     # 112 · √((4/3) / 0.4)
+
+
+def test_each_rank_resumes_its_own_readers_from_a_merged_state(numbered):
+    """2 ranks × 2 workers: rank 1 resumed from the merged state continues exactly where it was."""
+    from lvmae.components.data.pipeline import merge_states
+    pipeline = DataPipeline(clip_frames=4, size=8, workers=2, shuffle_buffer=4)
+    ranks = [pipeline.loader(numbered, "train", batch_size=2, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    iterators = [iter(loader) for loader in ranks]
+    for _ in range(3):
+        for iterator in iterators:
+            next(iterator)
+    merged = merge_states([loader.state_dict() for loader in ranks])
+    expected = [next(iterator)["key"] for iterator in iterators]
+    resumed = pipeline.loader(numbered, "train", batch_size=2, seed=1, rank=1, world_size=2)
+    resumed.load_state_dict(merged)
+    assert next(iter(resumed))["key"] == expected[1]
+    assert set(resumed.positions) == {2, 3}                 # rank 1's readers only
