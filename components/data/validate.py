@@ -108,7 +108,7 @@ def _check_sources(manifest: Manifest, split: str, expected: dict[str, str], rep
     """Recomputes every sample's fingerprint from the inputs the split was written from."""
     try:
         now = current_fingerprints(manifest, split)
-    except (ValueError, OSError) as error:
+    except (ValueError, TypeError, OSError) as error:
         report.problems.append(f"split {split}: cannot recompute fingerprints from its inputs: {error}")
         return
     changed = sorted(k for k, f in expected.items() if now.get(k) != f)

@@ -1,11 +1,14 @@
 """``python run.py write_shards`` and ``python run.py validate_shards``: dataset preparation.
 
     python run.py write_shards -u -b "write_shards_job.video_root='videos'" \\
-        -b "write_shards_job.annotations='train.csv'" -b "write_shards_job.annotation_format='epic100'" \\
+        -b "write_shards_job.annotations={'train': 'EPIC_100_train.csv', 'val': 'EPIC_100_validation.csv'}" \\
+        -b "write_shards_job.annotation_format='epic100'" \\
         -b "write_shards_job.out_dir='data/epic'" -b "write_shards_job.short_side=128"
     python run.py validate_shards -u -b "validate_shards_job.manifest='data/epic/manifest.yaml'"
 
-Both take their options as gin bindings (or a gin file), like every other command.
+Both take their options as gin bindings (or a gin file), like every other command. Bad input,
+a refused clip under ``on_error='fail'`` and a run that writes nothing end with one message
+and a non-zero exit (docs/data.md §3).
 """
 from __future__ import annotations
 
