@@ -115,8 +115,8 @@ def throughput(work: str, seconds: float, copies: int) -> list[str]:
         rows.append((f"data_pipeline, {workers} workers",
                      rate(pipeline.loader(manifest, "train", batch_size=1, seed=0), seconds)))
         print(rows[-1], flush=True)
-    lines = [f"Clips of {CLIP_FRAMES} frames at {SIZE}² from {manifest.splits['train'].samples} stored videos "
-             f"(short side {STORED_SHORT_SIDE}, 132–250 frames):", "",
+    lines = [(f"Clips of {CLIP_FRAMES} frames at {SIZE}² from {manifest.splits['train'].samples} stored videos "
+              f"(short side {STORED_SHORT_SIDE}, 132–250 frames):"), "",
              "| loader | clips/s | × naive |", "|---|---|---|"]
     lines += [f"| {name} | {value:.2f} | {value / base:.2f} |" for name, value in rows]
     return lines
@@ -124,8 +124,9 @@ def throughput(work: str, seconds: float, copies: int) -> list[str]:
 
 def data_wait(work: str, steps: int, copies: int, workers: int) -> tuple[float, float, float]:
     """(fraction of wall time waiting for data, mean step seconds, mean wait seconds)."""
-    from lvmae.experiments.engine import gin_config
     import gin
+
+    from lvmae.experiments.engine import gin_config
     manifest = load_manifest(footage_shards(work, copies))
     gin_config.parse(["gin/experiments/tiny_cpu.gin"],
                      [f"CLIP_FRAMES = {CLIP_FRAMES}", f"IMAGE_SIZE = {SIZE}", "TUBELET = (2, 16, 16)"])
@@ -181,7 +182,8 @@ def one_clip_shard(folder: str, source: str) -> str:
         return manifest_path
     with av.open(source) as container:
         frames = container.streams.video[0].frames
-    data = open(source, "rb").read()
+    with open(source, "rb") as handle:
+        data = handle.read()
     samples = [make_sample(f"whole{i}", data, {"label": 0}, LONG_FPS, frames, LONG_SIZE) for i in range(2)]
     write_shards(iter(samples), folder, "train", 2)
     save_manifest(Manifest(name="long", splits={"train": Split("train-000000.tar", 2, FrameStats(frames, frames, frames))},
@@ -263,8 +265,8 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     header = machine()
     lines = [f"Measured {datetime.date.today()} on: {header}.", "",
-             f"`nice -n 10 python benchmarks/data_throughput.py --seconds {args.seconds:g} --copies {args.copies} "
-             f"--steps {args.steps} --long-minutes {args.long_minutes:g}`", "", "### Throughput", ""]
+             (f"`nice -n 10 python benchmarks/data_throughput.py --seconds {args.seconds:g} --copies {args.copies} "
+              f"--steps {args.steps} --long-minutes {args.long_minutes:g}`"), "", "### Throughput", ""]
     lines += throughput(args.work, args.seconds, args.copies)
     lines += ["", "### Data wait of a tiny CPU pre-training step", "",
               f"ViT-tiny MAE, {CLIP_FRAMES} frames at {SIZE}², tubelet 2×16×16, batch 4, {args.steps} timed steps:", "",

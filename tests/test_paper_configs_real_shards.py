@@ -6,7 +6,6 @@ file (tests/gin/paper_small.gin). Every batch has the experiment's shape."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from itertools import islice
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import gin
 import pytest
 
-from lvmae import registry
 from lvmae.components.data.manifest import load_manifest
 from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.data.writer import WriteOptions, write_dataset
@@ -83,8 +81,9 @@ def test_the_shards_hold_every_clip_at_its_own_size_and_length(shards):
 
 
 def _raw_samples(loader):
-    from lvmae.components.data.schema import parse_sample
     import webdataset as wds
+
+    from lvmae.components.data.schema import parse_sample
     for url in loader.shards:
         for raw in wds.tarfile_samples([{"url": url}]):
             yield parse_sample(raw)

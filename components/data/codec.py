@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import fractions
 import io
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import av
 import numpy as np
@@ -103,7 +104,7 @@ class PyAVDecoder(VideoDecoder):
         self.threads = threads
 
     def decode(self, data: bytes, frame_idx: Sequence[int], short_side: int | None = None) -> np.ndarray:
-        wanted = sorted(set(int(i) for i in frame_idx))
+        wanted = sorted({int(i) for i in frame_idx})
         if not wanted or wanted[0] < 0:
             raise ValueError(f"decode: frame_idx must be non-empty and ≥ 0, got {list(frame_idx)[:8]}")
         found: dict[int, np.ndarray] = {}

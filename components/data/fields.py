@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import webdataset as wds
@@ -75,7 +76,7 @@ def _count_samples(path: str) -> int:
 
 def add_fields(manifest_path: str, out_dir: str, view: View, compute: Compute,
                splits: list[str] | None = None, progress: bool = True,
-               pipeline: "DataPipeline | None" = None) -> FieldsWritten:
+               pipeline: DataPipeline | None = None) -> FieldsWritten:
     """Writes shards with ``compute``'s fields into ``out_dir`` (see the module docstring)."""
     if view.frames < 1 or view.stride < 1 or view.start < 0:
         raise ValueError(f"view needs frames ≥ 1, stride ≥ 1, start ≥ 0, got {view}")

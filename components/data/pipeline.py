@@ -44,7 +44,8 @@ import dataclasses
 import logging
 import math
 import os
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import gin
 import numpy as np
@@ -53,8 +54,7 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from lvmae import registry
-from lvmae.components.data.augment import (CropBox, SpatialAugment, crop_resize, normalise,
-                                           short_side_boxes)
+from lvmae.components.data.augment import SpatialAugment, crop_resize, normalise, short_side_boxes
 from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
 from lvmae.components.data.manifest import Manifest, View, load_manifest
 from lvmae.components.data.schema import RawSample, SampleError, parse_sample
@@ -94,7 +94,7 @@ class FieldView:
     resize: int
 
     @classmethod
-    def of(cls, sample: RawSample) -> "FieldView | None":
+    def of(cls, sample: RawSample) -> FieldView | None:
         view = sample.meta.get("view")
         if not view:
             return None
@@ -261,7 +261,7 @@ class DataPipeline:
     # -- loaders --------------------------------------------------------------------------------
     def loader(self, manifest: Manifest | str, split: str, mode: Mode = "train", batch_size: int = 8,
                seed: int = 0, rank: int = 0, world_size: int = 1,
-               device: torch.device | str | None = None) -> "PipelineLoader":
+               device: torch.device | str | None = None) -> PipelineLoader:
         """Batches of ``split`` of ``manifest`` (a Manifest, a manifest path or a ``dataset.*``).
         Training: endless, shuffled, equal batches on every rank, full batches only.
         Evaluation: every sample once, in file order, the last batch possibly smaller."""
@@ -304,7 +304,7 @@ class Position:
 class _Stream(torch.utils.data.IterableDataset):
     """The worker side: one consumer's batches, epoch after epoch (training) or one pass."""
 
-    def __init__(self, pipeline: DataPipeline, shards: list[str], loader: "PipelineLoader",
+    def __init__(self, pipeline: DataPipeline, shards: list[str], loader: PipelineLoader,
                  positions: dict[int, Position], rotation: int):
         super().__init__()
         self.pipeline, self.shards, self.positions, self.rotation = pipeline, shards, positions, rotation

@@ -44,8 +44,8 @@ from lvmae.components.data.fields import add_fields
 from lvmae.components.data.manifest import View, load_manifest
 from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.data.shards import to_video_tensor
-from lvmae.components.scorers.base import FirstFrame, check_choice
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
+from lvmae.components.scorers.base import FirstFrame, check_choice
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.training import load_checkpoint
@@ -92,8 +92,9 @@ class FieldComputer:
     """uint8 view frames (T, H, W, C) → {latents (d, t, h, w), indices (t, h, w), scores (t, h, w)}."""
 
     def __init__(self, model: AdaptiveTokenizer, latent_dtype: LatentDtype, progress: tqdm | None,
-                 device: torch.device = torch.device("cpu"), mean: tuple[float, ...] | None = None,
+                 device: torch.device | None = None, mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None):
+        device = device if device is not None else torch.device("cpu")
         self.model, self.progress, self.device = model.to(device), progress, device
         self.norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.clips = 0

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 from einops import rearrange, reduce
+from video_fixtures import moving_clip
 
 from lvmae.components.data.codec import encode_mp4
 from lvmae.components.data.manifest import FrameStats, Manifest, Split, View, save_manifest
-from lvmae.components.data.pipeline import DataPipeline, EmptyPipelineError, FieldView, record_skips
+from lvmae.components.data.pipeline import DataPipeline, EmptyPipelineError, record_skips
 from lvmae.components.data.schema import make_sample, npy_bytes, parse_sample
 from lvmae.components.data.shards import write_shards
-
-from video_fixtures import moving_clip
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
