@@ -27,11 +27,11 @@ def _clean_gin():
     gin.clear_config()
 
 
-def _fail(bindings: list[str], command: str = "pretrain") -> str:
+def _fail(bindings: list[str], command: str = "pretrain", files: tuple[str, ...] = (TINY,)) -> str:
     from lvmae.experiments import commands   # the command modules register their gin functions
     commands.load_all()
     with pytest.raises(PreflightError) as error:
-        preflight(command, [TINY], bindings, module=command_index()[command].module)
+        preflight(command, list(files), bindings, module=command_index()[command].module)
     return str(error.value)
 
 
@@ -60,6 +60,11 @@ def test_undefined_and_required_macros_name_themselves():
     assert "%NOT_SET_ANYWHERE" in message and "pretrain_loop.log_every" in message
     message = _fail(["MY_STEPS = %gin.REQUIRED", "pretrain_loop.steps = %MY_STEPS"])
     assert "%MY_STEPS" in message and "required" in message and '-b "MY_STEPS=VALUE"' in message
+
+
+def test_the_manifest_file_declares_its_macro_required():
+    message = _fail(["DATASET = @dataset.manifest()"], files=[TINY, "gin/data/manifest.gin"])
+    assert "macro %MANIFEST" in message and "is required" in message
 
 
 def test_a_missing_input_path_is_named_only_for_the_command_that_reads_it(tmp_path):
