@@ -457,12 +457,16 @@ def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources
                 for number in pending:
                     done[number] = _write_shard(*args[number], progress=bar)
             else:
-                # spawn, not fork: the parent may hold threads (torch, FFmpeg) that fork would break.
-                with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                    jobs = {n: pool.apply_async(_write_shard, args[n]) for n in pending}
-                    for number in pending:
-                        done[number] = jobs[number].get()
-                        bar.update(len(groups[number]))
+                try:
+                    # spawn, not fork: the parent may hold threads (torch, FFmpeg) that fork would break.
+                    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                        jobs = {n: pool.apply_async(_write_shard, args[n]) for n in pending}
+                        for number in pending:
+                            done[number] = jobs[number].get()
+                            bar.update(len(groups[number]))
+                finally:   # a failure terminates the pool: its workers' half-written shards go
+                    for partial in glob.glob(os.path.join(glob.escape(out_dir), f"{glob.escape(split)}-[0-9]*.tmp")):
+                        os.remove(partial)
         leftover = re.compile(re.escape(split) + r"-\d{6}-r\d+\.(tar|json)")
         for path in glob.glob(os.path.join(glob.escape(aside), f"{glob.escape(split)}-*")):
             if leftover.fullmatch(os.path.basename(path)):

@@ -543,3 +543,25 @@ def test_validate_sources_recomputes_fingerprints(tmp_path, video_folder):
                         "changed since writing: a_0_end, b_0_end); rerun write_shards"),
                         "split train: 1 annotated clip(s) not in the shards (c_0_end); rerun write_shards"]
     assert validate_manifest(manifest_path, progress=False).ok       # without sources: the shards are consistent
+
+
+@pytest.mark.slow
+def test_parallel_fail_leaves_no_tmp(tmp_path, real_videos):
+    """A truncation found while encoding in a worker process, on_error='fail': the error names
+    the clip, the pool stops, no shard is left half-written."""
+    from video_fixtures import cut_file, write_container
+
+    from lvmae.components.data.writer import WriteError
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    frames = _real_frames(real_videos, 120)
+    for name in ("a", "b", "c"):
+        write_container(str(videos / f"{name}.mp4"), frames, 25.0, "mp4", "libx264", {"movflags": "faststart"})
+    cut_file(str(videos / "b.mp4"), 0.5)
+    annotation = tmp_path / "train.csv"
+    annotation.write_text("a.mp4,x\nb.mp4,y\nc.mp4,x\n")
+    out = tmp_path / "out"
+    with pytest.raises(WriteError, match=r"clip b_0_end \(b\.mp4\): decoded"):
+        write_split(str(videos), str(annotation), "generic", str(out), options=WriteOptions(short_side=32),
+                    samples_per_shard=1, on_error="fail", progress=False, workers=2)
+    assert not list(out.glob("*.tmp"))
