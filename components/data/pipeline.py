@@ -50,14 +50,14 @@ from typing import Literal
 import gin
 import numpy as np
 import torch
-import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from lvmae import registry
 from lvmae.components.data.augment import SpatialAugment, crop_resize, normalise, short_side_boxes
 from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
 from lvmae.components.data.manifest import Manifest, View, load_manifest
-from lvmae.components.data.schema import RawSample, SampleError, parse_sample
+from lvmae.components.data.reader import CorruptSampleError, raw_stream
+from lvmae.components.data.schema import RawSample, SampleError
 from lvmae.components.data.splitting import Consumer, consumer_share, epoch_quota
 from lvmae.components.data.temporal import SHORT_POLICIES, ShortClipError, ShortPolicy, TemporalSampler
 
@@ -74,10 +74,6 @@ SKIP_REASONS = ("corrupt", "short")
 _POSITION, _SKIPS, _REPORT = "_position", "_skips", "_report"
 STATE_VERSION = 1
 log = logging.getLogger(__name__)
-
-
-class CorruptSampleError(RuntimeError):
-    """A sample the pipeline cannot use, under ``corrupt="fail"``; names shard and key."""
 
 
 class EmptyPipelineError(ValueError):
@@ -321,27 +317,6 @@ class _Stream(torch.utils.data.IterableDataset):
         # batch is next (k mod workers), so the round-robin continues where it stopped.
         return Consumer(self.rank, self.world_size, (worker + self.rotation) % workers, workers)
 
-    def _raw(self, shards: list[str], residue: int | None, modulus: int) -> Iterator[RawSample | Exception]:
-        errors: list[Exception] = []
-
-        def keep_going(error: Exception) -> bool:    # a truncated or unreadable tar
-            errors.append(error)
-            return True
-
-        index = -1
-        for raw in wds.tarfile_samples([{"url": url} for url in shards], handler=keep_going):
-            while errors:
-                yield errors.pop(0)
-            index += 1
-            if residue is not None and index % modulus != residue:
-                continue
-            try:
-                yield parse_sample(raw)
-            except SampleError as error:
-                yield error
-        while errors:
-            yield errors.pop(0)
-
     def _order(self, consumer: Consumer, epoch: int) -> Iterator[RawSample | Exception]:
         """This consumer's samples for one epoch, in its order (training: passes over its share,
         each shuffled through a buffer seeded by (seed, epoch, consumer, pass)); nothing decoded."""
@@ -349,7 +324,7 @@ class _Stream(torch.utils.data.IterableDataset):
         for pass_number in passes:
             order_seed = self.seed * 100_003 + epoch * 1_009 + pass_number if self.mode == "train" else None
             share = consumer_share(self.shards, consumer, order_seed)
-            stream = self._raw(share.shards, share.sample_residue, share.sample_modulus)
+            stream = raw_stream(share.shards, share.sample_residue, share.sample_modulus)
             if self.mode != "train" or self.pipeline.shuffle_buffer <= 1:
                 yield from stream
                 yield None      # end of a pass

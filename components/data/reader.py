@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,6 +42,31 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CorruptPolicy = Literal["skip", "fail"]
 CORRUPT_POLICIES = ("skip", "fail")
 log = logging.getLogger(__name__)
+
+
+def raw_stream(shards: list[str], residue: int | None = None, modulus: int = 1) -> Iterator[RawSample | Exception]:
+    """Parsed samples of ``shards`` in file order (only index ≡ residue mod modulus when
+    splitting by sample), nothing decoded; failures — a sample breaking the schema, a truncated
+    or unreadable tar — are yielded, not raised, so the caller applies its policy in one place."""
+    index = -1
+    errors: list[Exception] = []
+
+    def keep_going(error: Exception) -> bool:   # a truncated or unreadable tar
+        errors.append(error)
+        return True
+
+    for raw in wds.tarfile_samples([{"url": url} for url in shards], handler=keep_going):
+        while errors:
+            yield errors.pop(0)
+        index += 1
+        if residue is not None and index % modulus != residue:
+            continue
+        try:
+            yield parse_sample(raw)
+        except SampleError as error:
+            yield error
+    while errors:
+        yield errors.pop(0)
 
 
 class CorruptSampleError(RuntimeError):
@@ -100,7 +126,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.emit_uint8 = False    # set by loader.BatchLoader: items carry uint8 video
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, split: str, **options) -> "ClipStream":
+    def from_manifest(cls, manifest: Manifest, split: str, **options) -> ClipStream:
         """A stream of one split: shards, sample count, precomputed view and primary head
         from the manifest; ``options`` as for the constructor."""
         options.setdefault("samples", manifest.splits[split].samples if split in manifest.splits else None)
@@ -118,27 +144,7 @@ class ClipStream(torch.utils.data.IterableDataset):
 
     # -- reading ------------------------------------------------------------------------------
     def _raw_samples(self, shards: list[str], residue: int | None, modulus: int) -> Iterator[RawSample | Exception]:
-        """Parsed samples of ``shards`` (only index ≡ residue mod modulus when splitting by
-        sample); failures are yielded, not raised, so the policy is applied in one place."""
-        index = -1
-        errors: list[Exception] = []
-
-        def keep_going(error: Exception) -> bool:   # a truncated or unreadable tar
-            errors.append(error)
-            return True
-
-        for raw in wds.tarfile_samples([{"url": url} for url in shards], handler=keep_going):
-            while errors:
-                yield errors.pop(0)
-            index += 1
-            if residue is not None and index % modulus != residue:
-                continue
-            try:
-                yield parse_sample(raw)
-            except SampleError as error:
-                yield error
-        while errors:
-            yield errors.pop(0)
+        return raw_stream(shards, residue, modulus)
 
     def raw_samples(self) -> Iterator[RawSample]:
         """Every parsed sample of every shard in file order, ignoring the split and the
