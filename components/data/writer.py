@@ -380,8 +380,10 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
         raise WriteError(f"{os.path.join(out_dir, MANIFEST_NAME)}: splits {list(others)} were written with "
                          f"another vocabulary than this one (from {vocabulary_source}); write every split in "
                          f"one run (annotations={{'train': …, 'val': …}}) or into another folder")
-    if others and existing.codec != options.codec:
-        raise WriteError(f"{out_dir}: splits {list(others)} are stored as {existing.codec}, not {options.codec}")
+    if others and (existing.codec, existing.short_side) != (options.codec, options.short_side or 0):
+        raise WriteError(f"{out_dir}: splits {list(others)} are stored as codec={existing.codec!r} "
+                         f"short_side={existing.short_side or None}, not codec={options.codec!r} "
+                         f"short_side={options.short_side}; one folder holds one storage format")
     sources = _look_at_sources(clips, video_root, options)
     if on_error == "fail":
         problems = [f"{spec.where}: clip {spec.key} ({spec.video}): {sources[spec.key].message}"

@@ -386,6 +386,10 @@ def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
         write_split(folder, str(val), "generic", str(out), split="val", options=options, progress=False)
     assert not list(out.glob("val-*"))                   # refused before encoding: no orphan shards
     val.write_text("b.mp4,run\n")
+    from lvmae.components.data.writer import WriteError
+    with pytest.raises(WriteError, match="one folder holds one storage format"):
+        write_split(folder, str(val), "generic", str(out), split="val", progress=False,
+                    options=WriteOptions(codec="npy", short_side=16))
     manifest = write_split(folder, str(val), "generic", str(out), split="val", options=options, progress=False)
     assert manifest.heads == {"label": ["jump", "run"]} and manifest.splits["val"].samples == 1
     val.write_text("b.mp4,swim\n")
