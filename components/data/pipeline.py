@@ -56,13 +56,11 @@ from lvmae import registry
 from lvmae.components.data.augment import SpatialAugment, crop_resize, normalise, short_side_boxes
 from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
 from lvmae.components.data.manifest import Manifest, View, load_manifest
-from lvmae.components.data.reader import CorruptSampleError, raw_stream
+from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, CorruptSampleError, raw_stream
 from lvmae.components.data.schema import RawSample, SampleError
 from lvmae.components.data.splitting import Consumer, consumer_share, epoch_quota
 from lvmae.components.data.temporal import SHORT_POLICIES, ShortClipError, ShortPolicy, TemporalSampler
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 Mode = Literal["train", "eval"]
 MODES = ("train", "eval")
 CorruptPolicy = Literal["skip", "fail"]
