@@ -432,12 +432,17 @@ class PipelineLoader:
         self.workers = pipeline.workers
         self.consumers = world_size * max(1, self.workers)
         quota = epoch_quota(self.samples, Consumer(rank, world_size, 0, max(1, self.workers)))
-        self.batches_per_epoch = quota // batch_size
-        if mode == "train" and self.batches_per_epoch == 0:
+        if mode == "train" and self.samples < self.consumers:
             raise EmptyPipelineError(
-                f"{self.where}: no full batch — {self.samples} samples over {self.consumers} readers "
-                f"({world_size} ranks × {max(1, self.workers)} workers) give {quota} each, fewer than "
-                f"batch_size={batch_size}; lower the batch size or data_pipeline.workers")
+                f"{self.where}: {self.samples} samples cannot feed {self.consumers} readers "
+                f"({world_size} ranks × {max(1, self.workers)} workers): some would read nothing; "
+                f"lower data_pipeline.workers")
+        # A split smaller than batch × readers still trains: each reader wraps around its share
+        # (samples repeat within an epoch of one batch per reader).
+        self.batches_per_epoch = max(1, quota // batch_size)
+        if mode == "train" and quota < batch_size:
+            log.warning("%s: %d samples over %d readers give %d each, fewer than batch_size=%d: samples "
+                        "repeat within each batch", self.where, self.samples, self.consumers, quota, batch_size)
         if mode == "train" and manifest.fields and pipeline.clip_frames != manifest.view.frames:
             raise ValueError(f"{self.where}: precomputed fields hold for {manifest.view.frames}-frame "
                              f"clips; data_pipeline.clip_frames is {pipeline.clip_frames}")

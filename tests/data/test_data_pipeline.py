@@ -250,3 +250,11 @@ def test_each_rank_resumes_its_own_readers_from_a_merged_state(numbered):
     resumed.load_state_dict(merged)
     assert next(iter(resumed))["key"] == expected[1]
     assert set(resumed.positions) == {2, 3}                 # rank 1's readers only
+
+
+def test_a_split_smaller_than_a_batch_still_trains_and_fewer_samples_than_readers_is_an_error(mixed, numbered):
+    loader = DataPipeline(clip_frames=4, size=8, workers=2).loader(mixed, "train", batch_size=8, seed=0)
+    batches = list(islice(loader, 3))
+    assert all(b["video"].shape == (8, 3, 4, 8, 8) for b in batches)
+    with pytest.raises(EmptyPipelineError, match=r"manifest\.yaml.*24 samples cannot feed 32 readers"):
+        DataPipeline(clip_frames=4, size=8, workers=16).loader(numbered, "train", batch_size=2, world_size=2)
