@@ -13,7 +13,8 @@ first steps compile and are not timed). Every encoder sees the same 10% tube mas
   patchified on the hot path.
 
 Reports ms/step, clips/s, peak memory (``max_memory_allocated`` on a GPU; the CPU
-allocator's profiled peak on the CPU, measured on one extra step), model TFLOP/s and MFU
+allocator's profiled peak on the CPU, measured on one extra step) beside the memory
+planner's prediction for our cases, model TFLOP/s and MFU
 (matmul FLOPs of the model, 3× forward, against the device's dense bf16 peak), and the
 ratios against ``hf``.
 
@@ -42,6 +43,7 @@ from lvmae.components.models.mae import VideoMAE
 from lvmae.components.targets.pixels import PixelTarget
 from lvmae.components.targets.tokenizer_latents import TokenizerLatentTarget
 from lvmae.experiments.commands.profile import time_steps
+from lvmae.experiments.engine.memory_model import step_memory, step_shape
 from lvmae.experiments.engine.peak_memory import peak_bytes, training_state
 from lvmae.experiments.engine.training import build_optimizer
 
@@ -100,6 +102,7 @@ def run_case(case: str, args, device: torch.device, peak_tflops: float | None) -
         model = build_hf(args.size, args.frames, args.image_size).to(device).train()
         plan = reference.plan(args.batch, torch.Generator().manual_seed(0))
         hidden = (~plan.enc_keep_mask).to(device)
+        predicted = None                                      # the planner models our MAE only
         hf_video = video.transpose(1, 2).contiguous()
         inputs = [hf_video, hidden]
         kept, targets = plan.enc_keep_idx.shape[1], grid.n - plan.enc_keep_idx.shape[1]
@@ -119,6 +122,8 @@ def run_case(case: str, args, device: torch.device, peak_tflops: float | None) -
         kept, targets = plan.enc_keep_idx.shape[1], plan.dec_target_idx.shape[1]
         flops = model.flops(kept, targets)
         inputs = list(batch.values())
+        predicted = step_memory(step_shape(model, kept, targets), args.batch, "bf16" if bf16 else "fp32",
+                                device_type=device.type).peak / GIB
 
         def forward(module):
             return module(batch, generator.manual_seed(0))[0]["loss"]
@@ -132,7 +137,8 @@ def run_case(case: str, args, device: torch.device, peak_tflops: float | None) -
         loss.backward()
         optimizer.step()
 
-    result = {"case": case, "decoder_tokens": kept + targets}
+    result = {"case": case, "decoder_tokens": kept + targets,
+              "predicted_gib": None if predicted is None else round(predicted, 3)}
     try:
         for _ in range(args.compile_warmup if compiled else 0):
             step()
@@ -189,12 +195,14 @@ def main() -> None:
     print(f"# {name}, torch {torch.__version__}, size {args.size}, {args.frames} frames, "
           f"{args.image_size}², batch {args.batch}, {'bf16 autocast' if device.type == 'cuda' else 'float32'}"
           + (f", MFU against {peak_tflops:g} TFLOP/s" if peak_tflops else ""))
-    print("| case | decoder tokens | ms/step | clips/s | peak GiB | model TFLOP/s | MFU | clips/s ÷ HF | peak ÷ HF |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | decoder tokens | ms/step | clips/s | peak GiB | planner GiB | model TFLOP/s | MFU | "
+          "clips/s ÷ HF | peak ÷ HF |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         print(f"| {r['case']} | {r['decoder_tokens']} | {r.get('ms_per_step', r.get('note'))} | "
-              f"{r.get('clips_per_s', '-')} | {r.get('peak_gib', '-')} | {r.get('model_tflops', '-')} | {mfu} | "
+              f"{r.get('clips_per_s', '-')} | {r.get('peak_gib', '-')} | {r.get('predicted_gib') or '-'} | "
+              f"{r.get('model_tflops', '-')} | {mfu} | "
               f"{_ratio(r.get('clips_per_s'), hf.get('clips_per_s'))} | "
               f"{_ratio(r.get('peak_gib'), hf.get('peak_gib'))} |")
     if args.json:

@@ -29,6 +29,9 @@ def test_benchmark_reports_every_case_against_hf(tmp_path):
     # like for like decodes as many tokens as transformers; the budgets decode fewer
     assert results["ours-all"]["decoder_tokens"] == results["hf"]["decoder_tokens"]
     assert results["lvmae"]["decoder_tokens"] < results["hf"]["decoder_tokens"]
+    for case in ("ours-all", "ours", "lvmae"):    # the planner's prediction beside the measurement
+        assert abs(results[case]["predicted_gib"] / results[case]["peak_gib"] - 1) <= 0.15, results[case]
+    assert results["hf"]["predicted_gib"] is None
     assert "| lvmae |" in done.stdout and "clips/s ÷ HF" in done.stdout
 
     bad = _bench(tmp_path, "--device", "cpu", "--cases", "hf,fast")

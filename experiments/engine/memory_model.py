@@ -24,7 +24,7 @@ Memory is counted from what each operation keeps for backward in *this* implemen
 
 The step's peak is the larger of (1) the end of the forward pass: state without gradients,
 every saved activation and the largest forward temporary (the pixel target's patchified
-copy of the video, or the patch embedding's all-token output), and (2) the end of
+copy of the video and its normalisation's copies, or the patch embedding's all-token output), and (2) the end of
 backward: state with every gradient and the larger of the patch embedding's all-token
 gradient and, under checkpointing, one recomputed block. Not counted: convolution
 workspaces (the CPU's 3-D convolution unfolds the video in backward; cuDNN's vary), the CUDA context and allocator fragmentation (the planner keeps
@@ -48,6 +48,7 @@ _ADAMW_MOMENTS = 2                   # exp_avg, exp_avg_sq (float32, like the we
 _NORMS_PER_BLOCK = 2
 _NORM_STATS = 2                      # mean, rstd per token (float32)
 _QKV = 3
+_NORMALISE_COPIES = 3                # norm-pix target: patches, patches − mean, the result
 _BACKWARD_PASS_FLOPS = 2             # backward ≈ 2× forward (input and weight gradients)
 
 
@@ -197,7 +198,11 @@ def step_memory(shape: StepShape, batch_size: int, precision: Precision = "bf16"
               + (shape.video_elements * compute if autocast else 0))      # patch embedding's input
     if not autocast:            # float32: the final norm's input is the last block's whole output
         around += (k + q) * e * FLOAT32_BYTES - q * e * FLOAT32_BYTES
-    patchified = shape.video_elements * FLOAT32_BYTES if shape.pixel_targets else 0
+    targets = q * c * FLOAT32_BYTES
+    # pixel targets: the patchified video (a copy) and its gather, then the per-patch
+    # normalisation's input, centred copy and output (float32)
+    pixels = (max(shape.video_elements * FLOAT32_BYTES + targets, _NORMALISE_COPIES * targets)
+              if shape.pixel_targets else 0)
     embedded = 2 * shape.grid_tokens * d * compute                        # conv output + positions
     # the patch embedding's gradient: gather's backward scatters into all n tokens
     token_gradient = shape.grid_tokens * d * compute
@@ -210,7 +215,7 @@ def step_memory(shape: StepShape, batch_size: int, precision: Precision = "bf16"
         weight_casts=shape.matmul_params * compute if autocast else 0,
         batch=batch_size * shape.video_elements * FLOAT32_BYTES,
         activations=batch_size * (stacks + around),
-        forward_temporary=batch_size * max(patchified, embedded),
+        forward_temporary=batch_size * max(pixels, embedded),
         backward_temporary=batch_size * max(token_gradient, recompute))
 
 
