@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -228,7 +229,7 @@ def check_scorer(scorer: nn.Module | str, grid: TokenGrid = DEFAULT_GRID,
                  batch_size: int = DEFAULT_BATCH) -> None:
     """A scorer: ``stride`` (3 positive ints), ``first_frame`` a known choice, and scores
     (b, t, h, w) finite floats on the grid of its stride."""
-    from lvmae.components.scorers.base import FirstFrame, check_choice   # pylint: disable=import-outside-toplevel
+    from lvmae.components.scorers.base import FirstFrame, check_choice  # pylint: disable=import-outside-toplevel
     scorer = _resolve(scorer, "scorer")
     _contract(scorer, "scorer")
     _int_attribute(scorer, "stride", 3)
@@ -306,7 +307,7 @@ def check_quantizer(quantizer: nn.Module | str, grid: TokenGrid = DEFAULT_GRID,
     """A quantizer: ``dim`` and ``codebook_size`` positive ints; forward(latents (b, d, t, h, w))
     → Quantized(codes of the same shape, indices (b, t, h, w) long in [0, codebook_size));
     ``indices_to_codes`` inverts ``codes_to_indices``; gradients pass to the latents."""
-    from lvmae.components.tokenizers.quantizer import Quantized   # pylint: disable=import-outside-toplevel
+    from lvmae.components.tokenizers.quantizer import Quantized  # pylint: disable=import-outside-toplevel
     quantizer = _resolve(quantizer, "quantizer")
     _contract(quantizer, "quantizer")
     dim = _int_attribute(quantizer, "dim")
@@ -341,7 +342,7 @@ def check_quantizer(quantizer: nn.Module | str, grid: TokenGrid = DEFAULT_GRID,
 
 def _tokenizer_video(tokenizer: nn.Module, frames: int | None, height: int | None,
                      width: int | None, batch_size: int) -> torch.Tensor:
-    st, sh, sw = tokenizer.stride
+    _, sh, sw = tokenizer.stride
     shape = (batch_size, tokenizer.in_channels, frames or tokenizer.window_frames,
              height or 2 * sh, width or 2 * sw)
     return torch.rand(shape, generator=_generator(9)).to(_device(tokenizer))
@@ -445,7 +446,7 @@ def check_topk(selector: nn.Module | str, batch_size: int = 2, candidates: int =
 def check_dataset(dataset: Any) -> None:
     """A dataset: ``prepare()`` returns a Manifest whose splits list shard files that exist
     (for a generated dataset this writes its shards: build it with a small size)."""
-    from lvmae.components.data.manifest import Manifest   # pylint: disable=import-outside-toplevel
+    from lvmae.components.data.manifest import Manifest  # pylint: disable=import-outside-toplevel
     dataset = _resolve(dataset, "dataset")
     _contract(dataset, "dataset")
     with _calling(dataset, "prepare()"):
@@ -529,7 +530,7 @@ def _preflight_classifier(model: nn.Module, batch_size: int) -> list[str]:
 
 def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int,
                                   clip: tuple[int, int, int] | None) -> list[str]:
-    from lvmae.components.models.adaptive_tokenizer import standardize_per_clip   # pylint: disable=import-outside-toplevel
+    from lvmae.components.models.adaptive_tokenizer import standardize_per_clip  # pylint: disable=import-outside-toplevel
     tokenizer = copy.deepcopy(model.tokenizer)
     video = _tokenizer_video(tokenizer, *(clip or (None, None, None)), batch_size=1)
     _run_tokenizer(tokenizer, video)
@@ -570,9 +571,9 @@ def preflight_components(*components: Any, batch_size: int = 2,
     Returns the components checked, described as ``'kind.name' (module.Class)``.
     Raises ``ContractError`` naming the first component that breaks its contract.
     """
-    from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer   # pylint: disable=import-outside-toplevel
-    from lvmae.components.models.classifier import VideoClassifier   # pylint: disable=import-outside-toplevel
-    from lvmae.components.models.mae import VideoMAE   # pylint: disable=import-outside-toplevel
+    from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer  # pylint: disable=import-outside-toplevel
+    from lvmae.components.models.classifier import VideoClassifier  # pylint: disable=import-outside-toplevel
+    from lvmae.components.models.mae import VideoMAE  # pylint: disable=import-outside-toplevel
     registry.discover()
     checked: list[str] = []
     for component in components:
@@ -600,7 +601,20 @@ def preflight_components(*components: Any, batch_size: int = 2,
     return checked
 
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_BATCH", "PREFLIGHT_TOKENS", "check_encoder_masking",
-           "check_decoder_masking", "check_scorer", "check_target", "check_quantizer",
-           "check_tokenizer", "check_backbone", "check_topk", "check_dataset", "check_component",
-           "CHECKS", "preflight_components"]
+__all__ = [
+    "CHECKS",
+    "DEFAULT_BATCH",
+    "DEFAULT_GRID",
+    "PREFLIGHT_TOKENS",
+    "check_backbone",
+    "check_component",
+    "check_dataset",
+    "check_decoder_masking",
+    "check_encoder_masking",
+    "check_quantizer",
+    "check_scorer",
+    "check_target",
+    "check_tokenizer",
+    "check_topk",
+    "preflight_components",
+]

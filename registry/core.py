@@ -14,7 +14,8 @@ import contextlib
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import gin
 import gin.config as gin_config

@@ -7,18 +7,18 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import gin
 import pytest
+import tomllib
 
 from lvmae import registry
 from lvmae.components import kit
 from lvmae.experiments.engine import gin_config
 
 ROOT = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 FILE_LINE = re.compile(r"^# (\w+)\.py\n")
 
 
@@ -83,7 +83,7 @@ def test_plugins_page_examples_pass_the_kit_and_their_gin_files_parse(scratch):
         path = scratch / f"example_{index}.gin"
         path.write_text(body)
         gin_config.parse([str(path)], [])
-        [(module, names)] = [(m, n) for m, n in registered.items() if f"import {m}\n" in body]
+        [(_module, names)] = [(m, n) for m, n in registered.items() if f"import {m}\n" in body]
         for name in names:
             if name.startswith("dataset."):
                 continue                                   # building it is cheap, preparing it writes shards

@@ -1,8 +1,6 @@
 """Running-cell decoder masking (VideoMAE V2's dual masking)."""
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from lvmae.components.masking.base import DecoderMasking
@@ -26,15 +24,20 @@ class RunningCellDecoderMasking(DecoderMasking):
     def __init__(self, budget: float = 0.5):
         # VideoMAE V2's decoder mask ratio 0.5 hides half of each cell → budget 0.5.
         self.hidden = hidden_per_cell(1.0 - budget, "masking.decoder.running_cell.budget")
+        self._tables: dict[tuple[TokenGrid, str], torch.Tensor] = {}
         self.budget = float(budget)
 
-    @functools.lru_cache(maxsize=8)
-    def _table(self, grid: TokenGrid) -> torch.Tensor:
-        return running_cell_indices(grid, self.hidden, select_hidden=False)
+    def _table(self, grid: TokenGrid, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(p, m) the 4 patterns' selected tokens on ``grid``, computed once per grid and
+        device (no host-to-device copy per step)."""
+        key = (grid, str(device))
+        if key not in self._tables:
+            self._tables[key] = running_cell_indices(grid, self.hidden, select_hidden=False).to(device)
+        return self._tables[key]
 
     def count(self, grid: TokenGrid, kept: int) -> int:
         return self._table(grid).shape[1]
 
     def __call__(self, grid: TokenGrid, enc_keep_idx: torch.Tensor, generator: torch.Generator,
                  scores: torch.Tensor | None = None) -> torch.Tensor:
-        return draw_patterns(self._table(grid), enc_keep_idx.shape[0], generator)
+        return draw_patterns(self._table(grid, generator.device), enc_keep_idx.shape[0], generator)

@@ -38,7 +38,7 @@ def count_from_ratio(ratio: float, total: int, parameter: str) -> int:
     """``round(ratio·total)``, at least 1; ``ratio`` must lie in (0, 1]."""
     if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) <= 1.0:
         raise ValueError(f"{parameter} must be a fraction in (0, 1], got {ratio!r}")
-    return max(1, min(total, int(math.floor(ratio * total + 0.5))))
+    return max(1, min(total, math.floor(ratio * total + 0.5)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class MaskPlan:
 
     @classmethod
     def draw(cls, grid: TokenGrid, encoder_masking, decoder_masking, batch_size: int,
-             generator: torch.Generator, scores: torch.Tensor | None = None) -> "MaskPlan":
+             generator: torch.Generator, scores: torch.Tensor | None = None) -> MaskPlan:
         """Runs both strategies and checks their outputs against their contracts, naming the
         strategy at fault: declared ``count``s, dtype, range, order (encoder) and uniqueness,
         decoder targets among the encoder-masked tokens (unless the decoder declares

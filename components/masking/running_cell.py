@@ -24,7 +24,7 @@ def hidden_per_cell(fraction_hidden: float, parameter: str) -> int:
     if abs(hidden - round(hidden)) > 1e-6 or not 0 < round(hidden) < CELL_SLOTS:
         raise ValueError(f"{parameter}: a running cell hides 1, 2 or 3 of 4 slots, so the "
                          f"fraction must be 0.25, 0.5 or 0.75 (got hidden fraction {fraction_hidden})")
-    return int(round(hidden))
+    return round(hidden)
 
 
 def running_cell_hidden(grid: TokenGrid, hidden: int) -> torch.Tensor:
@@ -63,4 +63,4 @@ def draw_patterns(table: torch.Tensor, batch_size: int, generator: torch.Generat
     return table.to(generator.device)[pattern]
 
 
-__all__ = ["hidden_per_cell", "running_cell_hidden", "running_cell_indices", "draw_patterns"]
+__all__ = ["draw_patterns", "hidden_per_cell", "running_cell_hidden", "running_cell_indices"]

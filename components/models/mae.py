@@ -10,11 +10,11 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from lvmae import registry
 from lvmae.components.backbones.vit import VideoViT
 from lvmae.components.masking.base import DecoderMasking, EncoderMasking
 from lvmae.components.masking.plan import MaskPlan
 from lvmae.components.targets.base import Target
-from lvmae import registry
 from lvmae.registry import register, set_contract, subclass_of
 
 ScoreSource = Literal["auto", "batch", "scorer"]

@@ -38,7 +38,7 @@ class TopK(nn.Module, abc.ABC):
         tokens of the other frames, per clip."""
         if scores.dim() != 4:
             raise ValueError(f"select_on_grid expects scores (b, t, h, w), got {tuple(scores.shape)}")
-        b, t, h, w = scores.shape
+        _, t, h, w = scores.shape
         first = 1 if keep_first_frame else 0
         candidates = (t - first) * h * w
         if not 1 <= k <= candidates:

@@ -342,17 +342,19 @@ class $cls(Dataset):
 
 #: kind → (module template, gin lines, kit check, constructor arguments in the test)
 KINDS: dict[str, tuple[str, str, str, str]] = {
-    "masking.encoder": (_MASKING_ENCODER, "model.mae.encoder_masking = @masking.encoder.$name()\n"
-                        "masking.encoder.$name.keep_ratio = 0.1\n", "check_encoder_masking", ""),
-    "masking.decoder": (_MASKING_DECODER, "model.mae.decoder_masking = @masking.decoder.$name()\n"
-                        "masking.decoder.$name.budget = 0.15\n", "check_decoder_masking", ""),
+    "masking.encoder": (_MASKING_ENCODER, ("model.mae.encoder_masking = @masking.encoder.$name()\n"
+                                           "masking.encoder.$name.keep_ratio = 0.1\n"),
+                        "check_encoder_masking", ""),
+    "masking.decoder": (_MASKING_DECODER, ("model.mae.decoder_masking = @masking.decoder.$name()\n"
+                                           "masking.decoder.$name.budget = 0.15\n"),
+                        "check_decoder_masking", ""),
     "scorer": (_SCORER, "model.mae.scorer = @scorer.$name()\nscorer.$name.first_frame = 'zero'\n",
                "check_scorer", ""),
     "target": (_TARGET, "model.mae.target = @target.$name()\n", "check_target", ""),
     "quantizer": (_QUANTIZER, "tokenizer.magvit.quantizer = @quantizer.$name()\nquantizer.$name.dim = 4\n",
                   "check_quantizer", ""),
-    "tokenizer": (_TOKENIZER, "model.adaptive_tokenizer.tokenizer = @tokenizer.$name()\n"
-                  "tokenizer.$name.window_frames = 16\n", "check_tokenizer", ""),
+    "tokenizer": (_TOKENIZER, ("model.adaptive_tokenizer.tokenizer = @tokenizer.$name()\n"
+                               "tokenizer.$name.window_frames = 16\n"), "check_tokenizer", ""),
     "backbone": (_BACKBONE, "ENCODER = @backbone.$name()\nbackbone.$name.dim = 192\n", "check_backbone", ""),
     "topk": (_TOPK, "model.adaptive_tokenizer.topk = @topk.$name()\ntopk.$name.temperature = 1.0\n",
              "check_topk", ""),
