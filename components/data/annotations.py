@@ -89,32 +89,41 @@ def _events(text: str, where: str) -> tuple[tuple[int, int], ...] | None:
     return tuple(events)
 
 
-def _generic_header(row: list[str], path: str) -> dict[str, int] | None:
-    """Column positions when ``row`` is a header, None when it is data; a header with
-    unknown names is an error listing what is expected."""
+def _looks_like_data(cell: str) -> bool:
+    cell = cell.strip().lower()
+    return cell.endswith(_VIDEO_SUFFIXES) or "/" in cell or cell.lstrip("-").isdigit()
+
+
+def _header_error(row: list[str], where: str, unknown: list[str], missing: list[str]) -> AnnotationError:
+    expected = "; ".join(f"{name} ({'/'.join(a)})" for name, a in GENERIC_COLUMNS.items())
+    return AnnotationError(
+        f"{where}: header {row} not understood"
+        + (f": unknown column(s) {unknown}" if unknown else "")
+        + (f"; missing {missing}" if missing else "")
+        + f". Expected columns, by name: {expected} (path and label required; "
+          f"or no header and columns path,label[,start,end])")
+
+
+def _generic_header(row: list[str], where: str) -> dict[str, int] | None:
+    """Column positions when ``row`` is a header (some cell names a known column), None
+    otherwise; a header with unknown or missing names is an error listing what is expected."""
     cells = [c.strip().lower() for c in row]
     alias = {a: name for name, aliases in GENERIC_COLUMNS.items() for a in aliases}
     known = {alias[c]: i for i, c in enumerate(cells) if c in alias}
-    looks_like_data = any(c.endswith(_VIDEO_SUFFIXES) or "/" in c or c.lstrip("-").isdigit() for c in cells)
-    if not known and looks_like_data:
+    if not known:
         return None
-    expected = "; ".join(f"{name} ({'/'.join(a)})" for name, a in GENERIC_COLUMNS.items())
     unknown = [row[i] for i, c in enumerate(cells) if c not in alias]
     missing = [c for c in _REQUIRED_GENERIC if c not in known]
     if unknown or missing:
-        raise AnnotationError(
-            f"{path} line 1: header {row} not understood"
-            + (f": unknown column(s) {unknown}" if unknown else "")
-            + (f"; missing {missing}" if missing else "")
-            + f". Expected columns, by name: {expected} (path and label required; "
-              f"or no header and columns path,label[,start,end])")
+        raise _header_error(row, where, unknown, missing)
     if ("start" in known) != ("end" in known):
-        raise AnnotationError(f"{path} line 1: give both start and end columns, or neither")
+        raise AnnotationError(f"{where}: give both start and end columns, or neither")
     return known
 
 
 def read_generic_csv(path: str) -> list[ClipSpec]:
     clips = []
+    first: tuple[list[str], str] | None = None      # a first row that may be an unknown header
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         columns = None
@@ -124,14 +133,16 @@ def read_generic_csv(path: str) -> list[ClipSpec]:
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
             if columns is None:
-                header = _generic_header(row, path) if line == 1 else None
-                columns = header or {"path": 0, "label": 1, **({"start": 2, "end": 3} if len(row) >= 4 else {})}
-                if header:
-                    width = len(row)
-                    continue
+                header = _generic_header(row, where)      # the first row that is not a comment
                 width = len(row)
+                if header:
+                    columns = header
+                    continue
                 if width not in (2, 4):
                     raise AnnotationError(f"{where}: expected path,label[,start,end], got {row}")
+                columns = {"path": 0, "label": 1, **({"start": 2, "end": 3} if width == 4 else {})}
+                if not any(_looks_like_data(c) for c in row):
+                    first = (row, where)
             if len(row) != width:
                 raise AnnotationError(f"{where}: {len(row)} columns, the file's first row has {width}: {row}")
             video, label = row[columns["path"]].strip(), row[columns["label"]].strip()
@@ -142,6 +153,9 @@ def read_generic_csv(path: str) -> list[ClipSpec]:
             if label.lower().endswith(_VIDEO_SUFFIXES):
                 raise AnnotationError(f"{where}: the label {label!r} looks like a video file — are the "
                                       f"path and label columns swapped?")
+            if first is not None and first[1] == where:
+                clips.append(ClipSpec("", video, {"label": label}, where=where))   # checked below
+                continue
             start = _int(row[columns["start"]], f"{where} start") if "start" in columns else 0
             stop = _int(row[columns["end"]], f"{where} end") if "end" in columns else None
             if start < 0 or (stop is not None and stop <= start):
@@ -149,6 +163,18 @@ def read_generic_csv(path: str) -> list[ClipSpec]:
             events = _events(row[columns["events"]], where) if "events" in columns else None
             name = f"{os.path.splitext(video)[0]}_{start}_{stop if stop is not None else 'end'}"
             clips.append(ClipSpec(_safe_key(name), video, {"label": label}, start, stop, where, events))
+    if first is not None:
+        # No cell of the first row looks like a path or a number while every later path does:
+        # a header with names we do not know, not a clip (it would become a class of its own).
+        if len(clips) > 1 and all(_looks_like_data(c.video) for c in clips[1:]):
+            raise _header_error(first[0], first[1], first[0], list(_REQUIRED_GENERIC))
+        row, where = first
+        start = _int(row[2], f"{where} start") if len(row) == 4 else 0
+        stop = _int(row[3], f"{where} end") if len(row) == 4 else None
+        if start < 0 or (stop is not None and stop <= start):
+            raise AnnotationError(f"{where}: frame range [{start}, {stop}) is empty or negative")
+        name = f"{os.path.splitext(clips[0].video)[0]}_{start}_{stop if stop is not None else 'end'}"
+        clips[0] = ClipSpec(_safe_key(name), clips[0].video, clips[0].labels, start, stop, where)
     return clips
 
 

@@ -152,10 +152,12 @@ def test_columns_by_name_and_garbage_rejected_with_editor_lines(tmp_path):
     path.write_text("label,start,end,video\nrun,0,8,a.mp4\n")                # any order, by name
     clips, _ = read_annotations(str(path), "generic")
     assert (clips[0].video, clips[0].start_frame, clips[0].stop_frame) == ("a.mp4", 0, 8)
-    path.write_text("clip,action\na.mp4,run\n")
-    with pytest.raises(AnnotationError, match=r"line 1: header \['clip', 'action'\] not understood.*"
+    path.write_text("# my clips\nclip,action\na.mp4,run\n")
+    with pytest.raises(AnnotationError, match=r"line 2: header \['clip', 'action'\] not understood.*"
                                               r"Expected columns, by name: path \(path/video"):
         read_annotations(str(path), "generic")
+    path.write_text("P01_01,run\nP01_02,jump\n")                          # no header, paths without extension
+    assert [c.video for c in read_annotations(str(path), "generic")[0]] == ["P01_01", "P01_02"]
     path.write_text("path,label\na.mp4,run\n# a comment\nb.mp4,\n")
     with pytest.raises(AnnotationError, match=r"train\.csv line 4: empty label"):
         read_annotations(str(path), "generic")
