@@ -193,7 +193,10 @@ def validate_manifest(path: str, splits: list[str] | None = None, progress: bool
         elif not count:
             skipped = f" (the writer skipped {dict(entry.summary.skipped)})" if entry.summary.skipped else ""
             report.problems.append(f"split {split}: no samples{skipped}")
-        if sources:
+        if sources and split_fingerprints is None:
+            report.problems.append(f"split {split}: its shards have no write_shards sidecars (copies, e.g. with "
+                                   f"precomputed fields): validate their source folder with sources=True")
+        elif sources:
             _check_sources(manifest, split, written, report)
         if entry.fingerprint and split_fingerprints is not None and split_fingerprint(split_fingerprints) != entry.fingerprint:
             report.problems.append(f"split {split}: the shards' fingerprints do not match the manifest's "
