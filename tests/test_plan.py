@@ -136,8 +136,10 @@ def test_plan_command_finds_the_largest_batch_that_fits(tmp_path):
 def test_plan_refuses_bad_options_by_name(capsys):
     from lvmae.experiments.commands.plan import main
     assert main(["-g", "gin/experiments/tiny_cpu.gin", "--gpu-memory", "lots"]) == 2
-    assert "--gpu-memory" in capsys.readouterr().out
+    assert "--gpu-memory" in capsys.readouterr().err
     assert main(["-g", "gin/experiments/tiny_cpu.gin", "--gpu-memory", "1GiB", "--frames", "15"]) == 2
-    assert "--frames 15" in capsys.readouterr().out
+    assert "--frames 15" in capsys.readouterr().err
     assert main(["-g", "gin/experiments/tiny_cpu.gin", "--gpu-memory", "1GiB", "--headroom", "1.5"]) == 2
-    assert "--headroom" in capsys.readouterr().out
+    assert "--headroom" in capsys.readouterr().err
+    assert main(["-g", "gin/experiments/profile_vit_b.gin", "--gpu-memory", "1GiB"]) == 2
+    assert "no pretrain_loop.model" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import json
 import re
+import sys
 from collections.abc import Callable
 
 MACRO_FRAMES = "CLIP_FRAMES"
@@ -76,12 +77,12 @@ class Planner:
         try:
             self._model_reference = gin.query_parameter("pretrain_loop.model")
         except ValueError:
-            raise PlanError(f"{gin_files}: no pretrain_loop.model is configured; plan reads the "
+            raise PlanError(f"{' '.join(gin_files)}: no pretrain_loop.model is configured; plan reads the "
                             "pre-training model of an experiment file") from None
         try:
             self.frames = int(gin.query_parameter(f"%{MACRO_FRAMES}"))
         except ValueError:
-            raise PlanError(f"{gin_files}: the macro {MACRO_FRAMES} is not defined; plan varies the "
+            raise PlanError(f"{' '.join(gin_files)}: the macro {MACRO_FRAMES} is not defined; plan varies the "
                             f"clip length through it (gin/backbones/*.gin read it)") from None
         self.batch = int(_bound_or_default("pretrain_loop.batch_size"))
         self._shapes: dict[int, object] = {}
@@ -234,7 +235,7 @@ def main(argv: list[str]) -> int:
         planner = Planner(args.gin, args.bind, args.precision, args.attention)
         result = make_plan(planner, gpu_bytes, args.headroom, args.frames, args.batch)
     except (PlanError, GinConfigError) as error:
-        print(f"run.py plan: {error}")
+        print(f"run.py plan: {error}", file=sys.stderr)
         return 2
     print(render(result))
     if args.json:
