@@ -83,6 +83,11 @@ def test_activations_are_linear_in_batch_and_grow_with_frames():
         assert checkpointed.activations < three.activations
         assert step_memory(shape, 3, attention="dense").activations > three.activations
         assert step_memory(shape, 3, precision="fp32").activations > three.activations
+    # flash attention: activations linear in the clip length; materialised attention: faster
+    for short, long in zip(shapes, shapes[1:]):
+        assert step_memory(long, 2).activations == pytest.approx(2 * step_memory(short, 2).activations)
+        assert (step_memory(long, 2, attention="dense").activations
+                > 2 * step_memory(short, 2, attention="dense").activations)
     peaks = [step_memory(shape, 2).peak for shape in shapes]
     assert peaks == sorted(peaks) and len(set(peaks)) == 3
     flops = [shape.step_flops for shape in shapes]
