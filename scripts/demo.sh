@@ -8,14 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 GIN=gin/experiments/lvmae_cpu.gin
-# Every invocation gets its own output folder: checkpoints resume by default, so a second demo
-# in the same folder would find finished runs and train nothing.
+# Every invocation gets its own output folder (the root macro OUTPUTS moves every path):
+# checkpoints resume by default, so a second demo in the same folder would train nothing.
 OUT=outputs/demo-$(date +%Y%m%d-%H%M%S)
-PLACES=(-b "WORKDIR='$OUT'" -b "TOKENIZER_WORKDIR='$OUT'" -b "TOKENIZER_CHECKPOINT='$OUT/tokenizer/last.pt'"
-        -b "PRECOMPUTED_DIR='$OUT/precomputed'" -b "PRECOMPUTED_MANIFEST='$OUT/precomputed/manifest.yaml'"
-        -b "PRETRAINED='$OUT/pretrain/last.pt'")
 for command in pretrain_tokenizer precompute pretrain finetune; do
-  .venv/bin/python run.py "$command" -g "$GIN" "${PLACES[@]}" "$@"
+  .venv/bin/python run.py "$command" -g "$GIN" -b "OUTPUTS='$OUT'" "$@"
 done
 echo
 if [ "${LVMAE_OBSERVER:-mongo}" = file ]; then
@@ -25,5 +22,5 @@ else
   echo "Browse the runs: scripts/setup_tools.sh (once, installs Omniboard), then .venv/bin/python run.py board"
   echo "Stop the database when done: .venv/bin/python run.py db stop"
 fi
-echo "Checkpoints: $OUT/{tokenizer,pretrain,finetune}/last.pt"
-echo "Precomputed shards (latents, indices, scores): $OUT/precomputed/manifest.yaml"
+echo "Checkpoints: $OUT/lvmae_cpu/{tokenizer,pretrain,finetune}/last.pt"
+echo "Precomputed shards (latents, indices, scores): $OUT/lvmae_cpu/precomputed/manifest.yaml"

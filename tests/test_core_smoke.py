@@ -59,7 +59,9 @@ def _at_root(monkeypatch):
     monkeypatch.chdir(ROOT)                   # gin `include` paths are relative to the root
 
 
-@pytest.mark.parametrize("name", _entries("backbone"))
+# ViT-L (300M parameters) takes most of a minute on 2 CPU cores.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "backbone.vit_l" else name
+                                  for name in _entries("backbone")])
 def test_backbone_builds_from_its_gin_file_and_trains(name):
     short = name.split(".", 1)[1]
     gin.parse_config_files_and_bindings([GIN_FILE["backbone"](short)], MACROS)

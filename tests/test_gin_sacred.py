@@ -50,6 +50,7 @@ def test_missing_gin_file_is_named():
         gin_config.parse(["gin/nope.gin"], [])
 
 
+@pytest.mark.slow                                # a run.py subprocess each (seconds to tens)
 @pytest.mark.parametrize("extra, culprit", [
     (["-b", "no_such_component.x=1"], "no_such_component"),
     (["-b", "pretrain_loop.model=@model.mea()"], "model.mea"),
@@ -62,11 +63,13 @@ def test_cli_fails_before_the_run_starts(tmp_path, extra, culprit):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("[0-9]*"))
 
 
+@pytest.mark.slow
 def test_cli_typo_suggests_the_right_name(tmp_path):
     result = run_cli(["pretrain", "-g", TINY, "-b", "pretrain_loop.model=@model.mea()"], tmp_path / "runs")
     assert result.returncode != 0 and "Did you mean: model.mae" in result.stderr
 
 
+@pytest.mark.slow
 def test_short_options_and_sacred_config_are_equivalent(tmp_path):
     short = run_cli(["print_config", "-g", TINY, "-b", "masking.decoder.random.budget=0.3",
                      "with", "seed=1"], tmp_path)
@@ -77,6 +80,7 @@ def test_short_options_and_sacred_config_are_equivalent(tmp_path):
     assert short.stdout == sacred.stdout
 
 
+@pytest.mark.slow
 def test_list_prints_every_kind_name_and_parameter(tmp_path):
     result = run_cli(["list"], tmp_path / "runs")
     assert result.returncode == 0, result.stderr

@@ -21,16 +21,14 @@ CPU = "gin/experiments/lvmae_cpu.gin"
 
 
 def test_tokenizer_precompute_pretrain_finetune(tmp_path):
-    runs, work, pre = tmp_path / "runs", tmp_path / "work", tmp_path / "pre"
+    # One root macro moves every output: tokenizer, precomputed shards, pretrain, finetune.
+    runs, pre = tmp_path / "runs", tmp_path / "out" / "lvmae_cpu" / "precomputed"
     common = ["-g", CPU,
               "-b", f"dataset.synthetic_motion.root='{tmp_path / 'data'}'",
               "-b", "dataset.synthetic_motion.train_samples=16",
               "-b", "dataset.synthetic_motion.val_samples=8",
               "-b", "dataset.synthetic_motion.samples_per_shard=8",
-              "-b", f"WORKDIR='{work}'", "-b", f"TOKENIZER_WORKDIR='{work}'",
-              "-b", f"TOKENIZER_CHECKPOINT='{work / 'tokenizer' / 'last.pt'}'",
-              "-b", f"PRECOMPUTED_DIR='{pre}'", "-b", f"PRECOMPUTED_MANIFEST='{pre / 'manifest.yaml'}'",
-              "-b", f"PRETRAINED='{work / 'pretrain' / 'last.pt'}'"]
+              "-b", f"OUTPUTS='{tmp_path / 'out'}'"]
     stages = [
         ("pretrain_tokenizer", ["-b", "pretrain_tokenizer_loop.steps=2", "-b", "pretrain_tokenizer_loop.eval_every=1",
                                 "-b", "pretrain_tokenizer_loop.eval_clips=4", "-b", "pretrain_tokenizer_loop.batch_size=4"]),

@@ -2,12 +2,14 @@
 build a model.mae that runs one step at tiny size (ViT-B is never run on CPU at full size)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gin
 import pytest
 import torch
 
 from lvmae import registry
-from lvmae.experiments.engine import gin_config
+from lvmae.experiments.engine import gin_config, gin_helpers, preflight
 
 registry.discover()
 PAPER = ["lvmae_b_128f", "lvmae_b_32f", "random_b_128f", "uniform_b_128f", "running_cell_b_128f",
@@ -41,28 +43,99 @@ def _one_step(model, latent_dim: int, frames: int, size: int) -> dict:
     return {"plan": plan, "losses": losses}
 
 
+# The paper files' required macros (the user's data), as -b bindings.
+PAPER_DATA = ["SOURCE_MANIFEST = 'data/source/manifest.yaml'",
+              "TOKENIZER_MANIFEST = 'data/source_16f/manifest.yaml'", "NUM_CLASSES = 97"]
+
+
+def _value(name: str):
+    """A binding or macro as the command will read it (gin references evaluated)."""
+    value = gin.query_parameter(name)
+    return value.scoped_configurable_fn() if isinstance(value, gin.config.ConfigurableReference) else value
+
+
 def test_the_main_paper_file_is_vit_b_128_frames_tube_90_adaptive_10_plus_5_fsq_latents():
-    gin_config.parse(["gin/experiments/lvmae_b_128f.gin"], [])
-    assert gin.query_parameter("%CLIP_FRAMES") == 128 and gin.query_parameter("%IMAGE_SIZE") == 224
+    gin_config.parse(["gin/experiments/lvmae_b_128f.gin"], PAPER_DATA)
+    assert _value("%CLIP_FRAMES") == 128 and _value("%IMAGE_SIZE") == 224
     assert gin.query_parameter("masking.encoder.tube.keep_ratio") == 0.1
     assert gin.query_parameter("masking.decoder.adaptive.top_ratio") == 0.10
     assert gin.query_parameter("masking.decoder.adaptive.random_ratio") == 0.05
-    assert gin.query_parameter("%FSQ_LEVELS") == [8] * 6
-    assert gin.query_parameter("%TOKENIZER_STRIDE") == gin.query_parameter("%TUBELET")
+    assert _value("%FSQ_LEVELS") == [8] * 6 == _value("quantizer.fsq.levels")
+    assert _value("target.tokenizer_latents.latent_dim") == 6
+    assert _value("%TOKENIZER_STRIDE") == _value("%TUBELET") == (2, 16, 16)
     assert str(gin.query_parameter("precompute_job.view_frames")) == "%CLIP_FRAMES"
-    paths = {loop: gin.query_parameter(f"{loop}.dataset").scoped_configurable_fn().path
+    assert gin.query_parameter("model.classifier.token_drop") == 0.2   # the 128-frame recipe
+    paths = {loop: _value(f"{loop}.dataset").path
              for loop in ("pretrain_tokenizer_loop", "precompute_job", "pretrain_loop", "finetune_loop")}
     assert paths == {"pretrain_tokenizer_loop": "data/source_16f/manifest.yaml",
                      "precompute_job": "data/source/manifest.yaml",
-                     "pretrain_loop": "data/lvmae_b_128f/manifest.yaml",
+                     "pretrain_loop": "outputs/lvmae_b_128f/precomputed/manifest.yaml",
                      "finetune_loop": "data/source/manifest.yaml"}
+
+
+def test_every_output_path_derives_from_the_one_root_macro():
+    gin_config.parse(["gin/experiments/random_b_128f.gin"], PAPER_DATA + ["OUTPUTS = '/scratch/me'"])
+    assert {name: _value(name) for name in (
+        "pretrain_tokenizer_loop.workdir", "precompute_job.checkpoint", "precompute_job.out_dir",
+        "pretrain_loop.workdir", "finetune_loop.pretrained", "finetune_loop.workdir")} == {
+        # the baseline reuses the paper experiment's tokenizer and precomputed shards
+        "pretrain_tokenizer_loop.workdir": "/scratch/me/lvmae_b_128f",
+        "precompute_job.checkpoint": "/scratch/me/lvmae_b_128f/tokenizer/last.pt",
+        "precompute_job.out_dir": "/scratch/me/lvmae_b_128f/precomputed",
+        "pretrain_loop.workdir": "/scratch/me/random_b_128f",
+        "finetune_loop.pretrained": "/scratch/me/random_b_128f/pretrain/last.pt",
+        "finetune_loop.workdir": "/scratch/me/random_b_128f"}
+    assert _value("pretrain_loop.dataset").path == "/scratch/me/lvmae_b_128f/precomputed/manifest.yaml"
+
+
+def test_the_32_frame_file_shares_the_tokenizer_precomputes_its_own_clips_and_drops_no_tokens():
+    gin_config.parse(["gin/experiments/lvmae_b_32f.gin"], PAPER_DATA)
+    assert _value("precompute_job.checkpoint") == "outputs/lvmae_b_128f/tokenizer/last.pt"
+    assert _value("precompute_job.out_dir") == "outputs/lvmae_b_32f/precomputed"
+    assert _value("precompute_job.view_frames") == 32
+    assert gin.query_parameter("model.classifier.token_drop") == 0.0
+
+
+@pytest.mark.parametrize("command, data, missing", [
+    ("pretrain_tokenizer", [], "TOKENIZER_MANIFEST"),
+    ("finetune", ["SOURCE_MANIFEST = 'a.yaml'"], "NUM_CLASSES"),
+    ("precompute", ["TOKENIZER_MANIFEST = 'a.yaml'"], "SOURCE_MANIFEST")])
+def test_a_missing_data_macro_stops_the_command_naming_it(command, data, missing):
+    with pytest.raises(preflight.PreflightError, match=f"macro %{missing} .*required"):
+        preflight.preflight(command, ["gin/experiments/lvmae_b_128f.gin"], data, build=False)
+
+
+@pytest.mark.parametrize("batch, accum, world, expected", [(8, 1, "1", 1.5e-4 * 8 / 256),
+                                                           (32, 2, "4", 1.5e-4)])
+def test_learning_rates_scale_with_the_effective_batch(batch, accum, world, expected, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", world)
+    gin_config.parse(["gin/experiments/lvmae_b_128f.gin"],
+                     PAPER_DATA + [f"BATCH_SIZE = {batch}", f"ACCUM_STEPS = {accum}"])
+    assert _value("pretrain_loop.lr") == pytest.approx(expected)
+    assert _value("finetune_loop.lr") == pytest.approx(expected * 5e-4 / 1.5e-4)
+    assert _value("pretrain_loop.accum_steps") == accum
+
+
+def _bound_keys(path: str) -> set[str]:
+    """``selector.param`` / ``MACRO`` keys a gin file binds itself (not through includes)."""
+    lines = (line.split("#")[0].strip() for line in (Path(gin_config.GIN_ROOT) / path).read_text().splitlines())
+    return {line.split("=")[0].strip() for line in lines if "=" in line and not line.startswith("include")}
+
+
+def test_the_cpu_and_paper_files_are_the_one_pipeline_plus_what_differs():
+    pipeline = _bound_keys("gin/pipelines/lvmae.gin")
+    for name in ("lvmae_b_128f", "lvmae_cpu"):
+        text = (Path(gin_config.GIN_ROOT) / f"gin/experiments/{name}.gin").read_text()
+        assert "include 'gin/pipelines/lvmae.gin'" in text
+        rebound = _bound_keys(f"gin/experiments/{name}.gin") & pipeline
+        assert rebound <= {"TOKENIZER_FROM", "PRECOMPUTED_FROM"}, rebound
 
 
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_files_build_and_step_at_tiny_size(name):
     # Same files, shrunk by bindings: 16 frames at 32² keep ViT-B's tubelet (8×2×2 tokens).
     gin_config.parse([f"gin/experiments/{name}.gin"],
-                     ["CLIP_FRAMES = 16", "IMAGE_SIZE = 32"])
+                     PAPER_DATA + ["CLIP_FRAMES = 16", "IMAGE_SIZE = 32"])
     model = registry.build("model.mae")
     assert model.encoder.dim == 768 and tuple(model.encoder.tubelet) == (2, 16, 16)
     assert type(model.decoder_masking).__name__ == MASKING[_family(name)]
@@ -76,7 +149,7 @@ def test_cpu_files_build_the_tokenizer_and_mae_on_one_grid_and_step(name):
     gin_config.parse([f"gin/experiments/{name}.gin"], [])
     model = registry.build("model.mae")
     tokenizer = registry.build("model.adaptive_tokenizer")
-    frames, size = gin.query_parameter("%CLIP_FRAMES"), gin.query_parameter("%IMAGE_SIZE")
+    frames, size = _value("%CLIP_FRAMES"), _value("%IMAGE_SIZE")
     grid = model.encoder.grid
     assert tokenizer.tokenizer.grid(frames, size, size) == (grid.t, grid.h, grid.w)
     assert tokenizer.tokenizer.latent_dim == model.target.latent_dim
@@ -86,3 +159,21 @@ def test_cpu_files_build_the_tokenizer_and_mae_on_one_grid_and_step(name):
         assert step["plan"].dec_target_idx.shape[1] == round(0.15 * grid.n)
     if _family(name) == "running_cell":                   # the cell's smallest budget
         assert step["plan"].dec_target_idx.shape[1] == grid.n // 4
+
+
+@pytest.mark.parametrize("binding, culprit", [
+    ("path.join.parts = []", "path.join.parts"), ("path.join.parts = 'outputs'", "path.join.parts"),
+    ("fsq.dimension.levels = []", "fsq.dimension.levels"),
+    ("lr.scaled.batch_size = 0", "lr.scaled.batch_size"), ("lr.scaled.base = -1.0", "lr.scaled.base")])
+def test_gin_helpers_reject_bad_values_naming_the_parameter(binding, culprit):
+    gin_config.parse([], ["lr.scaled.base = 1e-3", "lr.scaled.batch_size = 8", binding])
+    helper = {"path": gin_helpers.join, "fsq": gin_helpers.dimension, "lr": gin_helpers.scaled}
+    with pytest.raises(ValueError, match=culprit):
+        helper[culprit.split(".")[0]]()
+
+
+def test_run_records_hold_derived_paths_not_their_gin_spelling():
+    gin_config.parse(["gin/experiments/lvmae_cpu.gin"], ["OUTPUTS = '/scratch'"])
+    macros = gin_config.resolved_bindings()["macros"]
+    assert macros["WORKDIR"] == "/scratch/lvmae_cpu"
+    assert macros["PRECOMPUTED_MANIFEST"] == "/scratch/lvmae_cpu/precomputed/manifest.yaml"

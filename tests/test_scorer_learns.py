@@ -1,4 +1,4 @@
-"""The learned scorer learns (BENCHMARKS.md, "The learned token scorer"): on clips of one
+"""The learned scorer learns (benchmarks/scorer_learns.py measures it over seeds): on clips of one
 moving square over strong per-pixel flicker — raw frame differences are large everywhere —
 its selection starts near chance and after short joint training keeps ≥ 80% of the object's
 tokens, and the tokenizer reconstructs better from it than from a random selection of the
@@ -20,8 +20,8 @@ MAX_INITIAL_RECALL = 0.65
 MIN_TRAINED_RECALL = 0.80
 # "Learned beats random" by a margin. At this short CPU budget the margin alone barely
 # separates a trained from a frozen scorer (whose recall, ≈ 0.59, is above chance too): gain
-# 0.0067 trained vs 0.0020 frozen here (0.0056 frozen with other data seeds; BENCHMARKS.md saw
-# the same) — the recall assertion is the one that separates; this one checks that the
+# 0.0067 trained vs 0.0020 frozen here (0.0056 frozen with other data seeds) — the recall
+# assertion is the one that separates; this one checks that the
 # selection the scorer learned helps reconstruction.
 MIN_SELECTION_GAIN = 0.003
 

@@ -53,7 +53,7 @@ class MeanPoolLinear(nn.Module):
 
 @register("head.class_attention")
 class ClassAttentionPool(nn.Module):
-    """One layer of class-attention pooling (CaiT), the paper's ViT-L head (PAPER.md §3.3).
+    """One layer of class-attention pooling (CaiT), the paper's ViT-L head (docs/paper.md, fine-tuning).
 
     A learned class token attends to [class token; tokens] — only the class token is
     updated, so the cost is linear in n — then a residual MLP, LayerNorm, dropout, linear.

@@ -1,5 +1,5 @@
 """MAE decoder: runs on the encoder's kept tokens plus ``[MASK]`` queries at ``dec_target_idx``
-only — never on every token (the point of dual masking, PAPER.md §1).
+only — never on every token (the point of dual masking, docs/paper.md).
 
 Axis legend: b batch, k kept tokens, q decoder targets, d encoder width, e decoder width,
 c target channels.

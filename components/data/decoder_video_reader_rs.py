@@ -1,6 +1,6 @@
 """A faster decoder: video-reader-rs (Rust + FFmpeg; optional ``lvmae[fastdecode]``).
 
-ECOSYSTEM.md measured it as the fastest CPU decoder here (~2.5× PyAV on 128-frame clips).
+Measured as the fastest CPU decoder on our machines (~2.5× PyAV on 128-frame clips).
 Two pitfalls handled here: its wheel's bundled FFmpeg libraries are not on the loader path
 (we preload them by full path, RTLD_LOCAL, so the extension finds them by soname without
 clashing with PyAV's own FFmpeg), and it opens paths only (clips go through a file in

@@ -1,7 +1,7 @@
 """Procedural clips for training and testing the learned scorer: one bright moving square
 over strong per-pixel, per-frame noise ("flicker"), so raw frame differences are large
-everywhere and only a scorer that learned what matters finds the object (BENCHMARKS.md,
-"The learned token scorer").
+everywhere and only a scorer that learned what matters finds the object
+(benchmarks/scorer_learns.py, tests/test_scorer_learns.py).
 
 Axis legend: b batch, C channels, T/H/W pixels, t/h/w token grid of stride (st, sh, sw).
 """

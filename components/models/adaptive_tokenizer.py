@@ -1,4 +1,4 @@
-"""The adaptive tokenizer (PAPER.md §2.1–2.2): tokenizer + learned scorer + differentiable
+"""The adaptive tokenizer (docs/paper.md, tokenizer and scorer): tokenizer + learned scorer + differentiable
 top-k, trained end to end. Unselected pre-quantisation latents are zeroed before the quantizer
 and the decoder, so the tokenizer learns to reconstruct from the selected tokens and the
 scorer — whose only gradient comes through the top-k mask — learns what to select.
@@ -54,7 +54,7 @@ class AdaptiveTokenizer(nn.Module):
         autoencoder, every token kept).
       topk: a built ``topk.*`` (required with a scorer).
       selected_ratio: fraction of the scorable tokens (latent frames ≥ 1) kept, besides latent
-        frame 0 which is always kept (the paper's k = 768 of 1,568; PAPER.md §2.2).
+        frame 0 which is always kept (the paper's k = 768 of 1,568; docs/paper.md, tokenizer and scorer).
       perceptual: an optional ``model.perceptual_loss`` (a local, user-supplied network).
       perceptual_weight: its weight in ``loss``.
     """

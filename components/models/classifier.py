@@ -2,7 +2,7 @@
 
 Axis legend: b batch, C channels, T frames, H/W pixels, n tokens, k kept tokens, d width.
 
-Training drops tokens with random-tube masking (PAPER.md §3.3: 20% at 128 frames, 0% at
+Training drops tokens with random-tube masking (docs/paper.md, fine-tuning: 20% at 128 frames, 0% at
 32/64); evaluation always sees every token.
 """
 from __future__ import annotations

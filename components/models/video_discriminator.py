@@ -1,5 +1,5 @@
 """An optional 3-D video discriminator with the non-saturating GAN loss and the R1 penalty
-(MAGVIT's recipe, PAPER.md §2.1 [X]: generator weight 0.1, R1 cost 10).
+(MAGVIT's recipe, docs/paper.md, lvmae's choice: generator weight 0.1, R1 cost 10).
 
 Axis legend: b batch, C channels, T/H/W pixels, c width.
 """

@@ -1,5 +1,5 @@
-"""The LVMAE token scorer (PAPER.md §2.2): two strided 3-D convs on the raw clip whose output
-grid equals the token grid; a token's score is the L2 distance between its feature and the
+"""The LVMAE token scorer (docs/paper.md, tokenizer and scorer): two strided 3-D convs on the
+raw clip whose output grid equals the token grid; a token's score is the L2 distance between its feature and the
 feature of the same spatial cell one latent frame earlier. Trained jointly with the tokenizer
 through a differentiable top-k (``model.adaptive_tokenizer``).
 

@@ -1,5 +1,5 @@
 """Frame-difference energy per token — our stand-in for the paper's optical-flow baseline
-(PAPER.md §2.4 "Flow": moving regions score high; like flow it also fires on camera motion and
+(docs/paper.md, baselines "Flow": moving regions score high; like flow it also fires on camera motion and
 flicker, which is what the learned scorer is meant to ignore).
 
 Axis legend: b batch, C channels, T/H/W pixels, t/h/w token grid of stride (st, sh, sw).

@@ -1,4 +1,4 @@
-"""Tokenizer-latent targets (LVMAE's default, PAPER.md §1 C): regress the frozen tokenizer's
+"""Tokenizer-latent targets (LVMAE's default, docs/paper.md): regress the frozen tokenizer's
 quantized latents at the decoder targets with a per-token MSE.
 
 Axis legend: b batch, d latent width, t/h/w token grid, n = t·h·w, q decoder targets.

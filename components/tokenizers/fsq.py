@@ -4,7 +4,8 @@ Axis legend: b batch, d code dimension = len(levels), t/h/w token grid (any trai
 
 Each of the d channels is bounded with tanh to (−L/2, L/2) and rounded to one of L levels;
 the codebook is implicit (the product of the levels), there is no codebook or commitment
-loss and no collapse. The default ``[8]*6`` is the paper's 18-bit codebook (PAPER.md §2.1).
+loss and no collapse. The default ``[8]*6`` gives the paper's 18-bit codebook (its levels are
+lvmae's choice; docs/paper.md, tokenizer and scorer).
 Index convention (identical to vector-quantize-pytorch's): channel 0 is the least
 significant digit, ``index = Σ_i level_index_i · Π_{j<i} L_j``.
 """

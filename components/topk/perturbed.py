@@ -1,5 +1,5 @@
 """Perturbed-optimizer top-k (Berthet et al. 2020; Cordonnier et al. 2021, "Differentiable
-Patch Selection"; PAPER.md §2.2 option (b)).
+Patch Selection"; docs/paper.md, tokenizer and scorer).
 
 Axis legend: b batch, m candidate tokens, s noise samples.
 
@@ -7,7 +7,7 @@ The relaxation is E_Z[topk(s + σZ)], Z ~ N(0, I); its Jacobian-vector product h
 unbiased estimate  ∂L/∂s = E_Z[⟨∂L/∂mask, topk(s + σZ) − topk(s)⟩ · Z] / σ  (the clean
 mask is a control variate: E[Z] = 0) — no sort is differentiated. Forward is the hard mask of the clean scores (exactly k per row) or, with
 ``forward_value="mean"``, the mean of the perturbed masks (rows still sum to k, values in
-[0, 1]; BENCHMARKS.md saw it drift least in long runs).
+[0, 1]; it drifted least in long runs measured with benchmarks/scorer_learns.py).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Straight-through top-k: the hard top-k mask forward, the gradient of a sigmoid relaxation
-backward (PAPER.md §2.2 option (a); BENCHMARKS.md: trains the scorer within ~50 steps).
+backward (docs/paper.md, tokenizer and scorer; it trains the scorer within ~50 steps:
+benchmarks/scorer_learns.py).
 
 Axis legend: b batch, m candidate tokens.
 """

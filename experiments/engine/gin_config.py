@@ -13,6 +13,7 @@ import gin
 import gin.config as gin_config
 
 from lvmae import registry
+from lvmae.experiments.engine import gin_helpers
 
 
 def gin_applies(function):
@@ -97,7 +98,18 @@ def parse(gin_files: list[str], gin_bindings: list[str]) -> None:
             raise GinConfigError(_explain(error, f"in gin binding {binding!r} (from gin_bindings / -b)")) from error
 
 
+# Macros derived by these helpers are recorded with their value (``outputs/lvmae_b_128f``), not
+# their gin spelling (``@workdir/path.join()``): they are pure functions of other bindings.
+_DERIVED = gin_helpers.SELECTORS
+
+
 def _plain(value: Any) -> Any:
+    if (isinstance(value, gin_config.ConfigurableReference) and value.evaluate
+            and value.configurable.selector in _DERIVED):
+        try:
+            value = value.scoped_configurable_fn()
+        except Exception:  # noqa: BLE001  (a broken derivation is reported by the command itself)
+            return str(value)
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
