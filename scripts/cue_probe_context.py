@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-samples", type=int, default=1024)
     parser.add_argument("--val-samples", type=int, default=2000,
-                        help="≥ 2000 for accuracy claims (BENCHMARKS.md)")
-    parser.add_argument("--token-drop", type=float, default=0.2, help="at 128 frames (PAPER.md §3.3)")
+                        help="≥ 2000 for accuracy claims (docs/data.md)")
+    parser.add_argument("--token-drop", type=float, default=0.2, help="at 128 frames (docs/paper.md)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", default="outputs/cue_probe_context")
     parser.add_argument("--data-root", default="data")

@@ -177,3 +177,9 @@ def test_run_records_hold_derived_paths_not_their_gin_spelling():
     macros = gin_config.resolved_bindings()["macros"]
     assert macros["WORKDIR"] == "/scratch/lvmae_cpu"
     assert macros["PRECOMPUTED_MANIFEST"] == "/scratch/lvmae_cpu/precomputed/manifest.yaml"
+
+
+def test_preflight_checks_derived_input_paths_by_their_value(tmp_path):
+    with pytest.raises(preflight.PreflightError, match=f"'{tmp_path}/random_cpu/pretrain/last.pt': no such"):
+        preflight.preflight("finetune", ["gin/experiments/random_cpu.gin"], [f"OUTPUTS = '{tmp_path}'"],
+                            build=False)

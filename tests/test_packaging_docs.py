@@ -60,3 +60,20 @@ def test_nothing_outside_tests_imports_from_tests():
                  if path.relative_to(ROOT).parts[0] != "tests"
                  and re.search(r"^\s*(?:from|import)\s+tests\b", path.read_text(), flags=re.MULTILINE)]
     assert not importing, importing
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    citing = [f"{path.relative_to(ROOT)}:{number}"
+              for path in _files(".py", ".md", ".gin", ".sh", ".toml", ".cjs")
+              if path.name != Path(__file__).name
+              for number, line in enumerate(path.read_text().splitlines(), start=1)
+              if OUTSIDE_NOTES.search(line)]
+    assert not citing, f"cite docs/paper.md or the paper instead: {citing}"
+
+
+def test_every_docs_page_named_in_code_gin_or_docs_exists():
+    named = re.compile(r"\bdocs/[\w./-]+?\.md\b")
+    missing = sorted({f"{path.relative_to(ROOT)}: {page}"
+                      for path in _files(".py", ".md", ".gin", ".sh", ".toml")
+                      for page in named.findall(path.read_text()) if not (ROOT / page).is_file()})
+    assert not missing, missing

@@ -5,7 +5,7 @@ Axis legend: t frames, h height, w width, c = 3 RGB channels. Clips are uint8 (t
 Shards hold constant-frame-rate mp4s written by :func:`encode_mp4`, so a frame number maps to a
 timestamp exactly (``pts = index · time_base⁻¹ / fps``); the decoder seeks to the last key
 frame before the first wanted frame and decodes forward only as far as the last wanted frame —
-a short GOP (``gop`` frames) bounds the waste of a random start (ECOSYSTEM.md, "Video decoding").
+a short GOP (``gop`` frames) bounds the waste of a random start.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class PyAVDecoder(VideoDecoder):
     """Seeks to the key frame before the first wanted frame, decodes to the last one."""
 
     def __init__(self, threads: int = 1):
-        # One decode thread per data-loader worker was fastest on 2 cores (ECOSYSTEM.md).
+        # One decode thread per data-loader worker was fastest on 2 cores (measured).
         if threads < 0:
             raise ValueError(f"PyAVDecoder: threads must be ≥ 0 (0 = FFmpeg's choice), got {threads}")
         self.threads = threads

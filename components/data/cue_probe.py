@@ -7,7 +7,7 @@ probe colour p are independent and uniform over a palette of C colours; the labe
 exactly chance. Distractors are filled discs in the same palette flashing at random times
 and places — colour presence is no shortcut; the model must tell rings from discs and early
 from late. With 128 frames and event_fraction 0.25, cue and probe are ≥ 64 frames apart, so
-every 32-frame contiguous window is at chance (BENCHMARKS.md).
+every 32-frame contiguous window is at chance (``run.py oracle_ceiling`` measures it).
 """
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ class ProceduralDataset(Dataset):
         p = self.params
         for i, (clip, label, events) in enumerate(tqdm(self.clips(split), total=p[f"{split}_samples"],
                                                        desc=f"{self.name} {split}", unit="clip")):
-            # yuv444p: 4:2:0 chroma subsampling smears thin coloured details (ECOSYSTEM.md).
+            # yuv444p: 4:2:0 chroma subsampling smears thin coloured details.
             stored = encode_mp4(clip, p["fps"], crf=10, pix_fmt="yuv444p") if p["codec"] == "mp4" else clip
             sample = make_sample(f"{split}_{i:06d}", stored, {"label": label}, p["fps"], len(clip),
                                  clip.shape[1:3], source=self.name, frames=(0, len(clip)))

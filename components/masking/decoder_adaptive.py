@@ -1,4 +1,4 @@
-"""Adaptive decoder masking (LVMAE, PAPER.md §1–2): the highest-scoring tokens plus a random part.
+"""Adaptive decoder masking (LVMAE, docs/paper.md): the highest-scoring tokens plus a random part.
 
 Axis legend: b batch, t/h/w token grid, n = t·h·w, k kept by the encoder, q decoder targets.
 

@@ -12,7 +12,7 @@ from lvmae.registry import register
 class AllMaskedDecoding(DecoderMasking):
     """dec_target_idx = every token the encoder did not keep, ascending (n − k per clip).
 
-    This is the memory wall of PAPER.md Figure 1: at 128 frames the decoder attends over
+    This is the memory wall of the paper's Figure 1: at 128 frames the decoder attends over
     all 12,544 tokens."""
 
     def count(self, grid: TokenGrid, kept: int) -> int:

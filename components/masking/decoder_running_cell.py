@@ -16,7 +16,7 @@ class RunningCellDecoderMasking(DecoderMasking):
 
     Policy for overlap: the pattern may select tokens the encoder kept. They are still decoded
     (the count stays fixed, as in VideoMAE V2) but get ``loss_weight`` 0 (MaskPlan), so the
-    loss covers only targets the encoder did not see (PAPER.md §2.3).
+    loss covers only targets the encoder did not see (docs/paper.md, MAE pre-training).
     """
 
     decodes_kept_tokens = True

@@ -4,7 +4,7 @@ Axis legend: b batch, n all tokens of the grid (t·h·w), k kept by the encoder,
 q decoder targets (queries).
 
 Indices are the source of truth; boolean views are derived. Counts are fixed per batch so
-that gathers stay rectangular. Budgets are fractions of *all* tokens (PAPER.md §1).
+that gathers stay rectangular. Budgets are fractions of *all* tokens (docs/paper.md).
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class MaskPlan:
     def loss_weight(self) -> torch.Tensor:
         """(b, q) float: 1 for targets the encoder did not see, 0 for targets it kept.
 
-        The loss covers decoder targets the encoder did not see (PAPER.md §1 C); a strategy
+        The loss covers decoder targets the encoder did not see (docs/paper.md); a strategy
         that draws a kept token simply contributes nothing for it.
         """
         seen = torch.gather(self.enc_keep_mask, 1, self.dec_target_idx)

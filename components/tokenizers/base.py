@@ -7,7 +7,7 @@ T frames with T % st == 0 (and H % sh == W % sw == 0) to exactly T/st latent fra
 MAGVIT-v2's causal tokenizer there is no extra first frame, so its grid equals the MAE
 tubelet grid. ``window_frames`` (16 in the paper) is the clip length it is trained on; longer
 clips are tokenized window by window with stride ``window_frames`` and concatenated along
-time (``encode_windows``, PAPER.md §1 B).
+time (``encode_windows``, docs/paper.md).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Axis legend: b batch, m candidate tokens, s noise samples, t/h/w token grid, n =
 
 A selector maps scores (b, m) and a count k to a selection mask (b, m) whose forward value has
 exactly k ones per row (hard) and whose backward pass sends a gradient to the scores — the
-scorer has no loss of its own (PAPER.md §2.2).
+scorer has no loss of its own (docs/paper.md, tokenizer and scorer).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``python run.py finetune``: supervised fine-tuning of a pre-trained encoder, then evaluation.
 
-The recipe of PAPER.md §3.3: one head per label head of the dataset (mean pooling + linear,
+The recipe of docs/paper.md, fine-tuning: one head per label head of the dataset (mean pooling + linear,
 or class-attention pooling), random-tube token drop in training (``model.classifier.
 token_drop``; 20% at 128 frames), layer-wise lr decay, drop-path, label smoothing and
 optional video Mixup/CutMix. Pre-trained positional tables are resized when the fine-tuning

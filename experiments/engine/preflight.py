@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import gin.config as gin_lib
 
-from lvmae.experiments.engine import gin_config
+from lvmae.experiments.engine import gin_config, gin_helpers
 
 EXPERIMENT_MODULE = "experiments"
 # Parameters that name a file or folder the run reads (it must exist before the run starts).
@@ -119,6 +119,9 @@ def _resolve(value, used_by: str):
     """``value`` with macros replaced by their values, inside lists/tuples/dicts too."""
     if _is_macro(value):
         return _resolve(_macro_value(value, used_by), used_by)
+    if (isinstance(value, gin_lib.ConfigurableReference) and value.evaluate
+            and value.configurable.selector in gin_helpers.SELECTORS):
+        return value.scoped_configurable_fn()   # a path or number gin derives (path.join, ...)
     if isinstance(value, (list, tuple)):
         return type(value)(_resolve(v, used_by) for v in value)
     if isinstance(value, dict):

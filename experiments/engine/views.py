@@ -3,7 +3,7 @@
 Axis legend: b batch, C channels, T/H/W frames and pixels of the loaded clip, F/S frames and
 side of the model's input.
 
-Single view (the paper's protocol, PAPER.md §3.3) is the centred clip and the centred crop.
+Single view (the paper's protocol, docs/paper.md, fine-tuning) is the centred clip and the centred crop.
 Multi-view spreads ``temporal_clips`` windows evenly over the loaded frames and
 ``spatial_crops`` squares evenly along the longer spatial side (VideoMAE's 3 crops); the
 model's logits are averaged over all views.
