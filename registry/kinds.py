@@ -75,6 +75,22 @@ def subclass_of(base: type, **methods: tuple[str, ...]) -> Callable[[object], st
     return check
 
 
+def has_methods(**methods: tuple[str, ...]) -> Callable[[object], str | None]:
+    """Contract for kinds without a base class: a class whose ``methods`` accept the
+    positional arguments the framework passes (a factory is checked when built)."""
+
+    def check(obj: object) -> str | None:
+        if not isinstance(obj, type):
+            return None if callable(obj) else "must be a class or a callable factory"
+        for name, arguments in methods.items():
+            problem = signature_problem(getattr(obj, name, None), arguments)
+            if problem:
+                return f"{name}() {problem}; it is called as {name}({', '.join(arguments)})"
+        return None
+
+    return check
+
+
 def signature_problem(method: object, arguments: tuple[str, ...]) -> str | None:
     """Why ``method`` (an unbound method) cannot be called with ``self`` and ``arguments``
     positionally, or None when it can."""
@@ -128,3 +144,4 @@ for _name, _desc in [
     ("video_decoder", "decode chosen frames of an encoded clip (the reader's decoder)"),
 ]:
     define_kind(_name, _desc)
+set_contract("clips", has_methods(batch=("batch_size", "generator")))

@@ -349,3 +349,11 @@ def test_preflight_of_a_classifier_checks_backbone_token_drop_and_heads():
     checked = kit.preflight_components(model)
     assert [c.split()[0] for c in checked] == ["'backbone.vit'", "'masking.encoder.tube'", "'head.mean_linear'",
                                                "'head.mean_linear'"]
+
+
+def test_clip_generators_check_their_batch_signature():
+    with pytest.raises(registry.RegistryError, match=r"'clips\.bad_signature' .*batch\(\) has the signature"):
+        @registry.register("clips.bad_signature")
+        class Bad:
+            def batch(self, batch_size):
+                return {}
