@@ -8,14 +8,14 @@ import sys
 import gin
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import registry  # noqa: E402
-from lvmae.experiments.commands.pretrain import pretrain_loop  # noqa: E402
+from lvmae import registry
+from lvmae.experiments.commands import load_all
+from lvmae.experiments.commands.pretrain import pretrain_loop
 
 
 def main(out: str, parallel: str, *bindings: str) -> None:
     registry.discover()
+    load_all()   # the gin file binds every command's configurables
     gin.parse_config_files_and_bindings(["gin/experiments/tiny_cpu.gin"], list(bindings))
     result = pretrain_loop(None, 0, parallel=parallel)
     state = result["model"].state_dict()
