@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -425,6 +426,62 @@ def check_backbone(backbone: nn.Module | Callable[..., nn.Module] | str, batch_s
     backbone.zero_grad(set_to_none=True)
 
 
+def _built(component: Any, kind: str, **arguments: Any) -> nn.Module:
+    """A registry name or a factory (gin binds heads and decoders without parentheses: the
+    model calls them with these arguments) is built with ``arguments``; a module is kept."""
+    if isinstance(component, str):
+        registry.discover()
+        entry = registry.get(component)
+        if entry.kind != kind:
+            raise ValueError(f"{component!r} is a {entry.kind} component, not a {kind}")
+        component = entry.obj
+    if not isinstance(component, nn.Module) and callable(component):
+        with _calling(component, f"building with {arguments}"):
+            component = component(**arguments)
+    if not isinstance(component, nn.Module):
+        raise ContractError(component, f"must be (or build) an nn.Module, got {type(component).__name__}")
+    return component
+
+
+def check_head(head: nn.Module | Callable[..., nn.Module] | str, dim: int = 32, num_classes: int = 5,
+               tokens: int = PREFLIGHT_TOKENS, batch_size: int = 2) -> None:
+    """A classification head: built as ``head(dim=..., num_classes=...)`` (a factory or a
+    name) or given built; forward(features (b, n, dim)) → logits (b, num_classes), finite,
+    differentiable. Give ``dim``/``num_classes`` of a built head."""
+    head = _built(head, "head", dim=dim, num_classes=num_classes)
+    _contract(head, "head")
+    with _quiet_rng(), torch.enable_grad():
+        features = torch.randn(batch_size, tokens, dim, generator=_generator(12)).requires_grad_(True)
+        with _calling(head, f"forward(features {tuple(features.shape)})"):
+            logits = head(features)
+        _tensor(head, "logits", logits, (batch_size, num_classes), floating=True)
+        logits.sum().backward()
+    if features.grad is None:
+        raise ContractError(head, "no gradient reaches the features")
+
+
+def check_decoder(decoder: nn.Module | Callable[..., nn.Module] | str, encoder_dim: int = 32,
+                  out_dim: int = 12, grid: TokenGrid = DEFAULT_GRID, batch_size: int = 2) -> None:
+    """An MAE decoder: built as ``decoder(encoder_dim=..., out_dim=..., grid=...)`` (a
+    factory or a name, as ``model.mae`` builds it) or given built; forward(enc_features
+    (b, k, encoder_dim), plan) → predictions (b, q, out_dim) at the plan's targets,
+    differentiable. Give the dimensions of a built decoder."""
+    decoder = _built(decoder, "decoder", encoder_dim=encoder_dim, out_dim=out_dim, grid=grid)
+    _contract(decoder, "decoder")
+    with _quiet_rng(), torch.enable_grad():
+        plan = MaskPlan.draw(grid, registry.build("masking.encoder.tube", keep_ratio=0.25),
+                             registry.build("masking.decoder.random", budget=0.25), batch_size, _generator(0))
+        features = torch.randn(batch_size, plan.enc_keep_idx.shape[1], encoder_dim,
+                               generator=_generator(13)).requires_grad_(True)
+        with _calling(decoder, f"forward(enc_features {tuple(features.shape)}, plan)"):
+            prediction = decoder(features, plan)
+        _tensor(decoder, "predictions", prediction, (batch_size, plan.dec_target_idx.shape[1], out_dim),
+                floating=True)
+        prediction.sum().backward()
+    if features.grad is None:
+        raise ContractError(decoder, "no gradient reaches the encoder features")
+
+
 def check_topk(selector: nn.Module | str, batch_size: int = 2, candidates: int = 16, k: int = 5) -> None:
     """A top-k selector: forward(scores (b, m), k) → (b, m) with exactly k ones per row, and a
     gradient to the scores."""
@@ -467,7 +524,12 @@ CHECKS: dict[str, Callable[..., None]] = {
     "backbone": check_backbone,
     "topk": check_topk,
     "dataset": check_dataset,
+    "head": check_head,
+    "decoder": check_decoder,
 }
+#: Kinds that gin binds as factories (no parentheses) and a model calls with its own sizes:
+#: ``check_component`` hands their factory to the check, which builds it.
+FACTORY_KINDS = ("head", "decoder")
 
 
 def check_component(name: str, **kwargs: Any) -> None:
@@ -476,7 +538,10 @@ def check_component(name: str, **kwargs: Any) -> None:
     entry = registry.get(name)
     if entry.kind not in CHECKS:
         raise ValueError(f"the kit has no check for kind {entry.kind!r}; kinds: {', '.join(CHECKS)}")
-    CHECKS[entry.kind](entry.obj(**kwargs))
+    if entry.kind in FACTORY_KINDS:
+        CHECKS[entry.kind](functools.partial(entry.obj, **kwargs))
+    else:
+        CHECKS[entry.kind](entry.obj(**kwargs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,19 +667,8 @@ def preflight_components(*components: Any, batch_size: int = 2,
 
 
 __all__ = [
-    "CHECKS",
-    "DEFAULT_BATCH",
-    "DEFAULT_GRID",
-    "PREFLIGHT_TOKENS",
-    "check_backbone",
-    "check_component",
-    "check_dataset",
-    "check_decoder_masking",
-    "check_encoder_masking",
-    "check_quantizer",
-    "check_scorer",
-    "check_target",
-    "check_tokenizer",
-    "check_topk",
+    "CHECKS", "DEFAULT_BATCH", "DEFAULT_GRID", "FACTORY_KINDS", "PREFLIGHT_TOKENS", "check_backbone",
+    "check_component", "check_dataset", "check_decoder", "check_decoder_masking", "check_encoder_masking",
+    "check_head", "check_quantizer", "check_scorer", "check_target", "check_tokenizer", "check_topk",
     "preflight_components",
 ]

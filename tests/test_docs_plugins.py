@@ -87,7 +87,10 @@ def test_plugins_page_examples_pass_the_kit_and_their_gin_files_parse(scratch):
         for name in names:
             if name.startswith("dataset."):
                 continue                                   # building it is cheap, preparing it writes shards
-            assert registry.build(name) is not None
+            if registry.get(name).kind in kit.FACTORY_KINDS:
+                kit.check_component(name)                  # the model builds it with its sizes
+            else:
+                assert registry.build(name) is not None
         gin.clear_config()
 
     [test_module] = [name for name in modules if name.startswith("test_")]

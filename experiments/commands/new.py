@@ -340,6 +340,62 @@ class $cls(Dataset):
                         clip_frames=p["clip_frames"])
 '''
 
+_DECODER = '''"""decoder.$name: the MAE decoder, run on the kept tokens plus one query per target."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lvmae.components.backbones.mae_decoder import gather_tokens
+from lvmae.components.masking.plan import MaskPlan, TokenGrid
+from lvmae.registry import register
+
+
+@register("decoder.$name")
+class $cls(nn.Module):
+    """Each target = its position + the mean of the kept tokens, through an MLP (replace
+    with your network). model.mae builds it with encoder_dim, out_dim and grid."""
+
+    def __init__(self, encoder_dim: int, out_dim: int, grid: TokenGrid, dim: int = 128):
+        super().__init__()
+        self.proj_in = nn.Linear(encoder_dim, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, grid.n, dim) * 0.02)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_dim))
+
+    def forward(self, enc_features: torch.Tensor, plan: MaskPlan) -> torch.Tensor:
+        """enc_features (b, k, encoder_dim), plan → predictions (b, q, out_dim)."""
+        context = self.proj_in(enc_features).mean(dim=1, keepdim=True)                 # (b, 1, dim)
+        positions = self.pos_embed.expand(enc_features.shape[0], -1, -1)
+        return self.head(gather_tokens(positions, plan.dec_target_idx) + context)
+'''
+
+_HEAD = '''"""head.$name: a classification head for fine-tuning."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lvmae.registry import register
+
+
+@register("head.$name")
+class $cls(nn.Module):
+    """Max over tokens, LayerNorm, linear (replace with your head). model.classifier builds
+    one per label head with dim and num_classes."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        if dim < 1 or num_classes < 1:
+            raise ValueError(f"head.$name: dim and num_classes must be ≥ 1, got {dim}, {num_classes}")
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (b, n, dim) → logits (b, num_classes)."""
+        return self.fc(self.norm(features.amax(dim=1)))
+'''
+
+
 #: kind → (module template, gin lines, kit check, constructor arguments in the test)
 KINDS: dict[str, tuple[str, str, str, str]] = {
     "masking.encoder": (_MASKING_ENCODER, ("model.mae.encoder_masking = @masking.encoder.$name()\n"
@@ -360,7 +416,12 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
              "check_topk", ""),
     "dataset": (_DATASET, "DATASET = @dataset.$name()\ndataset.$name.root = 'data'\n", "check_dataset",
                 "root=str(tmp_path)"),
+    "decoder": (_DECODER, "model.mae.decoder = @decoder.$name\ndecoder.$name.dim = 128\n", "check_decoder", ""),
+    "head": (_HEAD, "model.classifier.head = @head.$name\n", "check_head", ""),
 }
+#: Kinds a model builds itself with its sizes (gin binds them without parentheses): the test
+#: gives the kit the class, which the kit builds.
+FACTORY_KINDS = ("decoder", "head")
 
 _GIN = '''# $kind.$name — the import line loads the plugin module (it must be importable: on
 # PYTHONPATH or beside run.py); then the component goes into its slot. Use it after an
@@ -386,14 +447,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_${name}_contract(tmp_path):
-    kit.$check($name.$cls($args))
+    kit.$check($subject)
 
 
 def test_${name}_gin_file_builds_it(tmp_path):
     gin_config.parse([os.path.join(HERE, "$name.gin")], [])
     try:
-        built = registry.build("$kind.$name"$build_args)
-        assert isinstance(built, $name.$cls)
+        $gin_check
     finally:
         gin.clear_config()
 '''
@@ -411,8 +471,13 @@ def render(kind: str, name: str, folder: str = ".") -> dict[str, str]:
         raise ValueError(f"NAME must be a snake_case Python identifier (it is the module name too), "
                          f"not starting with 'test'; got {name!r}")
     module, gin_lines, check, args = KINDS[kind]
-    values = dict(kind=kind, name=name, cls=class_name(name), check=check, args=args,
-                  build_args=f", {args}" if args else "", folder=folder,
+    cls = class_name(name)
+    factory = kind in FACTORY_KINDS
+    build_args = f", {args}" if args else ""
+    gin_check = (f'kit.check_component("{kind}.{name}")   # built with the sizes a model gives it' if factory
+                 else f'assert isinstance(registry.build("{kind}.{name}"{build_args}), {name}.{cls})')
+    values = dict(kind=kind, name=name, cls=cls, check=check, args=args, gin_check=gin_check,
+                  subject=f"{name}.{cls}" if factory else f"{name}.{cls}({args})", folder=folder,
                   gin_path=os.path.join(folder, f"{name}.gin"))
     values["lines"] = string.Template(gin_lines).substitute(values)
     return {f"{name}.py": string.Template(module).substitute(values),
