@@ -183,6 +183,8 @@ def test_decodes_kept_tokens_is_allowed_when_declared_but_needs_a_loss_token():
     plan = MaskPlan.draw(GRID, registry.build("masking.encoder.tube", keep_ratio=0.25), cls(), 2,
                          torch.Generator())
     assert plan.loss_weight.sum(dim=1).tolist() == [1.0, 1.0] and keep.shape == plan.enc_keep_idx.shape
+    derived = MaskPlan(GRID, plan.enc_keep_idx, plan.dec_target_idx).loss_weight   # from the boolean views
+    assert torch.equal(plan.loss_weight, derived)
 
 
 def test_host_checks_on_cpu_in_debug_mode_and_on_devices_otherwise(monkeypatch):

@@ -60,6 +60,9 @@ class MaskPlan:
     enc_keep_idx: torch.Tensor
     dec_target_idx: torch.Tensor
     checked: bool = dataclasses.field(default=False, repr=False, compare=False)
+    #: (b, q) bool, True where a target is not kept by the encoder — computed by ``draw``'s
+    #: checks and reused by ``loss_weight`` (None: derived on demand).
+    loss_set: torch.Tensor | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.checked:
@@ -85,9 +88,9 @@ class MaskPlan:
                                          scores if decoder_masking.needs_scores else None)
         check_index_tensor(decoder_masking, "dec_target_idx", dec_target_idx, batch_size,
                            decoder_masking.count(grid, kept), grid.n, ascending=False)
-        check_targets_not_kept(decoder_masking, grid.n, enc_keep_idx, dec_target_idx,
-                               decoder_masking.decodes_kept_tokens)
-        return cls(grid, enc_keep_idx, dec_target_idx, checked=True)
+        loss_set = check_targets_not_kept(decoder_masking, grid.n, enc_keep_idx, dec_target_idx,
+                                          decoder_masking.decodes_kept_tokens)
+        return cls(grid, enc_keep_idx, dec_target_idx, checked=True, loss_set=loss_set)
 
     @property
     def batch_size(self) -> int:
@@ -114,5 +117,7 @@ class MaskPlan:
         The loss covers decoder targets the encoder did not see (docs/paper.md); a strategy
         that draws a kept token simply contributes nothing for it.
         """
+        if self.loss_set is not None:
+            return self.loss_set.float()
         seen = torch.gather(self.enc_keep_mask, 1, self.dec_target_idx)
         return (~seen).float()
