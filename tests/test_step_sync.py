@@ -90,17 +90,21 @@ def recording_cuda_syncs():
             sites[f"{warning.filename}:{warning.lineno}"] += 1
 
 
-def _pretrain(tmp_path, steps: int, device: str) -> None:
+def _train(command: str, workdir, data, steps: int, device: str) -> None:
+    """Runs ``<command>_loop`` of the tiny CPU experiment (logging at step 1 only)."""
+    from lvmae.experiments.commands.finetune import finetune_loop
     from lvmae.experiments.commands.pretrain import pretrain_loop
-    bindings = ["CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{tmp_path / f'work_{steps}'}'",
-                f"dataset.synthetic_motion.root = '{tmp_path / 'data'}'",
+    loop = f"{command}_loop"
+    bindings = ["CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{workdir}'",
+                f"dataset.synthetic_motion.root = '{data}'",
                 "dataset.synthetic_motion.square = 4", "dataset.synthetic_motion.train_samples = 32",
                 "dataset.synthetic_motion.val_samples = 8", "dataset.synthetic_motion.samples_per_shard = 16",
-                "pretrain_loop.batch_size = 2", f"pretrain_loop.steps = {steps}",
-                "pretrain_loop.log_every = 1000", "pretrain_loop.warmup_steps = 1",
-                "pretrain_loop.shuffle_buffer = 4", f"pretrain_loop.device = '{device}'"]
+                f"{loop}.batch_size = 2", f"{loop}.steps = {steps}", f"{loop}.log_every = 1000",
+                f"{loop}.warmup_steps = 1", f"{loop}.shuffle_buffer = 4", f"{loop}.device = '{device}'"]
+    if command == "finetune":
+        bindings.append("finetune_loop.pretrained = None")
     gin_config.parse([TINY], bindings)
-    pretrain_loop(None, 0)
+    {"pretrain": pretrain_loop, "finetune": finetune_loop}[command](None, 0)
 
 
 @contextlib.contextmanager
@@ -117,12 +121,13 @@ def device_mode_contract_checks():
         contract.host_checks = original
 
 
-def _per_step_sites(tmp_path, device: str, recorder) -> dict[str, int]:
-    _pretrain(tmp_path, SHORT, device)          # writes the data set; warms every code path
+def _per_step_sites(tmp_path, command: str, device: str, recorder) -> dict[str, int]:
+    data = tmp_path / "data"
+    _train(command, tmp_path / "warm", data, SHORT, device)     # writes the data; warms every path
     counts = {}
     for steps in (SHORT, LONG):
         with recorder() as sites, device_mode_contract_checks():
-            _pretrain(tmp_path / "again", steps, device)
+            _train(command, tmp_path / f"work_{steps}", data, steps, device)
         counts[steps] = sites
     extra = counts[LONG].copy()
     extra.subtract(counts[SHORT])
@@ -135,14 +140,16 @@ def _report(sites: dict[str, int]) -> str:
             + "\n".join(f"  {n / steps:g} per step  {site}" for site, n in sorted(sites.items())))
 
 
-def test_no_tensor_becomes_a_python_value_outside_logging_steps(tmp_path):
-    sites = _per_step_sites(tmp_path, "cpu", counting_host_reads)
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_no_tensor_becomes_a_python_value_outside_logging_steps(tmp_path, command):
+    sites = _per_step_sites(tmp_path, command, "cpu", counting_host_reads)
     assert not sites, _report(sites)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (set_sync_debug_mode)")
-def test_no_cuda_synchronisation_outside_logging_steps(tmp_path):
-    sites = _per_step_sites(tmp_path, "cuda", recording_cuda_syncs)
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_no_cuda_synchronisation_outside_logging_steps(tmp_path, command):
+    sites = _per_step_sites(tmp_path, command, "cuda", recording_cuda_syncs)
     assert not sites, _report(sites)
 
 

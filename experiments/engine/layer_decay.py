@@ -12,6 +12,8 @@ import re
 import torch
 from torch import nn
 
+from lvmae.experiments.engine.training import fused_adamw_supported
+
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 # Parameters named like these come before the first block.
 _EMBEDDING_NAMES = ("patch_embed", "pos_embed", "cls_token", "embed")
@@ -57,5 +59,4 @@ def build_finetune_optimizer(model: nn.Module, lr: float, weight_decay: float,
     for group in groups:
         group.pop("names")
     params = [p for g in groups for p in g["params"]]
-    fused = torch.cuda.is_available() and all(p.is_cuda for p in params)
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused_adamw_supported(params) or None)

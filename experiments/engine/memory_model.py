@@ -19,8 +19,8 @@ Memory is counted from what each operation keeps for backward in *this* implemen
   norm and head inputs, the prediction (held by the training loop) and the loss's
   difference (float32); bf16 autocast keeps a bf16 copy of the video for the patch
   embedding and of every matmul weight (the autocast cache).
-- live state: float32 weights, buffers (fixed position tables), AdamW's two moments, gradients (allocated during backward,
-  while activations are freed), the batch.
+- live state: float32 weights, buffers (fixed position tables), AdamW's two moments,
+  gradients (allocated during backward, while activations are freed), the batch.
 
 The step's peak is the larger of (1) the end of the forward pass: state without gradients,
 every saved activation and the largest forward temporary (the pixel target's patchified

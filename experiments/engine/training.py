@@ -36,9 +36,14 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if fused is None:
-        devices = {p.device.type for p in decay + no_decay}
-        fused = len(devices) == 1 and devices <= set(_FUSED_ADAMW_DEVICES)
+        fused = fused_adamw_supported(decay + no_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
+
+
+def fused_adamw_supported(parameters: list[torch.Tensor]) -> bool:
+    """Whether every parameter sits on one device type with a fused AdamW kernel."""
+    devices = {p.device.type for p in parameters}
+    return len(devices) == 1 and devices <= set(_FUSED_ADAMW_DEVICES)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
