@@ -10,13 +10,14 @@
 #   4. the planner's largest batch for ViT-B at 256 frames on this GPU, then a short
 #      pre-training at that batch (gin/experiments/vit_b_256f_synthetic.gin), sampling
 #      nvidia-smi's memory.used.
-# Environment: PYTHON (default .venv/bin/python), PRETRAIN_STEPS (default 100),
+# Environment: PYTHON (default .venv/bin/python), PRETRAIN_STEPS (default 50; the clips are
+# read in the training process, 38.5 MB each, so long runs are data-bound),
 # CHECKPOINTING=on to plan and train with activation checkpointing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/gpu_check}
 PY=${PYTHON:-.venv/bin/python}
-STEPS=${PRETRAIN_STEPS:-100}
+STEPS=${PRETRAIN_STEPS:-50}
 CHECKPOINTING=${CHECKPOINTING:-off}
 GIN=gin/experiments/vit_b_256f_synthetic.gin
 mkdir -p "$OUT"

@@ -2,7 +2,7 @@
 
 A host-device synchronisation stalls the GPU's queue once per call; in the hot path it costs
 a few percent of every step and hides in profiles. Two checks, both on the real
-``pretrain_loop`` (whatever its internals):
+``pretrain_loop`` and ``finetune_loop`` (whatever their internals):
 
 - CPU: every conversion of a tensor to a Python value (``item``, ``float``, ``int``,
   ``bool``, ``index``, ``tolist``) is counted — on a GPU each one is a synchronisation.
