@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import os
 import traceback
 import warnings
@@ -103,8 +104,12 @@ def _train(command: str, workdir, data, steps: int, device: str) -> None:
                 f"{loop}.warmup_steps = 1", f"{loop}.shuffle_buffer = 4", f"{loop}.device = '{device}'"]
     if command == "finetune":
         bindings.append("finetune_loop.pretrained = None")
+    function = {"pretrain": pretrain_loop, "finetune": finetune_loop}[command]
+    accepted = inspect.signature(getattr(function, "__wrapped__", function)).parameters
+    assert {"steps", "log_every", "batch_size"} <= set(accepted), f"{loop} changed its parameters"
+    bindings = [b for b in bindings if not b.startswith(f"{loop}.") or b.split(".")[1].split()[0] in accepted]
     gin_config.parse([TINY], bindings)
-    {"pretrain": pretrain_loop, "finetune": finetune_loop}[command](None, 0)
+    function(None, 0)
 
 
 @contextlib.contextmanager

@@ -100,8 +100,9 @@ class Planner:
             try:
                 with torch.device("meta"):
                     model = self._model_reference.scoped_configurable_fn()
-            except ValueError as error:
-                raise PlanError(f"{MACRO_FRAMES}={frames}: the model cannot be built ({error})") from error
+            except Exception as error:    # a component's own check, e.g. frames not divisible
+                raise PlanError(f"{MACRO_FRAMES}={frames}: the model cannot be built "
+                                f"({type(error).__name__}: {error})") from error
             finally:
                 gin.bind_parameter(f"{MACRO_FRAMES}/macro.value", self.frames)
             grid = model.encoder.grid
