@@ -7,12 +7,13 @@ d a stack's width, h its MLP hidden width, a its heads, c target channels, V vid
 Memory is counted from what each operation keeps for backward in *this* implementation
 (``components/backbones/transformer.py``), not from a generic rule:
 
-- one pre-norm block saves, per token, both LayerNorm inputs (2d, in float32 under CUDA's bf16
-  autocast, which runs layer_norm in float32; the CPU's leaves them in bf16), the two linear inputs after the norms (2d), q/k/v
-  (3d, one storage), the attention output that is also the projection's input (d), the MLP's
-  hidden activations before and after GELU (2h), plus the norms' mean/rstd (4 floats) and the
-  attention's log-sum-exp (a floats). Dense (materialised) attention adds its probabilities
-  (a·n per token); flash / memory-efficient SDPA does not.
+- one pre-norm block saves, per token, both LayerNorm inputs (2d; float32 under CUDA's bf16
+  autocast, which runs layer_norm in float32; the CPU's autocast leaves them in bf16), the
+  two linear inputs after the norms (2d), q/k/v (3d, one storage), the attention output that
+  is also the projection's input (d), the MLP's hidden activations before and after GELU
+  (2h), plus the norms' mean/rstd (4 floats) and the attention's log-sum-exp (a floats).
+  Dense (materialised) attention adds its probabilities (a·n per token); flash /
+  memory-efficient SDPA does not.
 - with activation checkpointing a block saves only its input and recomputes the rest during
   backward, one block at a time.
 - around the stacks: the encoder's final norm, the decoder's projection input, its final
@@ -24,11 +25,13 @@ Memory is counted from what each operation keeps for backward in *this* implemen
 
 The step's peak is the larger of (1) the end of the forward pass: state without gradients,
 every saved activation and the largest forward temporary (the pixel target's patchified
-copy of the video and its normalisation's copies, or the patch embedding's all-token output), and (2) the end of
-backward: state with every gradient and the larger of the patch embedding's all-token
-gradient and, under checkpointing, one recomputed block. Not counted: convolution
-workspaces (the CPU's 3-D convolution unfolds the video in backward; cuDNN's vary), the CUDA context and allocator fragmentation (the planner keeps
-headroom for them), data-loader buffers in other processes.
+copy of the video and its normalisation's copies, or the patch embedding's all-token
+output), and (2) the end of backward: state with every gradient and the larger of the patch
+embedding's all-token gradient and, under checkpointing, one recomputed block.
+
+Not counted: convolution workspaces (the CPU's 3-D convolution unfolds the video in
+backward; cuDNN's vary), the CUDA context and allocator fragmentation (the planner keeps
+headroom for them), data-loader buffers in other processes, DDP's gradient buckets.
 """
 from __future__ import annotations
 
