@@ -36,7 +36,8 @@ _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "pri
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
           "report": "lvmae.experiments.reporting.report", "plan": "lvmae.experiments.commands.plan",
           "new": "lvmae.experiments.commands.new", "sweep": "lvmae.experiments.commands.sweep",
-          "resume": "lvmae.experiments.commands.resume"}
+          "resume": "lvmae.experiments.commands.resume",
+          "study": "lvmae.experiments.reporting.study"}
 _TOOL_SUMMARIES = {
     "db": "the local SecantusDB server: start | stop | status | replay FILE",
     "board": "Omniboard on 127.0.0.1 (--port)",
@@ -44,6 +45,7 @@ _TOOL_SUMMARIES = {
     "plan": "frames and batch that fit a GPU's memory (-g FILE --gpu-memory 80GiB)",
     "new": "KIND NAME: write a plugin module, its gin file and a contract test (docs/plugins.md)",
     "resume": "RUN_ID: continue a stopped run with the command line it was started with",
+    "study": "run a study file (gin/studies/*.yaml) or report it: tables, plots, Welch tests, docs/results.md",
     "sweep": "one command over a grid of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
 }
 _SACRED_COMMANDS = {

@@ -1,0 +1,488 @@
+"""``python run.py study``: run a paper ablation from its study file, and render what the stored
+runs show — a table (mean ± std, n), a plot, and a Welch t-test of every arm against the
+study's reference — into ``docs/results.md``.
+
+    python run.py study run    gin/studies/context.yaml                 # every arm × seed
+    python run.py study run    gin/studies/context_finetune.yaml --arm 32f --seed 1
+    python run.py study report gin/studies/*.yaml --write docs/results.md
+    python run.py study run    gin/studies/context.yaml --override gin/studies/gpu_vit_b.gin
+
+A study file (YAML) names the gin files every run uses, the common bindings, the stages
+chained per (arm, seed) in the order ``pretrain_tokenizer → precompute → pretrain →
+finetune / probe`` (each later stage reads what the earlier wrote: the runner binds the macros
+TOKENIZER_WORKDIR, TOKENIZER_CHECKPOINT, PRECOMPUTED_DIR, PRECOMPUTED_MANIFEST and
+``<stage>_loop.pretrained``), optional ``prepare`` stages run once per seed and shared by
+every arm (e.g. one tokenizer for a masking study), the seeds, the arms (name → extra
+bindings), the reference arm and the metric. Every run is an ordinary ``run.py`` run in its
+own work folder ``<root>/<study>/<arm>/seed_<s>`` (``_shared`` for ``prepare``), tagged
+``study=<name>`` and ``arm=<arm>`` (``meta.tags``);
+the report reads the runs back from the database (``LVMAE_MONGO_URL`` or the local SecantusDB)
+or, with ``LVMAE_OBSERVER=file``, from ``$LVMAE_RUNS_DIR``. ``run`` skips an (arm, seed, stage)
+that already has a COMPLETED run, so a study can be run in pieces.
+
+Significance: Welch's unequal-variance t-test (two-sided), arm vs reference, over the seeds'
+final metric values; with n = 3 per arm only large, consistent differences reach p < 0.05.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STAGES = ("pretrain_tokenizer", "precompute", "pretrain", "finetune", "probe")
+SHARED = "_shared"
+TOKENIZER_METRICS = ("eval/psnr", "eval/codebook_usage", "eval/perplexity")
+EVALUATED = ("finetune", "probe")
+STUDY_TAG, ARM_TAG = "study=", "arm="
+ALPHA = 0.05
+REQUIRED = ("name", "question", "gin", "stages", "seeds", "arms", "reference", "metric")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Study:
+    """One study file, validated. ``arms`` maps an arm's name to its extra gin bindings."""
+
+    path: str
+    name: str
+    question: str
+    gin: list[str]
+    stages: list[str]
+    seeds: list[int]
+    arms: dict[str, list[str]]
+    reference: str
+    metric: str
+    bindings: list[str] = field(default_factory=list)
+    notes: str = ""
+    prepare: list[str] = field(default_factory=list)
+
+
+def load_study(path: str) -> Study:
+    """Reads and validates a study file; errors name the file and the key at fault."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise SystemExit(f"study: no study file at {path!r}") from None
+    except yaml.YAMLError as error:
+        raise SystemExit(f"study: {path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"study: {path}: expected a mapping of keys, got {type(data).__name__}")
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise SystemExit(f"study: {path}: missing key(s) {missing}")
+    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare"}
+    if unknown:
+        raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
+    stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
+    if not stages or any(s not in STAGES for s in stages) or not any(s in EVALUATED for s in stages):
+        raise SystemExit(f"study: {path}: stages must be drawn from {STAGES} and include one of "
+                         f"{EVALUATED}, got {stages}")
+    chain = prepare + stages
+    if any(s in EVALUATED for s in prepare) or chain != sorted(set(chain), key=STAGES.index):
+        raise SystemExit(f"study: {path}: prepare + stages must follow the order {STAGES} without "
+                         f"repeats (evaluations only in stages), got prepare {prepare} stages {stages}")
+    seeds = data["seeds"]
+    seeds = list(range(1, seeds + 1)) if isinstance(seeds, int) else list(seeds)
+    if not seeds or any(not isinstance(s, int) for s in seeds):
+        raise SystemExit(f"study: {path}: seeds must be a count or a list of integers, got {data['seeds']!r}")
+    arms = data["arms"]
+    if not isinstance(arms, dict) or not arms:
+        raise SystemExit(f"study: {path}: arms must map arm names to lists of bindings")
+    arms = {str(k): list(v or []) for k, v in arms.items()}
+    for arm in arms:
+        if not arm or any(c in arm for c in ", /="):
+            raise SystemExit(f"study: {path}: arm name {arm!r} must be non-empty without ',', ' ', '/' or '='")
+    if str(data["reference"]) not in arms:
+        raise SystemExit(f"study: {path}: reference {data['reference']!r} is not an arm ({list(arms)})")
+    gin = [data["gin"]] if isinstance(data["gin"], str) else list(data["gin"])
+    return Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
+                 str(data["reference"]), str(data["metric"]), list(data.get("bindings") or []),
+                 str(data.get("notes") or "").strip(), prepare)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def workdir_of(root: str, study: Study, arm: str, seed: int) -> str:
+    return os.path.abspath(os.path.join(root, study.name, arm, f"seed_{seed}"))
+
+
+def chain_bindings(study: Study, workdir: str, shared: str, stage: str) -> list[str]:
+    """The macros and inputs that link ``stage`` to the stages before it (in ``shared`` when
+    they are ``prepare`` stages, else in this arm's ``workdir``)."""
+    where = {s: shared for s in study.prepare} | {s: workdir for s in study.stages}
+    bindings = []
+    if "pretrain_tokenizer" in where:
+        folder = where["pretrain_tokenizer"]
+        bindings += [f"TOKENIZER_WORKDIR = '{folder}'", f"TOKENIZER_CHECKPOINT = '{folder}/tokenizer/last.pt'"]
+    if "precompute" in where:
+        folder = where["precompute"]
+        bindings += [f"PRECOMPUTED_DIR = '{folder}/precomputed'",
+                     f"PRECOMPUTED_MANIFEST = '{folder}/precomputed/manifest.yaml'"]
+    if stage in EVALUATED:
+        checkpoint = f"'{where['pretrain']}/pretrain/last.pt'" if "pretrain" in where else "None"
+        bindings.append(f"{stage}_loop.pretrained = {checkpoint}")
+    return bindings
+
+
+def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
+                  overrides: list[str], extra: list[str]) -> list[str]:
+    """The ``run.py`` command line of one stage of one (arm, seed); ``arm`` is ``_shared`` for a
+    ``prepare`` stage (no arm bindings)."""
+    workdir, shared = workdir_of(root, study, arm, seed), workdir_of(root, study, SHARED, seed)
+    args = [sys.executable, str(ROOT / "run.py"), stage]
+    for gin_file in [*study.gin, *overrides]:
+        args += ["-g", gin_file]
+    bindings = [*study.bindings, *study.arms.get(arm, []), *extra, f"WORKDIR = '{workdir}'",
+                *chain_bindings(study, workdir, shared, stage)]
+    for binding in bindings:
+        args += ["-b", binding]
+    return args + ["--tag", STUDY_TAG + study.name, "--tag", ARM_TAG + arm, "with", f"seed={seed}"]
+
+
+def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
+              seeds: list[int], dry_run: bool) -> int:
+    done = {(r.arm, r.seed, r.command) for r in stored_runs(study.name)} if not dry_run else set()
+    failures = 0
+    for seed in seeds:
+        plan = [(SHARED, stage) for stage in study.prepare] + [(arm, stage) for arm in arms for stage in study.stages]
+        failed_arms: set[str] = set()
+        for arm, stage in plan:
+            if arm in failed_arms or SHARED in failed_arms:
+                continue
+            if (arm, seed, stage) in done:
+                print(f"study {study.name}: {arm} seed {seed} {stage}: already completed, skipped")
+                continue
+            args = stage_command(study, arm, seed, stage, root, overrides, extra)
+            print("$ " + " ".join(_quote(a) for a in args[1:]), flush=True)
+            if dry_run:
+                continue
+            if subprocess.run(args, cwd=ROOT).returncode:
+                print(f"study {study.name}: {arm} seed {seed} {stage} FAILED; its later stages are skipped",
+                      file=sys.stderr)
+                failures += 1
+                failed_arms.add(arm)
+    return 1 if failures else 0
+
+
+def _quote(text: str) -> str:
+    return text if all(c.isalnum() or c in "-_./=:%@" for c in text) else repr(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading stored runs
+
+
+@dataclass
+class StoredRun:
+    run_id: object
+    command: str
+    arm: str
+    seed: int
+    finals: dict[str, float]   # metric → last logged value
+
+
+def _arm_of(tags: list[str]) -> str | None:
+    return next((t[len(ARM_TAG):] for t in tags if t.startswith(ARM_TAG)), None)
+
+
+def stored_runs(study_name: str) -> list[StoredRun]:
+    """COMPLETED runs tagged ``study=<name>``, from files (``LVMAE_OBSERVER=file``) or the database."""
+    if os.environ.get("LVMAE_OBSERVER", "mongo") == "file":
+        return _file_runs(study_name)
+    return _mongo_runs(study_name)
+
+
+def _file_runs(study_name: str) -> list[StoredRun]:
+    from lvmae.experiments.tracking import local_db
+
+    base = Path(local_db.runs_dir())
+    runs = []
+    for folder in sorted(base.glob("*/run.json")):
+        try:
+            record = json.loads(folder.read_text(encoding="utf-8"))
+            metrics = json.loads((folder.parent / "metrics.json").read_text(encoding="utf-8"))
+            config = json.loads((folder.parent / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue     # a run still starting, or not a run folder
+        tags = (record.get("meta") or {}).get("tags") or []
+        if STUDY_TAG + study_name not in tags or record.get("status") != "COMPLETED":
+            continue
+        finals = {name: float(series["values"][-1]) for name, series in metrics.items() if series.get("values")}
+        runs.append(StoredRun(folder.parent.name, record.get("command", ""), _arm_of(tags), config.get("seed"), finals))
+    return runs
+
+
+def _mongo_runs(study_name: str) -> list[StoredRun]:
+    import pymongo
+
+    from lvmae.experiments.tracking import local_db
+    from lvmae.experiments.tracking.redact import safe_url
+
+    url = os.environ.get("LVMAE_MONGO_URL") or local_db.ensure_server()
+    problem = local_db.ping(url)
+    if problem:
+        raise SystemExit(f"study: the database at {safe_url(url)} does not answer: {problem}")
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        database = client[os.environ.get("LVMAE_MONGO_DB", "lvmae")]
+        docs = list(database.runs.find({"meta.tags": STUDY_TAG + study_name, "status": "COMPLETED"},
+                                       {"_id": 1, "command": 1, "meta.tags": 1, "config.seed": 1}))
+        runs = {doc["_id"]: StoredRun(doc["_id"], doc.get("command", ""), _arm_of(doc["meta"]["tags"]),
+                                      doc.get("config", {}).get("seed"), {}) for doc in docs}
+        for doc in database.metrics.find({"run_id": {"$in": list(runs)}}, {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
+            if doc["values"]:
+                last = max(range(len(doc["steps"])), key=lambda i: (doc["steps"][i], i))
+                runs[doc["run_id"]].finals[doc["name"]] = float(doc["values"][last])
+    return list(runs.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for numerator in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                          -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-12:
+            break
+    return h
+
+
+def incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b), x in [0, 1]."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def welch(sample: list[float], reference: list[float]) -> dict[str, float]:
+    """Welch's two-sided t-test of mean(sample) − mean(reference): {diff, t, df, p}. Needs ≥ 2
+    values on each side; two constant samples give p = 1 when equal, 0 when not."""
+    if len(sample) < 2 or len(reference) < 2:
+        raise ValueError(f"welch: needs ≥ 2 values per sample, got {len(sample)} and {len(reference)}")
+    diff = statistics.fmean(sample) - statistics.fmean(reference)
+    va, vb = statistics.variance(sample) / len(sample), statistics.variance(reference) / len(reference)
+    if va + vb == 0.0:
+        return {"diff": diff, "t": math.copysign(math.inf, diff) if diff else 0.0, "df": math.nan,
+                "p": 0.0 if diff else 1.0}
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(sample) - 1) + vb ** 2 / (len(reference) - 1))
+    return {"diff": diff, "t": t, "df": df, "p": incomplete_beta(df / 2.0, 0.5, df / (df + t * t))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+@dataclass
+class ArmStats:
+    arm: str
+    values: list[float]
+    seeds: list[int]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
+
+
+def arm_stats(study: Study, runs: list[StoredRun], command: str) -> list[ArmStats]:
+    """Per arm (study order), the final ``study.metric`` of the ``command`` runs, one per seed
+    (the newest run when a seed was run twice)."""
+    result = []
+    for arm in study.arms:
+        by_seed = {}
+        for run in runs:
+            if run.arm == arm and run.command == command and study.metric in run.finals:
+                by_seed[run.seed] = run.finals[study.metric]
+        if by_seed:
+            seeds = sorted(by_seed, key=lambda s: (s is None, s))
+            result.append(ArmStats(arm, [by_seed[s] for s in seeds], seeds))
+    return result
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def study_table(study: Study, stats: list[ArmStats]) -> list[str]:
+    """Markdown rows: arm, mean ± std, n, seeds, Δ vs reference, Welch p, verdict."""
+    reference = next((s for s in stats if s.arm == study.reference), None)
+    lines = [f"| arm | {study.metric} mean ± std | n | seeds | Δ vs {study.reference} | Welch t (df) | p | at α = {ALPHA} |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in stats:
+        cells = [f"`{s.arm}`", f"{_fmt(s.mean)} ± {_fmt(s.std)}", str(len(s.values)), ",".join(map(str, s.seeds))]
+        if s is reference:
+            cells += ["(reference)", "", "", ""]
+        elif reference is None or len(s.values) < 2 or len(reference.values) < 2:
+            cells += ["—", "—", "—", "too few seeds"]
+        else:
+            test = welch(s.values, reference.values)
+            verdict = ("higher" if test["diff"] > 0 else "lower") if test["p"] < ALPHA else "no significant difference"
+            cells += [f"{test['diff']:+.3f}", f"{_fmt(test['t'], 2)} ({_fmt(test['df'], 1)})", f"{test['p']:.3g}", verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def tokenizer_rows(study: Study, runs: list[StoredRun]) -> list[str]:
+    """Markdown rows of the tokenizer metrics per arm (or ``_shared``), mean ± std over seeds."""
+    rows = []
+    for arm in [SHARED, *study.arms]:
+        mine = [r for r in runs if r.arm == arm and r.command == "pretrain_tokenizer"]
+        if not mine:
+            continue
+        cells = []
+        for metric in TOKENIZER_METRICS:
+            values = [r.finals[metric] for r in mine if metric in r.finals]
+            cells.append("—" if not values else
+                         f"{statistics.fmean(values):.3f} ± {_fmt(statistics.stdev(values) if len(values) > 1 else math.nan)}")
+        rows.append(f"| `{arm}` | " + " | ".join(cells) + f" | {len(mine)} |")
+    return rows
+
+
+def save_plot(study: Study, tables: dict[str, list[ArmStats]], path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.6), squeeze=False)
+    for axis, (command, stats) in zip(axes[0], tables.items()):
+        for index, s in enumerate(stats):
+            colour = "#fdae6b" if s.arm == study.reference else "#9ecae1"
+            axis.bar(index, s.mean, yerr=0.0 if math.isnan(s.std) else s.std, capsize=4, color=colour,
+                     edgecolor="#3182bd")
+            axis.scatter([index] * len(s.values), s.values, color="#08306b", s=12, zorder=3)
+        axis.set_xticks(range(len(stats)), [s.arm for s in stats], rotation=30, ha="right")
+        axis.set_title(f"{study.name}: {command}")
+        axis.set_ylabel(study.metric)
+    figure.suptitle("mean ± std over seeds (dots: seeds; orange: reference)", fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, docs_dir: Path | None) -> str:
+    """One markdown section for the study: question, tables per evaluation, plot, command."""
+    regenerate = f"python run.py study run {study.path}"
+    lines = [f"## {study.name}", "", study.question, ""]
+    if study.notes:
+        lines += [study.notes, ""]
+    tables = {}
+    for command in (s for s in study.stages if s in EVALUATED):
+        stats = arm_stats(study, runs, command)
+        if stats:
+            tables[command] = stats
+    if not tables:
+        lines += ["**Not run in this round.** To run it:", "", "```", regenerate,
+                  f"python run.py study report {study.path} --write docs/results.md", "```", ""]
+        return "\n".join(lines)
+    missing = [arm for arm in study.arms if not any(s.arm == arm for t in tables.values() for s in t)]
+    for command, stats in tables.items():
+        lines += [f"**{command}** ({study.metric}, final value per run; Welch two-sided t-test against "
+                  f"`{study.reference}`):", "", *study_table(study, stats), ""]
+    tokenizer = tokenizer_rows(study, runs)
+    if tokenizer:
+        lines += ["**Tokenizer** (final evaluation of each `pretrain_tokenizer` run: PSNR in dB, codebook "
+                  "usage = distinct codes / codebook size, perplexity = exp(code entropy)):", "",
+                  "| tokenizer of | " + " | ".join(TOKENIZER_METRICS) + " | n |",
+                  "|---|" + "---|" * (len(TOKENIZER_METRICS) + 1), *tokenizer, ""]
+    if missing:
+        lines += [f"Arms without completed runs (not run in this round): {', '.join(f'`{a}`' for a in missing)}.", ""]
+    if plot_dir is not None:
+        plot = save_plot(study, tables, plot_dir / f"{study.name}.png")
+        shown = os.path.relpath(plot, docs_dir) if docs_dir is not None else str(plot)
+        lines += [f"![{study.name}]({shown})", ""]
+    lines += ["Regenerate:", "", "```", regenerate, f"python run.py study report {study.path} --write docs/results.md",
+              "```", ""]
+    return "\n".join(lines)
+
+
+HEADER = """# Results
+
+Generated by `python run.py study report gin/studies/*.yaml --write docs/results.md` from the
+runs stored in the database (or run folders with `LVMAE_OBSERVER=file`); do not edit by hand.
+Each table gives the final value of the study's metric per arm as mean ± sample std over seeds
+(n runs), and a Welch two-sided t-test of each arm against the study's reference arm. With
+n = 3 seeds only large, consistent differences reach p < 0.05; "no significant difference" is
+not evidence of equality. Every study file is under `gin/studies/`; the setting each was run
+at is in its gin files and bindings.
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python run.py study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run every (arm, seed) of a study")
+    run.add_argument("study")
+    run.add_argument("--arm", action="append", default=[], help="only this arm (repeatable)")
+    run.add_argument("--seed", type=int, action="append", default=[], help="only this seed (repeatable)")
+    run.add_argument("--override", action="append", default=[], metavar="GIN",
+                     help="gin file added after the study's (e.g. a GPU scale file)")
+    run.add_argument("-b", "--bind", action="append", default=[], help="extra binding for every run")
+    run.add_argument("--root", default="outputs/studies", help="work folders <root>/<study>/<arm>/seed_<s>")
+    run.add_argument("--dry-run", action="store_true", help="print the commands only")
+    report = sub.add_parser("report", help="tables, plots and significance from the stored runs")
+    report.add_argument("studies", nargs="+")
+    report.add_argument("--write", type=Path, default=None, help="markdown file to write (e.g. docs/results.md)")
+    report.add_argument("--plots", type=Path, default=None, help="plot folder (default: <write's folder>/results)")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        study = load_study(args.study)
+        arms = args.arm or list(study.arms)
+        unknown = [a for a in arms if a not in study.arms]
+        if unknown:
+            raise SystemExit(f"study: --arm {unknown} not in {study.path} (arms: {list(study.arms)})")
+        unknown = [s for s in args.seed if s not in study.seeds]
+        if unknown:
+            raise SystemExit(f"study: --seed {unknown} not in {study.path} (seeds: {study.seeds})")
+        seeds = args.seed or study.seeds
+        return run_study(study, args.root, args.override, args.bind, arms, seeds, args.dry_run)
+    studies = [load_study(path) for path in args.studies]
+    docs_dir = args.write.parent if args.write else None
+    plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
+    sections = [render_study(study, stored_runs(study.name), plot_dir, docs_dir) for study in studies]
+    text = "\n".join([HEADER, *sections])
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.write.with_suffix(args.write.suffix + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, args.write)
+        print(f"study: wrote {args.write} ({len(studies)} studies)")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

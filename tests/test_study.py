@@ -1,0 +1,152 @@
+"""Study files (gin/studies/*.yaml), the Welch test, and the study report from stored runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lvmae.experiments.reporting import study as study_module
+from lvmae.experiments.reporting.study import load_study, render_study, stage_command, welch
+
+STUDIES = sorted((Path(study_module.ROOT) / "gin" / "studies").glob("*.yaml"))
+
+
+def test_welch_matches_reference_values():
+    # Reference values: scipy.stats.ttest_ind(a, b, equal_var=False).
+    result = welch([0.9, 0.95, 0.92], [0.5, 0.52, 0.49])
+    assert result["t"] == pytest.approx(24.710633027411212, rel=1e-9)
+    assert result["df"] == pytest.approx(3.297560975609761, rel=1e-9)
+    assert result["p"] == pytest.approx(7.387809299772597e-05, rel=1e-6)
+    result = welch([1.0, 2.0, 3.0, 4.0], [2.5, 3.5, 4.5])
+    assert result["t"] == pytest.approx(-1.1547005383792517, rel=1e-9)
+    assert result["p"] == pytest.approx(0.3008027072551761, rel=1e-6)
+
+
+def test_welch_degenerate_samples():
+    assert welch([0.5, 0.5], [0.5, 0.5])["p"] == 1.0
+    assert welch([0.9, 0.9], [0.5, 0.5])["p"] == 0.0
+    with pytest.raises(ValueError, match="≥ 2 values"):
+        welch([0.5], [0.4, 0.6])
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+BASE = """name: toy
+question: Does it work?
+gin: [gin/experiments/tiny_cpu.gin]
+stages: [pretrain, finetune]
+seeds: 3
+reference: a
+metric: eval/top1
+arms:
+  a: []
+  b: ["pretrain_loop.steps = 2"]
+"""
+
+
+def test_load_study_validates_and_names_the_file(tmp_path):
+    study = load_study(_write(tmp_path, BASE))
+    assert study.seeds == [1, 2, 3] and list(study.arms) == ["a", "b"]
+    with pytest.raises(SystemExit, match=r"s\.yaml.*reference 'c'"):
+        load_study(_write(tmp_path, BASE.replace("reference: a", "reference: c")))
+    with pytest.raises(SystemExit, match=r"s\.yaml.*missing key.*metric"):
+        load_study(_write(tmp_path, BASE.replace("metric: eval/top1\n", "")))
+    with pytest.raises(SystemExit, match="must follow the order"):
+        load_study(_write(tmp_path, BASE.replace("[pretrain, finetune]", "[finetune, pretrain]")))
+    with pytest.raises(SystemExit, match="unknown key"):
+        load_study(_write(tmp_path, BASE + "typo: 1\n"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_study_file_is_valid(path):
+    study = load_study(str(path))
+    assert len(study.seeds) >= 3, "every study needs ≥ 3 seeds"
+    assert study.name == path.stem
+    for gin_file in study.gin:
+        assert (Path(study_module.ROOT) / gin_file).is_file(), gin_file
+
+
+def test_stage_command_chains_pretrain_into_finetune(tmp_path):
+    study = load_study(_write(tmp_path, BASE))
+    args = stage_command(study, "b", 2, "finetune", str(tmp_path / "out"), ["gpu.gin"], ["x.y = 1"])
+    workdir = tmp_path / "out" / "toy" / "b" / "seed_2"
+    assert f"finetune_loop.pretrained = '{workdir}/pretrain/last.pt'" in args
+    assert f"WORKDIR = '{workdir}'" in args and "pretrain_loop.steps = 2" in args and "x.y = 1" in args
+    assert args[args.index("gpu.gin") - 1] == "-g"
+    assert args[-2:] == ["with", "seed=2"] and "study=toy" in args and "arm=b" in args
+
+
+def _store(runs_dir: Path, run_id: int, arm: str, seed: int, value: float, status: str = "COMPLETED"):
+    folder = runs_dir / str(run_id)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"command": "finetune", "status": status,
+                                                  "meta": {"tags": ["study=toy", f"arm={arm}"]}}))
+    (folder / "config.json").write_text(json.dumps({"seed": seed}))
+    (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [10], "values": [value]}}))
+
+
+def test_report_from_stored_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(_write(tmp_path, BASE))
+    empty = render_study(study, study_module.stored_runs("toy"), None, None)
+    assert "Not run in this round" in empty and "python run.py study run" in empty
+    for i, (arm, seed, value) in enumerate([("a", 1, 0.50), ("a", 2, 0.52), ("a", 3, 0.49),
+                                            ("b", 1, 0.90), ("b", 2, 0.95), ("b", 3, 0.92)]):
+        _store(tmp_path / "runs", i + 1, arm, seed, value)
+    _store(tmp_path / "runs", 99, "b", 4, 0.0, status="FAILED")      # left out
+    runs = study_module.stored_runs("toy")
+    assert len(runs) == 6
+    text = render_study(study, runs, tmp_path / "plots", tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `b`"))
+    assert "0.923 ± 0.025" in row and "| 3 |" in row and "higher" in row and "7.39e-05" in row
+    assert (tmp_path / "plots" / "toy.png").stat().st_size > 0
+
+
+def test_prepare_stages_are_shared_by_every_arm(tmp_path):
+    text = BASE.replace("stages: [pretrain, finetune]",
+                        "prepare: [pretrain_tokenizer, precompute]\nstages: [pretrain, finetune]")
+    study = load_study(_write(tmp_path, text))
+    root = tmp_path / "out"
+    shared, arm = root / "toy" / "_shared" / "seed_1", root / "toy" / "a" / "seed_1"
+    tokenizer = stage_command(study, "_shared", 1, "pretrain_tokenizer", str(root), [], [])
+    assert f"WORKDIR = '{shared}'" in tokenizer
+    pretrain = stage_command(study, "a", 1, "pretrain", str(root), [], [])
+    assert f"TOKENIZER_CHECKPOINT = '{shared}/tokenizer/last.pt'" in pretrain
+    assert f"PRECOMPUTED_MANIFEST = '{shared}/precomputed/manifest.yaml'" in pretrain
+    assert f"WORKDIR = '{arm}'" in pretrain
+    finetune = stage_command(study, "a", 1, "finetune", str(root), [], [])
+    assert f"finetune_loop.pretrained = '{arm}/pretrain/last.pt'" in finetune
+    with pytest.raises(SystemExit, match="evaluations only in stages"):
+        load_study(_write(tmp_path, BASE.replace("stages: [pretrain, finetune]",
+                                                 "prepare: [finetune]\nstages: [probe]")))
+
+
+def test_study_tool_dry_run_through_run_py(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    from lvmae.experiments.commands import cli
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run.py", "study", "run", str(STUDIES[0]), "--seed", "1", "--dry-run"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert printed.count("$ ") == len(load_study(str(STUDIES[0])).arms) * len(load_study(str(STUDIES[0])).stages) \
+        + len(load_study(str(STUDIES[0])).prepare)
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_arm_parses_with_the_gpu_override(path):
+    """Each arm's bindings name real parameters of registered components, at CPU size and with
+    the GPU override file."""
+    import lvmae.experiments.commands  # noqa: F401  (registers the commands' gin functions)
+    from lvmae.experiments.engine import gin_config
+
+    study = load_study(str(path))
+    for overrides in ([], ["gin/studies/gpu_vit_b.gin"]):
+        for arm, bindings in study.arms.items():
+            gin_config.parse([*study.gin, *overrides], [*study.bindings, *bindings])
