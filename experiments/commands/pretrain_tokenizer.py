@@ -158,7 +158,7 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
                             batch_size: int = 16, steps: int = 200, lr: float = 1e-3,
                             weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                             warmup_steps: int = 10, clip_grad: float = 1.0,
-                            gan_weight: float = 0.1, r1_weight: float = 10.0,
+                            gan_weight: float = 0.1, r1_weight: float = 10.0, gan_start_step: int = 0,
                             log_every: int = 10, eval_every: int = 50, eval_clips: int = 32,
                             checkpoint_every: int = 100, checkpoint_minutes: float = 10.0,
                             psnr_data_range: float | None = None,
@@ -168,9 +168,13 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
     first and last evaluation metrics and the checkpoint path. Evaluations run at the start
     step (before training), every ``eval_every`` steps and at the end, on ``eval_clips`` fixed
     clips. ``train_scorer=False`` freezes the scorer (a heuristic scorer, or the control of the
-    scorer-learns test). The run works in ``workdir/tokenizer/<run id>``."""
+    scorer-learns test). With a ``discriminator``, the adversarial terms (generator loss and
+    discriminator updates) start after step ``gan_start_step`` (MAGVIT's schedule: the
+    autoencoder first learns to reconstruct). The run works in ``workdir/tokenizer/<run id>``."""
     if min(steps, batch_size, eval_every, eval_clips) < 1:
         raise ValueError("pretrain_tokenizer_loop: steps, batch_size, eval_every and eval_clips must be ≥ 1")
+    if gan_start_step < 0:
+        raise ValueError(f"pretrain_tokenizer_loop.gan_start_step must be ≥ 0, got {gan_start_step}")
     settings = Settings("pretrain_tokenizer_loop", steps, 1, clip_grad, warmup_steps, 0.0, log_every,
                         checkpoint_every, checkpoint_minutes, precision, exit_after_step)
     trainer = Trainer(run, seed, command="pretrain_tokenizer", stage=STAGE, workdir=workdir,
@@ -200,14 +204,14 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
     def step(batch: dict, index: int):
         output = trainer.forward(batch["video"], selection_generator)
         losses = dict(output.losses)
-        if discriminator is not None:
+        if discriminator is not None and index > gan_start_step:
             losses["gan_loss"] = gan_weight * generator_gan_loss(discriminator(output.recon))
             losses["loss"] = losses["loss"] + losses["gan_loss"]
         return losses, output
 
     def after_step(index: int, batch: dict, losses: dict, output) -> dict[str, torch.Tensor]:
         video, extra = batch["video"], {}
-        if discriminator is not None:
+        if discriminator is not None and index > gan_start_step:
             real = video.detach().requires_grad_(True)
             real_logits = discriminator(real)
             extra["disc_loss"] = discriminator_gan_loss(real_logits, discriminator(output.recon.detach()))
