@@ -2,7 +2,8 @@
 
 A host-device synchronisation stalls the GPU's queue once per call; in the hot path it costs
 a few percent of every step and hides in profiles. Two checks, both on the real
-``pretrain_loop`` and ``finetune_loop`` (whatever their internals):
+``pretrain_loop``, ``finetune_loop`` and ``pretrain_tokenizer_loop`` (whatever their
+internals):
 
 - CPU: every conversion of a tensor to a Python value (``item``, ``float``, ``int``,
   ``bool``, ``index``, ``tolist``) is counted — on a GPU each one is a synchronisation.
@@ -30,6 +31,7 @@ import torch
 from lvmae.experiments.engine import gin_config
 
 TINY = "gin/experiments/tiny_cpu.gin"
+TOKENIZER = "gin/experiments/lvmae_cpu.gin"
 SHORT, LONG = 2, 5
 # Python-value conversions of a tensor: each one is a device→host read on a GPU.
 _CONVERSIONS = ("item", "__float__", "__int__", "__bool__", "__index__", "tolist")
@@ -91,24 +93,31 @@ def recording_cuda_syncs():
             sites[f"{warning.filename}:{warning.lineno}"] += 1
 
 
+# command → the gin file of its tiny CPU experiment and bindings of its own
+EXPERIMENTS = {
+    "pretrain": (TINY, []),
+    "finetune": (TINY, ["finetune_loop.pretrained = None"]),
+    "pretrain_tokenizer": (TOKENIZER, ["pretrain_tokenizer_loop.eval_every = 1000",
+                                       "pretrain_tokenizer_loop.checkpoint_every = 1000"]),
+}
+
+
 def _train(command: str, workdir, data, steps: int, device: str) -> None:
-    """Runs ``<command>_loop`` of the tiny CPU experiment (logging at step 1 only)."""
-    from lvmae.experiments.commands.finetune import finetune_loop
-    from lvmae.experiments.commands.pretrain import pretrain_loop
+    """Runs ``<command>_loop`` of a tiny CPU experiment (logging at step 1 only)."""
+    import importlib
     loop = f"{command}_loop"
+    function = getattr(importlib.import_module(f"lvmae.experiments.commands.{command}"), loop)
+    gin_file, own = EXPERIMENTS[command]
     bindings = ["CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{workdir}'",
                 f"dataset.synthetic_motion.root = '{data}'",
                 "dataset.synthetic_motion.square = 4", "dataset.synthetic_motion.train_samples = 32",
                 "dataset.synthetic_motion.val_samples = 8", "dataset.synthetic_motion.samples_per_shard = 16",
                 f"{loop}.batch_size = 2", f"{loop}.steps = {steps}", f"{loop}.log_every = 1000",
-                f"{loop}.warmup_steps = 1", f"{loop}.shuffle_buffer = 4", f"{loop}.device = '{device}'"]
-    if command == "finetune":
-        bindings.append("finetune_loop.pretrained = None")
-    function = {"pretrain": pretrain_loop, "finetune": finetune_loop}[command]
+                f"{loop}.warmup_steps = 1", f"{loop}.shuffle_buffer = 4", f"{loop}.device = '{device}'", *own]
     accepted = inspect.signature(getattr(function, "__wrapped__", function)).parameters
     assert {"steps", "log_every", "batch_size"} <= set(accepted), f"{loop} changed its parameters"
     bindings = [b for b in bindings if not b.startswith(f"{loop}.") or b.split(".")[1].split()[0] in accepted]
-    gin_config.parse([TINY], bindings)
+    gin_config.parse([gin_file], bindings)
     function(None, 0)
 
 
@@ -145,14 +154,17 @@ def _report(sites: dict[str, int]) -> str:
             + "\n".join(f"  {n / steps:g} per step  {site}" for site, n in sorted(sites.items())))
 
 
-@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+COMMANDS = ["pretrain", "finetune", "pretrain_tokenizer"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_no_tensor_becomes_a_python_value_outside_logging_steps(tmp_path, command):
     sites = _per_step_sites(tmp_path, command, "cpu", counting_host_reads)
     assert not sites, _report(sites)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (set_sync_debug_mode)")
-@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_no_cuda_synchronisation_outside_logging_steps(tmp_path, command):
     sites = _per_step_sites(tmp_path, command, "cuda", recording_cuda_syncs)
     assert not sites, _report(sites)
