@@ -183,3 +183,12 @@ def test_preflight_checks_derived_input_paths_by_their_value(tmp_path):
     with pytest.raises(preflight.PreflightError, match=f"'{tmp_path}/random_cpu/pretrain/last.pt': no such"):
         preflight.preflight("finetune", ["gin/experiments/random_cpu.gin"], [f"OUTPUTS = '{tmp_path}'"],
                             build=False)
+
+
+def test_output_paths_are_only_derived_in_paths_gin():
+    """WORKDIR and PRETRAINED come from OUTPUTS/EXPERIMENT (gin/paths.gin), nowhere else."""
+    defining = [str(path.relative_to(gin_config.GIN_ROOT)) for path in Path(gin_config.GIN_ROOT, "gin").rglob("*.gin")
+                if path.name != "paths.gin"
+                and any(line.split("=")[0].strip() in ("WORKDIR", "PRETRAINED", "OUTPUTS")
+                        for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))]
+    assert not defining, defining

@@ -4,7 +4,7 @@ bindings into a nested plain dict (gin selectors contain dots, which MongoDB key
 from __future__ import annotations
 
 import importlib
-import importlib.util  # noqa: F401  (gin's `include` handling uses importlib.util unimported)
+import importlib.util  # gin's `include` handling uses importlib.util without importing it
 import os
 import re
 from typing import Any
