@@ -117,7 +117,7 @@ def _int_attribute(component: Any, name: str, length: int | None = None) -> Any:
     try:
         ok = (len(values) == (length or 1)
               and all(int(v) == v and int(v) >= 1 for v in values))
-    except TypeError:
+    except (TypeError, ValueError):
         ok = False
     if not ok:
         want = f"{length} positive integers" if length else "a positive integer"
