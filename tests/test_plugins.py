@@ -96,6 +96,7 @@ def test_broken_entry_point_names_the_plugin(plugin_dir):
         registry.load_entry_points()
 
 
+@pytest.mark.slow
 def test_list_shows_origins_and_import_line_plugins_with_g(plugin_dir):
     import os
 
