@@ -3,6 +3,7 @@
 options by name)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -84,7 +85,7 @@ def test_activations_are_linear_in_batch_and_grow_with_frames():
         assert step_memory(shape, 3, attention="dense").activations > three.activations
         assert step_memory(shape, 3, precision="fp32").activations > three.activations
     # flash attention: activations linear in the clip length; materialised attention: faster
-    for short, long in zip(shapes, shapes[1:]):
+    for short, long in itertools.pairwise(shapes):
         assert step_memory(long, 2).activations == pytest.approx(2 * step_memory(short, 2).activations)
         assert (step_memory(long, 2, attention="dense").activations
                 > 2 * step_memory(short, 2, attention="dense").activations)
@@ -136,6 +137,15 @@ def test_plan_command_finds_the_largest_batch_that_fits(tmp_path):
     assert plan["largest_frames"]["on"] >= plan["largest_frames"]["off"] >= 16
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())   # no run recorded
 
+
+
+def test_plan_reads_the_paper_experiment():
+    from lvmae.experiments.commands.plan import Planner
+    planner = Planner(["gin/experiments/lvmae_b_128f.gin"], [], "bf16", "flash")
+    assert planner.frames == 128 and planner.batch >= 1 and planner.frame_step == 2
+    point = planner.point(128, planner.batch, False)
+    assert point.tokens == 64 * 14 * 14
+    assert planner.point(256, planner.batch, False).peak_gib > point.peak_gib
 
 
 def test_plan_refuses_bad_options_by_name(capsys):

@@ -80,7 +80,7 @@ class Planner:
             raise PlanError(f"{' '.join(gin_files)}: no pretrain_loop.model is configured; plan reads the "
                             "pre-training model of an experiment file") from None
         try:
-            self.frames = int(gin.query_parameter(f"%{MACRO_FRAMES}"))
+            self.frames = int(_value(gin.query_parameter(f"%{MACRO_FRAMES}")))
         except ValueError:
             raise PlanError(f"{' '.join(gin_files)}: the macro {MACRO_FRAMES} is not defined; plan varies the "
                             f"clip length through it (gin/backbones/*.gin read it)") from None
@@ -123,10 +123,18 @@ class Planner:
                      step_tflops(shape, batch))
 
 
+def _value(bound):
+    """A gin value with macros (``%NAME``) resolved."""
+    import gin
+    while isinstance(bound, gin.config.ConfigurableReference):
+        bound = bound.scoped_configurable_fn()
+    return bound
+
+
 def _bound_or_default(key: str):
     import gin
     try:
-        return gin.query_parameter(key)
+        return _value(gin.query_parameter(key))
     except ValueError:
         from lvmae.experiments.commands.pretrain import pretrain_loop
         function = getattr(pretrain_loop, "__wrapped__", pretrain_loop)
