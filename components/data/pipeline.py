@@ -497,11 +497,23 @@ class PipelineLoader:
         if saved != self._identity():
             raise ValueError(f"cannot resume the data position of {self.where}: it was saved with "
                              f"{saved}, this loader has {self._identity()}")
-        mine = range(self.rank * max(1, self.workers), (self.rank + 1) * max(1, self.workers))
+        workers = max(1, self.workers)
+        mine = range(self.rank * workers, (self.rank + 1) * workers)
         self.batches = int(state["batches"])
         self.positions = {int(c): Position(**p) for c, p in state["positions"].items() if int(c) in mine}
         self._skips = {int(c): {int(e): dict(r) for e, r in per.items()}
                        for c, per in state["skips"].items() if int(c) in mine}
+        missing = [c for c in mine if c not in self.positions]
+        if self.batches and missing:
+            # Another rank's state (not merged): derive this rank's positions from the batch
+            # count — worker w delivered batches w, w + W, …; exact when no sample was skipped.
+            log.warning("%s: the data position holds no readers of rank %d (save merge_states of "
+                        "every rank's state); derived from the batch count", self.where, self.rank)
+            for consumer in missing:
+                worker = consumer - self.rank * workers
+                delivered = self.batches // workers + (worker < self.batches % workers)
+                epoch, batches = divmod(delivered, self.batches_per_epoch)
+                self.positions[consumer] = Position(epoch, batches * self.batch_size, batches)
         self._loader = None
 
     # -- iteration ------------------------------------------------------------------------------

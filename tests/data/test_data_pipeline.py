@@ -245,11 +245,16 @@ def test_each_rank_resumes_its_own_readers_from_a_merged_state(numbered):
         for iterator in iterators:
             next(iterator)
     merged = merge_states([loader.state_dict() for loader in ranks])
+    rank0_only = ranks[0].state_dict()
     expected = [next(iterator)["key"] for iterator in iterators]
     resumed = pipeline.loader(numbered, "train", batch_size=2, seed=1, rank=1, world_size=2)
     resumed.load_state_dict(merged)
     assert next(iter(resumed))["key"] == expected[1]
     assert set(resumed.positions) == {2, 3}                 # rank 1's readers only
+    # Given only rank 0's state (no skips here), rank 1 derives its position from the batch count.
+    derived = pipeline.loader(numbered, "train", batch_size=2, seed=1, rank=1, world_size=2)
+    derived.load_state_dict(rank0_only)
+    assert next(iter(derived))["key"] == expected[1]
 
 
 def test_a_split_smaller_than_a_batch_still_trains_and_fewer_samples_than_readers_is_an_error(mixed, numbered):
