@@ -139,13 +139,16 @@ def test_plan_command_finds_the_largest_batch_that_fits(tmp_path):
 
 
 
-def test_plan_reads_the_paper_experiment():
+@pytest.mark.parametrize("gin_file, frames", [("gin/experiments/lvmae_b_128f.gin", 128),
+                                              ("gin/experiments/vit_b_256f_synthetic.gin", 256)])
+def test_plan_reads_the_vit_b_experiments(gin_file, frames):
     from lvmae.experiments.commands.plan import Planner
-    planner = Planner(["gin/experiments/lvmae_b_128f.gin"], [], "bf16", "flash")
-    assert planner.frames == 128 and planner.batch >= 1 and planner.frame_step == 2
-    point = planner.point(128, planner.batch, False)
-    assert point.tokens == 64 * 14 * 14
-    assert planner.point(256, planner.batch, False).peak_gib > point.peak_gib
+    planner = Planner([gin_file], [], "bf16", "flash")
+    assert planner.frames == frames and planner.batch >= 1 and planner.frame_step == 2
+    point = planner.point(frames, planner.batch, False)
+    assert point.tokens == frames // 2 * 14 * 14
+    assert planner.point(2 * frames, planner.batch, False).peak_gib > point.peak_gib
+    assert planner.point(frames, planner.batch, True).peak_gib < point.peak_gib
 
 
 def test_plan_refuses_bad_options_by_name(capsys):
