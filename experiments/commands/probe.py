@@ -28,7 +28,7 @@ from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.run_folder import resolve_input
 from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, inference
-from lvmae.experiments.engine.views import batch_labels
+from lvmae.experiments.engine.views import batch_labels, model_input_size, views
 
 STAGE = "probe"
 
@@ -37,11 +37,13 @@ STAGE = "probe"
 def extract_features(encoder: nn.Module, urls: str, batch_size: int, heads: list[str],
                      keep_tokens: bool, description: str, device: torch.device,
                      precision: Precision = "auto") -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
-    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys."""
+    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys. Clips longer (or
+    larger) than the encoder takes give their centred window and crop, as in evaluation."""
     features, labels, keys = [], {h: [] for h in heads}, []
+    frames, size = model_input_size(encoder)
     batches = tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5)
     for batch in inference(encoder, batches, device, precision):
-        tokens = encoder(batch["video"]).float()
+        tokens = encoder(next(views(batch["video"], frames, size))).float()
         features.append(tokens.half() if keep_tokens else tokens.mean(dim=1, keepdim=True))
         for head, value in batch_labels(batch, heads).items():
             labels[head].append(value)
