@@ -36,6 +36,7 @@ from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder
 from lvmae.components.data.manifest import PRECOMPUTED_FIELDS, View, load_manifest, save_manifest
 from lvmae.components.data.schema import RawSample, SampleError, npy_bytes, parse_sample
 from lvmae.components.data.temporal import ShortClipError
+from lvmae.components.data.writer import shard_sink
 
 if TYPE_CHECKING:
     from lvmae.components.data.pipeline import DataPipeline
@@ -101,7 +102,7 @@ def add_fields(manifest_path: str, out_dir: str, view: View, compute: Compute,
             if os.path.exists(target):
                 written += _count_samples(target)
                 continue
-            with wds.TarWriter(f"{target}.tmp") as sink:
+            with shard_sink(target) as sink:
                 for raw in wds.tarfile_samples([{"url": url}], handler=tar_error):
                     where = f"shard {url} sample {raw.get('__key__', '?')}"
                     try:
@@ -126,7 +127,6 @@ def add_fields(manifest_path: str, out_dir: str, view: View, compute: Compute,
                     sink.write(_with_fields(sample, fields, view_json))
                     written += 1
                     clips += 1
-            os.replace(f"{target}.tmp", target)
         manifest.splits[split].shards = os.path.basename(manifest.splits[split].shards)
         manifest.splits[split].samples = written
         if written == 0:

@@ -28,9 +28,11 @@ the decoded frames are compared with the declared and annotated range: a shortfa
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -39,7 +41,7 @@ import os
 import re
 import shutil
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -215,6 +217,20 @@ def _stored_events(spec: ClipSpec, stored: tuple[int, int], source_fps: float, f
 
 # --- one shard -----------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def shard_sink(path: str) -> Iterator[wds.TarWriter]:
+    """A ``wds.TarWriter`` on ``path.tmp``, renamed to ``path`` when the block completes; on
+    any error the partial file is removed. Every shard this package writes goes through it."""
+    tmp = f"{path}.tmp"
+    try:
+        with wds.TarWriter(tmp) as sink:
+            yield sink
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _json_bytes(sample: dict) -> dict:
     return {k: (json.dumps(v).encode() if k == "json" else v) for k, v in sample.items()}
 
@@ -235,7 +251,7 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
                  progress: tqdm | None = None) -> dict:
     """Writes one shard (tar + sidecar, through temporary names); returns the sidecar."""
     sidecar = {"writer": WRITER_VERSION, "entries": []}
-    tmp_tar, tmp_json = f"{path}.tmp", f"{path[:-4]}.json.tmp"
+    tmp_json = f"{path[:-4]}.json.tmp"
     copies: dict[str, list[str]] = {}
     for spec in specs:
         old = reusable.get(fingerprints[spec.key])
@@ -250,7 +266,7 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
                 continue
             copied[stored] = sample          # by fingerprint: bytes that are not what we want are never copied
     try:
-        with wds.TarWriter(tmp_tar) as sink:
+        with shard_sink(path) as sink:
             for spec in specs:
                 fingerprint = fingerprints[spec.key]
                 entry = {"key": spec.key, "fingerprint": fingerprint}
@@ -280,14 +296,12 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
                 sidecar["entries"].append(entry)
                 if progress is not None:
                     progress.update()
-        with open(tmp_json, "w", encoding="utf-8") as handle:
-            json.dump(sidecar, handle)
-        os.replace(tmp_json, f"{path[:-4]}.json")
-        os.replace(tmp_tar, path)      # last: a .tar present means its shard is complete
+            with open(tmp_json, "w", encoding="utf-8") as handle:
+                json.dump(sidecar, handle)
+            os.replace(tmp_json, f"{path[:-4]}.json")   # the tar is renamed last: a .tar means complete
     finally:
-        for leftover in (tmp_tar, tmp_json):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        if os.path.exists(tmp_json):
+            os.remove(tmp_json)
     return sidecar
 
 
@@ -560,25 +574,15 @@ def write_shards(samples: Iterable[dict], folder: str, prefix: str, samples_per_
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be ≥ 1, got {samples_per_shard}")
     os.makedirs(folder, exist_ok=True)
-    shards, sink, tmp = 0, None, ""
-    try:
-        for index, sample in enumerate(samples):
-            if index % samples_per_shard == 0:
-                if sink is not None:
-                    sink.close()
-                    os.replace(tmp, tmp[:-4])
-                tmp = os.path.join(folder, f"{prefix}-{shards:06d}.tar.tmp")
-                sink, shards = wds.TarWriter(tmp), shards + 1
-            sink.write(sample)
-        if sink is not None:
-            sink.close()
-            os.replace(tmp, tmp[:-4])
-            sink = None
-    finally:
-        if sink is not None:
-            sink.close()
-            os.remove(tmp)
-    return shards
+    shards, iterator = 0, iter(samples)
+    while True:
+        batch = list(itertools.islice(iterator, samples_per_shard))
+        if not batch:
+            return shards
+        with shard_sink(os.path.join(folder, f"{prefix}-{shards:06d}.tar")) as sink:
+            for sample in batch:
+                sink.write(sample)
+        shards += 1
 
 
 def generated_folder(root: str, name: str, params: dict) -> str:
