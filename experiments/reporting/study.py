@@ -151,11 +151,12 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
-              seeds: list[int], dry_run: bool) -> int:
+              seeds: list[int], dry_run: bool, stages: list[str] | None = None) -> int:
     done = {(r.arm, r.seed, r.command) for r in stored_runs(study.name)} if not dry_run else set()
     failures = 0
     for seed in seeds:
-        plan = [(SHARED, stage) for stage in study.prepare] + [(arm, stage) for arm in arms for stage in study.stages]
+        chosen = [stage for stage in study.stages if stages is None or stage in stages]
+        plan = [(SHARED, stage) for stage in study.prepare] + [(arm, stage) for arm in arms for stage in chosen]
         failed_arms: set[str] = set()
         for arm, stage in plan:
             if arm in failed_arms or SHARED in failed_arms:
@@ -460,6 +461,8 @@ def main(argv: list[str]) -> int:
     run.add_argument("study")
     run.add_argument("--arm", action="append", default=[], help="only this arm (repeatable)")
     run.add_argument("--seed", type=int, action="append", default=[], help="only this seed (repeatable)")
+    run.add_argument("--stage", action="append", default=[],
+                     help="only this stage of the study's stages (repeatable; prepare stages always run)")
     run.add_argument("--override", action="append", default=[], metavar="GIN",
                      help="gin file added after the study's (e.g. a GPU scale file)")
     run.add_argument("-b", "--bind", action="append", default=[], help="extra binding for every run")
@@ -480,7 +483,11 @@ def main(argv: list[str]) -> int:
         if unknown:
             raise SystemExit(f"study: --seed {unknown} not in {study.path} (seeds: {study.seeds})")
         seeds = args.seed or study.seeds
-        return run_study(study, args.root, args.override, args.bind, arms, seeds, args.dry_run)
+        unknown = [s for s in args.stage if s not in study.stages]
+        if unknown:
+            raise SystemExit(f"study: --stage {unknown} not in {study.path} (stages: {study.stages})")
+        return run_study(study, args.root, args.override, args.bind, arms, seeds, args.dry_run,
+                         args.stage or study.stages)
     studies = [load_study(path) for path in args.studies]
     docs_dir = args.write.parent if args.write else None
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
