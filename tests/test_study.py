@@ -150,3 +150,23 @@ def test_every_arm_parses_with_the_gpu_override(path):
     for overrides in ([], ["gin/studies/gpu_vit_b.gin"]):
         for arm, bindings in study.arms.items():
             gin_config.parse([*study.gin, *overrides], [*study.bindings, *bindings])
+
+
+def test_report_shows_the_tokenizer_of_each_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    text = BASE.replace("stages: [pretrain, finetune]", "prepare: [pretrain_tokenizer]\nstages: [pretrain, finetune]")
+    study = load_study(_write(tmp_path, text))
+    for run_id, (arm, psnr) in enumerate([("_shared", 20.0), ("_shared", 22.0), ("a", 0.5)], start=1):
+        folder = tmp_path / "runs" / str(run_id)
+        folder.mkdir(parents=True)
+        command = "pretrain_tokenizer" if arm == "_shared" else "finetune"
+        (folder / "run.json").write_text(json.dumps({"command": command, "status": "COMPLETED",
+                                                      "meta": {"tags": ["study=toy", f"arm={arm}"]}}))
+        (folder / "config.json").write_text(json.dumps({"seed": run_id}))
+        metrics = ({"eval/psnr": psnr, "eval/codebook_usage": 0.3, "eval/perplexity": 90.0}
+                   if command == "pretrain_tokenizer" else {"eval/top1": psnr})
+        (folder / "metrics.json").write_text(json.dumps({k: {"steps": [1], "values": [v]} for k, v in metrics.items()}))
+    text = render_study(study, study_module.stored_runs("toy"), None, None)
+    row = next(line for line in text.splitlines() if line.startswith("| `_shared`"))
+    assert "21.000 ± 1.414" in row and "0.300" in row and "| 2 |" in row
