@@ -170,3 +170,15 @@ def test_report_shows_the_tokenizer_of_each_study(tmp_path, monkeypatch):
     text = render_study(study, study_module.stored_runs("toy"), None, None)
     row = next(line for line in text.splitlines() if line.startswith("| `_shared`"))
     assert "21.000 ± 1.414" in row and "0.300" in row and "| 2 |" in row
+
+
+def test_verdict_follows_the_significance_against_the_reference(tmp_path):
+    from lvmae.experiments.reporting.study import ArmStats, verdict
+
+    study = load_study(_write(tmp_path, BASE))
+    high, low, same = [0.9, 0.95, 0.92], [0.5, 0.52, 0.49], [0.91, 0.93, 0.94]
+    assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", low, [1, 2, 3])]).startswith("held")
+    assert verdict(study, [ArmStats("a", low, [1, 2, 3]), ArmStats("b", high, [1, 2, 3])]).startswith("contradicted")
+    assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", same, [1, 2, 3])]).startswith("not shown")
+    assert "not run: b" in verdict(study, [ArmStats("a", high, [1, 2, 3])]) or \
+        verdict(study, [ArmStats("a", high, [1, 2, 3])]).startswith("not tested")
