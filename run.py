@@ -12,7 +12,7 @@ if importlib.util.find_spec("lvmae") is None:   # a plain checkout, nothing inst
     _package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
     sys.modules["lvmae"] = _package
 
-from lvmae.experiments.commands.cli import main  # noqa: E402
+from lvmae.experiments.commands.cli import main
 
 if __name__ == "__main__":
     main(sys.argv)

@@ -83,6 +83,7 @@ class Campaign:
     # --- database -------------------------------------------------------------------------
     def database(self):
         import pymongo
+
         from lvmae.experiments.tracking import local_db
         url = local_db.ensure_server(self.runs)
         return pymongo.MongoClient(url, serverSelectionTimeoutMS=5000).lvmae

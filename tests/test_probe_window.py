@@ -13,7 +13,7 @@ def test_features_of_long_clips_come_from_the_centred_window(monkeypatch):
     batch = {"video": video, "label": torch.tensor([0, 1]), "labels": {"label": torch.tensor([0, 1])},
              "key": ["a", "b"]}
     monkeypatch.setattr(probe, "stream_batches", lambda urls, batch_size: iter([batch]))
-    features, labels, keys = probe.extract_features(encoder, "unused", 2, ["label"], True, "test",
+    features, _labels, keys = probe.extract_features(encoder, "unused", 2, ["label"], True, "test",
                                                     torch.device("cpu"), "fp32")
     assert features.shape == (2, encoder.grid.n, 16) and keys == ["a", "b"]
     with torch.no_grad():

@@ -148,7 +148,7 @@ def test_every_arm_parses_with_the_gpu_override(path):
 
     study = load_study(str(path))
     for overrides in ([], ["gin/studies/gpu_vit_b.gin"]):
-        for arm, bindings in study.arms.items():
+        for bindings in study.arms.values():
             gin_config.parse([*study.gin, *overrides], [*study.bindings, *bindings])
 
 

@@ -5,13 +5,13 @@ Skips when chromium, node, Omniboard or playwright-core are missing (scripts/set
 installs them; .ci/run calls it)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
-import json
 import urllib.request
 from pathlib import Path
 

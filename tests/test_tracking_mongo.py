@@ -10,8 +10,8 @@ import gridfs
 import pymongo
 import pytest
 
-from lvmae.experiments.tracking import local_db
 from lvmae.experiments.commands.experiment import _has_git_head
+from lvmae.experiments.tracking import local_db
 from tests.tracking_support import Daemon, listening_addresses, run_lvmae
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@ never comes back (bounded exit, every event kept on disk, replayed later)."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import statistics
 import time
 
@@ -68,7 +69,7 @@ def test_outage_longer_than_30s_loses_no_metric_and_does_not_stall_training(tmp_
         assert len(before) >= 5 and len(during) >= 0.5 * OUTAGE_S / SECONDS_PER_STEP   # it kept stepping
         assert statistics.median(ms for _, ms in during) < 1.5 * statistics.median(before)
         stamps = [stamp for stamp, _ in during]
-        longest_gap_s = max((b - a).total_seconds() for a, b in zip(stamps, stamps[1:]))
+        longest_gap_s = max((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
         assert longest_gap_s < 1.0, f"a step waited {longest_gap_s:.1f} s during the outage"
         print(f"outage {OUTAGE_S:.0f} s: median step {statistics.median(before):.1f} ms before "
               f"({len(before)} steps), {statistics.median(ms for _, ms in during):.1f} ms during "

@@ -8,8 +8,8 @@ import pytest
 from sacred.observers import FileStorageObserver
 
 from lvmae.experiments.commands import cli as run_py
-from lvmae.experiments.tracking import observers
 from lvmae.experiments.reporting import report
+from lvmae.experiments.tracking import observers
 from lvmae.experiments.tracking.board import with_database
 from lvmae.experiments.tracking.redact import redact, redact_text, remember_secret_of
 

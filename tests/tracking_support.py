@@ -36,7 +36,7 @@ class Daemon:
         extra = "&authSource=admin" if self.credentials else ""
         return f"mongodb://{self.credentials}127.0.0.1:{self.port}/?directConnection=true{extra}"
 
-    def start(self, timeout_s: float = 30.0) -> "Daemon":
+    def start(self, timeout_s: float = 30.0) -> Daemon:
         command = [local_db.daemon_path(), "--host", "127.0.0.1", "--port", str(self.port),
                    "--storage-path", str(self.folder), "--log-level", "WARNING"]
         self.process = subprocess.Popen(command + (["--auth"] if self.auth else []),

@@ -7,7 +7,7 @@ Axis legend: b batch, c channels, t frames, h/w pixels; d latent channels, t'/h'
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

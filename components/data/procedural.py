@@ -10,7 +10,7 @@ sampler sees every event in a fraction f of clips, its accuracy is at most
 from __future__ import annotations
 
 import abc
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -21,7 +21,6 @@ from lvmae.components.data.manifest import FrameStats, Manifest, Split
 from lvmae.components.data.schema import make_sample
 from lvmae.components.data.temporal import StartMode
 from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
-
 
 
 def sees_every_event(events: list[tuple[int, int]], frame_idx: np.ndarray) -> bool:

@@ -33,7 +33,7 @@ def _is_command_decorator(node: ast.expr) -> bool:
     return isinstance(target, ast.Attribute) and target.attr == "command"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def command_index() -> dict[str, CommandInfo]:
     """Every ``@ex.command`` of this package, read from the sources (nothing is imported)."""
     index = {}
@@ -74,4 +74,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ex", "command_index", "load", "load_all", "CommandInfo"]
+__all__ = ["CommandInfo", "command_index", "ex", "load", "load_all"]

@@ -182,7 +182,7 @@ def _sacred_config(argv: list[str]) -> tuple[list[str], list[str]]:
     if "with" not in argv:
         return [], []
     updates, _ = get_config_updates(argv[argv.index("with") + 1:])
-    listed = lambda value: [value] if isinstance(value, str) else list(value or [])  # noqa: E731
+    listed = lambda value: [value] if isinstance(value, str) else list(value or [])
     return listed(updates.get("gin_files")), listed(updates.get("gin_bindings"))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import tempfile
 
-import gin
 from sacred import SETTINGS, Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
@@ -26,7 +25,7 @@ def _has_git_head() -> bool:
         import git
         return git.Repo(os.path.dirname(os.path.abspath(__file__)),
                         search_parent_directories=True).head.is_valid()
-    except Exception:  # no git, no repository
+    except Exception:  # noqa: BLE001  (no git, no repository)
         return False
 
 
@@ -46,8 +45,8 @@ run_tags.install(ex)
 
 @ex.config
 def _config():
-    gin_files = []        # gin files, applied in order (also -g FILE)
-    gin_bindings = []     # gin bindings applied after the files (also -b BINDING)
+    gin_files = []        # noqa: F841  (a Sacred config entry) gin files, applied in order (-g FILE)
+    gin_bindings = []     # noqa: F841  (a Sacred config entry) gin bindings after the files (-b)
 
 
 @ex.config_hook

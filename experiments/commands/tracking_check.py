@@ -9,7 +9,6 @@ can span a chosen wall-clock window (the outage test kills the database for > 30
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import torch

@@ -129,7 +129,7 @@ def load_latest(folder: str) -> tuple[dict, str] | None:
             continue
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
-        except Exception as error:   # a truncated or foreign file: try the one before
+        except Exception as error:  # noqa: BLE001  (a truncated or foreign file: try the one before)
             errors.append(f"{path}: {error}")
     if errors:
         raise ResumeRefused("no readable checkpoint in " + folder + ":\n  " + "\n  ".join(errors))

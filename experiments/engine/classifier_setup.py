@@ -1,7 +1,7 @@
 """Building the fine-tuning classifier from a gin binding and the dataset manifest."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

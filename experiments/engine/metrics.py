@@ -11,7 +11,7 @@ Axis legend: N samples, k classes of a head, V verbs, U nouns.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

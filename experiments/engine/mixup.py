@@ -10,7 +10,7 @@ folded into the soft targets.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -55,7 +55,7 @@ class video_mixup:  # pylint: disable=invalid-name  (gin name = what users type)
                  classes: Mapping[str, int], generator: torch.Generator
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
         """video (b, C, T, H, W), {head: (b,)} → mixed video, {head: soft (b, k)}, λ."""
-        uniform = lambda: float(torch.rand((), generator=generator))  # noqa: E731
+        uniform = lambda: float(torch.rand((), generator=generator))
         lam = 1.0
         if uniform() < self.prob:
             use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or uniform() < self.switch_prob)

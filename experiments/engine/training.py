@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from lvmae.experiments.tracking.scalars import log_scalar
 
-
 # Devices with a fused AdamW kernel: one kernel per step, and the step count stays a tensor
 # (the for-loop implementation reads it with ``.item()`` per parameter: a host read per step).
 _FUSED_ADAMW_DEVICES = ("cuda", "cpu")
@@ -131,7 +130,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009  (torch.device is immutable)
 
     @property
     def enabled(self) -> bool:

@@ -10,7 +10,7 @@ model's logits are averaged over all views.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

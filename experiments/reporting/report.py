@@ -172,7 +172,7 @@ def format_table(groups: list[GroupStats], by: list[str], metrics: list[str]) ->
         cells.append(",".join(str(s) for s in stats.seeds))
         lines.append(cells)
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    render = lambda row: "  ".join(cell.ljust(width) for cell, width in zip(row, widths))  # noqa: E731
+    render = lambda row: "  ".join(cell.ljust(width) for cell, width in zip(row, widths))
     return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
 
 

@@ -425,12 +425,12 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
         return "\n".join(lines)
     missing = [arm for arm in study.arms if not any(s.arm == arm for t in tables.values() for s in t)]
     for command, stats in tables.items():
-        lines += [f"**{command}** ({study.metric}, final value per run; Welch two-sided t-test against "
-                  f"`{study.reference}`):", "", *study_table(study, stats), ""]
+        lines += [(f"**{command}** ({study.metric}, final value per run; Welch two-sided t-test against "
+                   f"`{study.reference}`):"), "", *study_table(study, stats), ""]
     tokenizer = tokenizer_rows(study, runs)
     if tokenizer:
-        lines += ["**Tokenizer** (final evaluation of each `pretrain_tokenizer` run: PSNR in dB, codebook "
-                  "usage = distinct codes / codebook size, perplexity = exp(code entropy)):", "",
+        lines += [("**Tokenizer** (final evaluation of each `pretrain_tokenizer` run: PSNR in dB, codebook "
+                   "usage = distinct codes / codebook size, perplexity = exp(code entropy)):"), "",
                   "| tokenizer of | " + " | ".join(TOKENIZER_METRICS) + " | n |",
                   "|---|" + "---|" * (len(TOKENIZER_METRICS) + 1), *tokenizer, ""]
     if missing:

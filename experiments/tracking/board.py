@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -101,7 +100,7 @@ def main(argv: list[str]) -> int:
     database_url = with_database(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB))
     environment = {**os.environ, "PORT": str(args.port), "MONGO_URI": database_url, "NODE_ENV": "production"}
     command = ["node", "-r", str(LOOPBACK_PRELOAD), str(script)]
-    start = lambda: subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, cwd=script.parent)  # noqa: E731
+    start = lambda: subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, cwd=script.parent)
     process = start()
     stopping = threading.Event()
 

@@ -71,7 +71,7 @@ def ping(url: str, timeout_ms: int = PING_TIMEOUT_MS) -> str | None:
         with pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms) as client:
             client.admin.command("ping")
         return None
-    except Exception as error:  # pymongo raises many types; the caller only needs the text
+    except Exception as error:  # noqa: BLE001  (pymongo raises many types; the caller needs the text)
         return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
 
 

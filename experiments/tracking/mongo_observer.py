@@ -197,7 +197,7 @@ class SafeQueuedMongoObserver(RunObserver):
                     self._outage_began(error)
                     self._stop.wait(self.retry_interval_s)
                     continue
-                except Exception as error:  # a document the database refuses: keep it, go on
+                except Exception as error:  # noqa: BLE001  (a document the database refuses: keep it, go on)
                     print(f"lvmae tracking: {event.name} refused by the database ({redact_text(str(error))[:300]}); "
                           "it goes to the unflushed dump", file=sys.stderr)
                     self._dropped.append(event)
@@ -273,7 +273,7 @@ class SafeQueuedMongoObserver(RunObserver):
             try:
                 pickle.dumps(event)
                 payload["events"].append(event)
-            except Exception as error:  # an unpicklable result/info value: say which event
+            except Exception as error:  # noqa: BLE001  (an unpicklable result/info value: say which event)
                 print(f"lvmae tracking: cannot keep {event.name} ({error})", file=sys.stderr)
         with open(path, "wb") as handle:
             pickle.dump(payload, handle)

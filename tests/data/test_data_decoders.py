@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from video_fixtures import moving_clip
 
 from lvmae import registry
 from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder, encode_mp4
-
-from video_fixtures import moving_clip
 
 
 def decoders():

@@ -7,8 +7,8 @@ import pytest
 from lvmae import registry
 from lvmae.components.data.cue_probe import CueProbe
 from lvmae.components.data.digit_sum import DigitSum
-from lvmae.components.data.procedural import window_fraction
 from lvmae.components.data.loader import make_loader
+from lvmae.components.data.procedural import window_fraction
 from lvmae.components.data.reader import ClipStream
 
 
@@ -71,7 +71,7 @@ def test_events_are_visible_in_the_pixels(tmp_path, cls):
     plan = next(dataset.plans("train", 1))
     clip = dataset.render(plan).astype(np.float64)
     quiet = [t for t in range(128) if not any(s <= t < e for s, e in plan["events"])]
-    peak = lambda t: np.abs(clip[t] - np.median(clip[quiet], axis=0)).max()   # noqa: E731
+    peak = lambda t: np.abs(clip[t] - np.median(clip[quiet], axis=0)).max()
     assert all(peak(s) > 80 for s, _ in plan["events"])
     assert max(peak(t) for t in quiet[:20]) < 40
 

@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from video_fixtures import moving_clip
 
 from lvmae.components.data.codec import encode_mp4
 from lvmae.components.data.loader import make_loader
+from lvmae.components.data.manifest import Manifest, Split, save_manifest
 from lvmae.components.data.reader import ClipStream, CorruptSampleError
 from lvmae.components.data.schema import make_sample
-from lvmae.components.data.writer import write_shards
 from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.manifest import Manifest, Split, save_manifest
-
-from video_fixtures import moving_clip
+from lvmae.components.data.writer import write_shards
 
 
 def write_npy_shards(folder, samples: int, per_shard: int, frames: int = 8) -> str:
@@ -74,7 +74,7 @@ def test_validate_names_the_truncated_sample(tmp_path):
 
 def test_truncated_tar_is_skipped(tmp_path):
     url = write_npy_shards(tmp_path, samples=6, per_shard=6)
-    data = open(url.replace("{000000..000000}", "000000"), "rb").read()
+    data = Path(url.replace("{000000..000000}", "000000")).read_bytes()
     path = tmp_path / "cut-000000.tar"
     path.write_bytes(data[: len(data) * 2 // 3])
     stream = ClipStream(str(path), train=False, corrupt="skip")
