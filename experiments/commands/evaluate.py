@@ -12,38 +12,35 @@ import tempfile
 
 import gin
 import torch
+from einops import reduce
 from tqdm import tqdm
 
 from lvmae.components.backbones.pos_interpolation import adapt_state
-from lvmae.components.data.shards import stream_batches
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.masking.plan import TokenGrid
 from lvmae.experiments.engine.classifier_setup import build_classifier
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import ACTION, Accumulator, confusion_matrix
 from lvmae.experiments.engine.run_folder import resolve_input
-from lvmae.experiments.engine.trainer import Precision, inference
+from lvmae.experiments.engine.trainer import Precision, choose_device, eval_loader, inference, input_size
 from lvmae.experiments.engine.training import load_checkpoint
-from lvmae.experiments.engine.views import batch_labels, model_input_size, views
+from lvmae.experiments.engine.views import batch_labels
 
 
-def predict(model: torch.nn.Module, urls: str, batch_size: int, temporal_clips: int = 1,
-            spatial_crops: int = 1, device: str | torch.device = "auto", precision: Precision = "auto",
+def predict(model: torch.nn.Module, batches, device: str | torch.device = "auto", precision: Precision = "auto",
             description: str = "evaluate") -> Accumulator:
-    """Runs ``model`` (in eval mode: no token drop) over ``urls`` on the engine's device
-    (``auto``: the GPU when there is one); logits averaged over views."""
-    frames, side = model_input_size(model.encoder)
+    """Runs ``model`` (in eval mode: no token drop) over evaluation ``batches`` (the data
+    pipeline's: ``views`` consecutive rows per clip) on the engine's device (``auto``: the GPU
+    when there is one); logits are averaged over each clip's views."""
     heads = list(model.heads)
     accumulator = Accumulator(dict.fromkeys(heads, 0))
-    batches = tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5)
-    for batch in inference(model, batches, device, precision):
-        total: dict[str, torch.Tensor] = {}
-        count = 0
-        for view in views(batch["video"], frames, side, temporal_clips, spatial_crops):
-            for head, logits in model(view).items():
-                total[head] = total.get(head, 0) + logits.float()
-            count += 1
-        accumulator.update({h: v / count for h, v in total.items()}, batch_labels(batch, heads), batch.get("key"))
+    progress = tqdm(batches, desc=description, mininterval=0.5)
+    for batch in inference(model, progress, device, precision):
+        views = int(batch.get("views", 1))
+        logits = {head: reduce(value.float(), "(b v) k -> b k", "mean", v=views)
+                  for head, value in model(batch["video"]).items()}
+        accumulator.update(logits, batch_labels(batch, heads), batch.get("key"))
     return accumulator
 
 
@@ -128,17 +125,23 @@ def load_finetuned(model: torch.nn.Module, path: str) -> None:
 def evaluate_loop(run, model=gin.REQUIRED, dataset=gin.REQUIRED, checkpoint: str | None = None,
                   split: str = "val", batch_size: int = 16, temporal_clips: int = 1,
                   spatial_crops: int = 1, workdir: str = "outputs/default", device: str = "auto",
-                  precision: Precision = "auto") -> dict:
+                  precision: Precision = "auto", pipeline: DataPipeline | None = None) -> dict:
     """Evaluates a fine-tuned ``model.classifier`` on the engine's device. ``checkpoint``: a
     path, a run folder or ``run:N`` (fine-tuning run N under ``workdir``); default
-    ``<workdir>/finetune/last.pt``, the newest completed fine-tuning run."""
+    ``<workdir>/finetune/last.pt``, the newest completed fine-tuning run. Views: the data
+    pipeline's evaluation views (``pipeline``, default the gin-bound ``data_pipeline``) at the
+    model's input size, ``temporal_clips`` windows spread over each clip × ``spatial_crops``
+    squares along its long side."""
     manifest = dataset.prepare()
     classifier = build_classifier(model, manifest)
     checkpoint = resolve_input(checkpoint or os.path.join(workdir, "finetune", "last.pt"), workdir,
                                "finetune", "evaluate_loop.checkpoint")
     load_finetuned(classifier, checkpoint)
-    accumulator = predict(classifier, manifest.urls(split), batch_size, temporal_clips, spatial_crops,
-                          device, precision)
+    frames, side = input_size(classifier.encoder)
+    engine_device = choose_device(device)
+    batches = eval_loader(pipeline, manifest, split, batch_size, frames, side, temporal_clips, spatial_crops,
+                          engine_device)
+    accumulator = predict(classifier, batches, engine_device, precision)
     metrics = accumulator.metrics()
     flat = flat_metrics(metrics, classifier.head_names[0])
     for name, value in flat.items():

@@ -9,14 +9,13 @@ single-view on ``val`` (``evaluate`` does multi-view), logging ``eval/top1`` etc
 """
 from __future__ import annotations
 
-import itertools
 import tempfile
 
 import gin
 import torch
 import torch.nn.functional as F
 
-from lvmae.components.data.shards import repeat_batches
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.engine.classifier_setup import build_classifier, manifest_heads
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
@@ -26,9 +25,9 @@ from lvmae.experiments.engine.layer_decay import build_finetune_optimizer
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.parallel import Parallel
 from lvmae.experiments.engine.run_folder import resolve_input
-from lvmae.experiments.engine.trainer import CountedBatches, Precision, Settings, Trainer
+from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, input_size
 from lvmae.experiments.engine.training import unwrap
-from lvmae.experiments.engine.views import batch_labels, model_input_size, random_window
+from lvmae.experiments.engine.views import batch_labels, random_window
 
 STAGE = "finetune"
 
@@ -50,7 +49,8 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   layer_decay: float = 1.0, weight_decay: float = 0.05, warmup_steps: int = 10,
                   clip_grad: float = 1.0, label_smoothing: float = 0.0, mixup=None,
                   log_every: int = 10, eval_every: int = 0, checkpoint_every: int = 0,
-                  checkpoint_minutes: float = 10.0, shuffle_buffer: int = 256,
+                  checkpoint_minutes: float = 10.0, pipeline: DataPipeline | None = None,
+                  shuffle_buffer: int | None = None,
                   workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto",
                   parallel: Parallel = "ddp", deterministic: bool = False, exit_after_step: int = 0) -> dict:
     """Fine-tunes ``model`` (a ``model.classifier`` factory, or one built with the dataset's
@@ -63,6 +63,9 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
       pretrained_grid: the (t, h, w) token grid of ``pretrained`` when it cannot be inferred.
       layer_decay: lr factor per layer below the heads (1 = none; VideoMAE uses 0.75).
       mixup: a ``video_mixup`` (soft targets already carry label smoothing) or None.
+      pipeline: the data pipeline (default: the gin-bound ``data_pipeline``); training clips
+        longer or larger than the model's input give a random window; evaluation reads the
+        pipeline's centred view at the model's size. ``shuffle_buffer`` overrides its buffer.
       checkpoint_every, checkpoint_minutes, precision, device, parallel, exit_after_step: as
         ``pretrain_loop`` (the training engine's settings).
     """
@@ -85,10 +88,12 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                     tracked={"generator": generator, "drop_generator": drop_generator}, lr_group=-1)
     trainer.extra_state = lambda: {"heads": classes, "grid": [classifier.encoder.grid.t, classifier.encoder.grid.h,
                                                                    classifier.encoder.grid.w]}
-    urls = manifest.urls("train")
-    batches = trainer.data(CountedBatches(lambda skip: itertools.islice(
-        repeat_batches(urls, batch_size, shuffle_buffer, seed), skip, None)))
-    frames, side = model_input_size(classifier.encoder)
+    batches = trainer.train_loader(pipeline, manifest, batch_size, seed, shuffle_buffer)
+    frames, side = input_size(classifier.encoder)
+
+    def validation(description: str):
+        batches = eval_loader(pipeline, manifest, "val", batch_size, frames, side, 1, 1, trainer.device)
+        return predict(classifier, batches, trainer.device, precision, description)
 
     def step(batch: dict, index: int):
         # Longer clips than the model takes: a random window (evaluation takes the centred one).
@@ -100,13 +105,11 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
 
     def interim_evaluation(index: int, batch: dict, losses: dict, outputs) -> None:
         if eval_every and index % eval_every == 0 and index != steps:
-            interim = predict(classifier, manifest.urls("val"), batch_size, device=trainer.device,
-                              precision=precision, description="eval")
+            interim = validation("eval")
             trainer.log(index, **flat_metrics(interim.metrics(), classifier.head_names[0]))
 
     result = trainer.fit(step, batches, interim_evaluation, "finetune")
-    accumulator = predict(classifier, manifest.urls("val"), batch_size, device=trainer.device,
-                          precision=precision)
+    accumulator = validation("evaluate")
     metrics = accumulator.metrics()
     trainer.log(steps, **flat_metrics(metrics, classifier.head_names[0]))
     with tempfile.TemporaryDirectory() as folder:

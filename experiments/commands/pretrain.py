@@ -8,17 +8,16 @@ the uninterrupted run would have. This module keeps only the model's step and it
 """
 from __future__ import annotations
 
-import itertools
 import os
 
 import gin
 import torch
 
-from lvmae.components.data.shards import repeat_batches
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.parallel import Parallel
-from lvmae.experiments.engine.trainer import CountedBatches, Precision, Settings, Trainer
+from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, check_input_size
 from lvmae.experiments.engine.training import build_optimizer, step_generator
 
 STAGE = "pretrain"
@@ -30,7 +29,8 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
                   warmup_steps: int = 10, min_lr_ratio: float = 0.0, clip_grad: float = 1.0,
                   log_every: int = 10, checkpoint_every: int = 0, checkpoint_minutes: float = 10.0,
-                  visualize_every: int = 0, shuffle_buffer: int = 256, workdir: str = "outputs/default",
+                  visualize_every: int = 0, pipeline: DataPipeline | None = None,
+                  shuffle_buffer: int | None = None, workdir: str = "outputs/default",
                   init_from: str | None = None, precision: Precision = "auto", device: str = "auto",
                   parallel: Parallel = "ddp", compile: bool = False, deterministic: bool = False,
                   exit_after_step: int = 0) -> dict:
@@ -43,6 +43,8 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
       checkpoint_minutes: wall-clock minutes between checkpoints (0: not by time); there is
         always one at the end.
       visualize_every: steps between reconstruction PNGs attached to the run (0: never).
+      pipeline: the data pipeline (default: the gin-bound ``data_pipeline``); its clips must
+        have the model's frames and size. ``shuffle_buffer`` overrides its buffer.
       init_from: a ``transformers`` VideoMAEForPreTraining checkpoint (.bin/.safetensors) to
         start from (ignored when resuming).
       precision: ``auto`` = bf16 autocast on GPU, fp32 on CPU.
@@ -61,12 +63,10 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
     if init_from and not trainer.resuming:
         _init_from_videomae(model, init_from)
     trainer.prepare(model, lambda module: build_optimizer(module, lr, weight_decay, betas))
-    # Precomputed token-grid fields (run.py precompute) hold for the manifest's view only:
-    # read exactly those frames so latents/indices/scores line up with the clip.
-    view = {"view": manifest.view} if manifest.fields else {}
-    urls = manifest.urls("train")
-    batches = trainer.data(CountedBatches(lambda skip: itertools.islice(
-        repeat_batches(urls, batch_size, shuffle_buffer, seed, **view), skip, None)))
+    # Precomputed token-grid fields (run.py precompute) are read with the frames and crop of
+    # the view they were computed on: the pipeline's job.
+    batches = trainer.train_loader(pipeline, manifest, batch_size, seed, shuffle_buffer)
+    check_input_size(batches.pipeline, model.encoder, "pretrain_loop")
     mask_generator = torch.Generator(device=trainer.device)
 
     def step(batch: dict, index: int):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import itertools
 
 import gin
 import torch
@@ -22,7 +21,8 @@ from lvmae.components.models.video_discriminator import discriminator_gan_loss, 
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.reporting.tokenizer_images import save_reconstructions, save_score_maps
-from lvmae.experiments.engine.trainer import CountedBatches, Precision, Settings, Trainer, to_device
+from lvmae.components.data.pipeline import DataPipeline
+from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, to_device
 from lvmae.experiments.engine.training import build_optimizer
 
 STAGE = "tokenizer"       # runs work in WORKDIR/tokenizer/<run id>
@@ -70,24 +70,21 @@ class _ClipBatches:
         return self.clips.batch(self.batch_size, self.generator)
 
 
-def _training_batches(dataset, clips, batch_size: int, seed: int):
-    """Batches from shards (``dataset``) or a procedural generator (``clips``), with a
-    ``state_dict`` (the data position a checkpoint holds)."""
+def _training_batches(trainer: Trainer, pipeline: DataPipeline, dataset, clips, batch_size: int, seed: int):
+    """Batches from shards (``dataset``, through the data pipeline) or a procedural generator
+    (``clips``), positioned where the checkpoint left off."""
     if (dataset is None) == (clips is None):
         raise ValueError("pretrain_tokenizer_loop needs exactly one of `dataset` (shards) or "
                          "`clips` (a procedural clips.* generator)")
     if clips is not None:
-        return _ClipBatches(clips, batch_size, torch.Generator().manual_seed(seed))
-    from lvmae.components.data.shards import repeat_batches   # the data package is optional here
-    urls = dataset.prepare().urls("train")
-    return CountedBatches(lambda skip: itertools.islice(repeat_batches(urls, batch_size, 256, seed), skip, None))
+        return trainer.data(_ClipBatches(clips, batch_size, torch.Generator().manual_seed(seed)))
+    return trainer.train_loader(pipeline, dataset.prepare(), batch_size, seed)
 
 
-def _evaluation_batch(dataset, clips, count: int, seed: int) -> dict:
+def _evaluation_batch(pipeline: DataPipeline, dataset, clips, count: int, seed: int) -> dict:
     if clips is not None:
         return clips.batch(count, torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET))
-    from lvmae.components.data.shards import stream_batches
-    for batch in stream_batches(dataset.prepare().urls("val"), count):
+    for batch in eval_loader(pipeline, dataset.prepare(), "val", count, pipeline.clip_frames, pipeline.size, 1, 1):
         return batch
     raise ValueError("pretrain_tokenizer: the dataset's val split is empty")
 
@@ -163,14 +160,16 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
                             checkpoint_every: int = 100, checkpoint_minutes: float = 10.0,
                             psnr_data_range: float | None = None,
                             workdir: str = "outputs/default", precision: Precision = "auto",
-                            device: str = "auto", exit_after_step: int = 0) -> dict:
+                            device: str = "auto", exit_after_step: int = 0,
+                            pipeline: DataPipeline | None = None) -> dict:
     """Trains ``model`` (a ``model.adaptive_tokenizer``) on the training engine; returns the
     first and last evaluation metrics and the checkpoint path. Evaluations run at the start
     step (before training), every ``eval_every`` steps and at the end, on ``eval_clips`` fixed
     clips. ``train_scorer=False`` freezes the scorer (a heuristic scorer, or the control of the
     scorer-learns test). With a ``discriminator``, the adversarial terms (generator loss and
     discriminator updates) start after step ``gan_start_step`` (MAGVIT's schedule: the
-    autoencoder first learns to reconstruct). The run works in ``workdir/tokenizer/<run id>``."""
+    autoencoder first learns to reconstruct). Shards are read through ``pipeline`` (default:
+    the gin-bound ``data_pipeline``). The run works in ``workdir/tokenizer/<run id>``."""
     if min(steps, batch_size, eval_every, eval_clips) < 1:
         raise ValueError("pretrain_tokenizer_loop: steps, batch_size, eval_every and eval_clips must be ≥ 1")
     if gan_start_step < 0:
@@ -189,8 +188,9 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
         tracked.update(discriminator=discriminator, disc_optimizer=disc_optimizer)
     trainer.prepare(model, lambda module: build_optimizer(module, lr, weight_decay, betas), tracked=tracked)
     trainer.extra_state = lambda: {"tokenizer_config": model.config()}
-    batches = trainer.data(_training_batches(dataset, clips, batch_size, seed))
-    eval_batch = to_device(_evaluation_batch(dataset, clips, eval_clips, seed), trainer.device)
+    pipeline = pipeline if pipeline is not None or dataset is None else DataPipeline()
+    batches = _training_batches(trainer, pipeline, dataset, clips, batch_size, seed)
+    eval_batch = to_device(_evaluation_batch(pipeline, dataset, clips, eval_clips, seed), trainer.device)
     images: list[str] = []
 
     def run_evaluation(step: int) -> dict[str, float]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from lvmae.components.data.shards import stream_batches
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.engine.classifier_setup import manifest_heads
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
@@ -27,29 +27,26 @@ from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.run_folder import resolve_input
-from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, inference
-from lvmae.experiments.engine.views import batch_labels, model_input_size, views
+from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, inference, input_size
+from lvmae.experiments.engine.views import batch_labels
 
 STAGE = "probe"
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, urls: str, batch_size: int, heads: list[str],
-                     keep_tokens: bool, description: str, device: torch.device,
-                     precision: Precision = "auto") -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
-    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys. Clips longer (or
-    larger) than the encoder takes give their centred window and crop, as in evaluation."""
+def extract_features(encoder: nn.Module, batches, heads: list[str], keep_tokens: bool, description: str,
+                     device: torch.device, precision: Precision = "auto"
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
+    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys."""
     features, labels, keys = [], {h: [] for h in heads}, []
-    frames, size = model_input_size(encoder)
-    batches = tqdm(stream_batches(urls, batch_size), desc=description, mininterval=0.5)
-    for batch in inference(encoder, batches, device, precision):
-        tokens = encoder(next(views(batch["video"], frames, size))).float()
+    for batch in inference(encoder, tqdm(batches, desc=description, mininterval=0.5), device, precision):
+        tokens = encoder(batch["video"]).float()
         features.append(tokens.half() if keep_tokens else tokens.mean(dim=1, keepdim=True))
         for head, value in batch_labels(batch, heads).items():
             labels[head].append(value)
         keys.extend(batch["key"])
     if not keys:
-        raise ValueError(f"no samples in {urls}")
+        raise ValueError(f"no samples in {description}")
     return torch.cat(features), {h: torch.cat(v) for h, v in labels.items()}, keys
 
 
@@ -79,11 +76,13 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, head=
                pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
                steps: int = 500, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                warmup_steps: int = 20, feature_batch_size: int = 16, log_every: int = 50,
-               workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto") -> dict:
+               workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto",
+               pipeline: DataPipeline | None = None) -> dict:
     """Trains ``head`` (a head factory) per label head on frozen ``encoder`` features, on the
     training engine's device. ``pretrained``: a path, a run folder or ``run:N`` (pre-training
     run N under ``workdir``); None probes the randomly initialised encoder (the floor to
-    compare with). A probe takes seconds once the features are cached, so it writes no
+    compare with). Features are read through the data pipeline's centred evaluation view
+    (``pipeline``, default the gin-bound ``data_pipeline``). A probe takes seconds once the features are cached, so it writes no
     checkpoint and is not resumed."""
     settings = Settings("probe_loop", steps, 1, None, warmup_steps, 0.0, log_every, 0, 0.0, precision,
                         save_checkpoints=False)
@@ -97,10 +96,15 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, head=
     encoder.requires_grad_(False)
     probes = nn.ModuleDict({h: head(dim=encoder.dim, num_classes=k) for h, k in classes.items()})
     keep_tokens = any(getattr(p, "needs_tokens", True) for p in probes.values())
-    train_x, train_y, _ = extract_features(encoder, manifest.urls("train"), feature_batch_size,
-                                           list(classes), keep_tokens, "features train", trainer.device, precision)
-    val_x, val_y, val_keys = extract_features(encoder, manifest.urls("val"), feature_batch_size,
-                                              list(classes), keep_tokens, "features val", trainer.device, precision)
+    frames, side = input_size(encoder)
+
+    def features(split: str):    # one centred view per clip, at the encoder's input size
+        batches = eval_loader(pipeline, manifest, split, feature_batch_size, frames, side, 1, 1, trainer.device)
+        return extract_features(encoder, batches, list(classes), keep_tokens, f"features {split}",
+                                trainer.device, precision)
+
+    train_x, train_y, _ = features("train")
+    val_x, val_y, val_keys = features("val")
     trainer.prepare(probes, lambda module: torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay))
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
     rows = trainer.data(_RowSampler(len(train_x), batch_size, generator))

@@ -14,6 +14,7 @@ checkpoint (so a non-finite loss is never saved over the last good checkpoint).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import time
@@ -23,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
 from lvmae.experiments.engine.training import (Distributed, ScalarLogger, gather_objects, mean_across_ranks,
@@ -133,6 +135,50 @@ class CountedBatches:
         batch = next(self._stream)
         self.consumed += 1
         return batch
+
+
+def _batches_read(data: dict | None) -> int | None:
+    """Batches the data source has delivered (CountedBatches' or the pipeline loader's count)."""
+    if not data:
+        return None
+    return data.get("micro_batches", data.get("batches"))
+
+
+def input_size(encoder: nn.Module) -> tuple[int, int]:
+    """(frames, side) ``encoder`` takes: its token grid times its tubelet."""
+    tubelet = getattr(encoder, "tubelet", None)
+    if tubelet is None:
+        raise ValueError(f"{type(encoder).__name__} has no `tubelet`; its input size is unknown")
+    return encoder.grid.t * tubelet[0], encoder.grid.h * tubelet[1]
+
+
+def check_input_size(pipeline, encoder: nn.Module, loop: str) -> None:
+    """The pipeline's clips must be what the model takes (before any step runs)."""
+    frames, side = input_size(encoder)
+    if (pipeline.clip_frames, pipeline.size) != (frames, side):
+        raise ValueError(f"{loop}: the model takes clips of {frames} frames at {side}², the data pipeline "
+                         f"gives {pipeline.clip_frames} frames at {pipeline.size}²; bind data_pipeline.clip_frames "
+                         f"and data_pipeline.size (gin/data/pipeline.gin does it from CLIP_FRAMES and IMAGE_SIZE)")
+
+
+def eval_loader(pipeline, manifest, split: str, batch_size: int, frames: int, side: int,
+                temporal_views: int | None = None, spatial_views: int | None = None,
+                device: torch.device | None = None):
+    """One pass over ``split`` through the data pipeline's evaluation views at the model's
+    input size (``frames`` × ``side``²): the gin-bound ``data_pipeline`` with those sizes, or
+    ``pipeline`` when given (its sizes must match). A batch holds ``views`` consecutive rows
+    per clip."""
+    views = {k: v for k, v in (("temporal_views", temporal_views), ("spatial_views", spatial_views)) if v}
+    if pipeline is None:
+        pipeline = DataPipeline(clip_frames=frames, size=side, **views)
+    else:
+        if (pipeline.clip_frames, pipeline.size) != (frames, side):
+            raise ValueError(f"the model takes {frames} frames of {side}², the evaluation pipeline gives "
+                             f"{pipeline.clip_frames} of {pipeline.size}² (data_pipeline.clip_frames / .size)")
+        pipeline = copy.copy(pipeline)
+        for name, value in views.items():
+            setattr(pipeline, name, value)
+    return pipeline.loader(manifest, split, mode="eval", batch_size=batch_size, device=device)
 
 
 def _state_of(obj):
@@ -266,6 +312,18 @@ class Trainer:
             if truncate is not None:
                 truncate(after_step=step)
 
+    def train_loader(self, pipeline, manifest, batch_size: int, seed: int, shuffle_buffer: int | None = None):
+        """This rank's endless training batches of ``manifest`` through the data pipeline
+        (``pipeline``, default the gin-bound ``data_pipeline``), at the checkpoint's data
+        position; ``shuffle_buffer`` overrides the pipeline's."""
+        if pipeline is None:
+            pipeline = DataPipeline(**({} if shuffle_buffer is None else {"shuffle_buffer": shuffle_buffer}))
+        elif shuffle_buffer is not None:
+            pipeline = copy.copy(pipeline)
+            pipeline.shuffle_buffer = shuffle_buffer
+        return self.data(pipeline.loader(manifest, "train", mode="train", batch_size=batch_size, seed=seed,
+                                         rank=self.info.rank, world_size=self.info.world_size, device=self.device))
+
     def data(self, source):
         """``source`` (an iterable with ``state_dict`` / ``load_state_dict``: the data
         pipeline's loader or :class:`CountedBatches`) positioned where the checkpoint left it."""
@@ -366,7 +424,7 @@ class Trainer:
         state = {"format": checkpoints.FORMAT, "version": checkpoints.FORMAT_VERSION, "command": self.command,
                  "run_id": self.run_id, "seed": self.seed, "step": step, "model": model_state,
                  "optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(), "rng": rng,
-                 "data": data, "micro_batches": (data or {}).get("micro_batches"), **self.layout,
+                 "data": data, "micro_batches": _batches_read(data), **self.layout,
                  "tracked": {name: _state_of(obj) for name, obj in self.tracked.items()},
                  "gin_config": operative_config(), "bindings": checkpoints.flat_bindings(),
                  **self.extra_state(), **extra}
