@@ -223,12 +223,41 @@ def test_inference_moves_the_model_and_batches_to_the_device():
     assert seen == [torch.device("meta")] and next(model.parameters()).is_meta and model.training
 
 
-def test_commands_run_on_the_engine_device(monkeypatch):
-    """finetune / evaluate / probe take the device from the engine (no CPU default left)."""
-    import inspect
+ENGINE_DEVICE = torch.device("cpu", 0)     # a device the engine chose: distinct from a default "cpu"
 
+
+@pytest.mark.slow
+def test_finetune_evaluate_and_probe_run_on_the_engine_device(tmp_path, monkeypatch):
+    """Every batch and model of finetune, evaluate and probe goes to the device the engine
+    chose (here ``cpu:0``, standing in for a GPU): none stays on a hard-coded CPU default."""
     from lvmae.experiments.commands import evaluate, finetune, probe
-    for loop in (finetune.finetune_loop, evaluate.evaluate_loop, probe.probe_loop):
-        signature = inspect.signature(inspect.unwrap(loop))
-        assert signature.parameters["device"].default == "auto", loop
-    assert inspect.signature(evaluate.predict).parameters["device"].default == "auto"
+    from lvmae.experiments.engine.training import Distributed
+    batch_devices, model_devices = [], []
+    original_to_device, original_module_to = engine.to_device, nn.Module.to
+
+    def spy_to_device(batch, device):
+        batch_devices.append(torch.device(device))
+        return original_to_device(batch, device)
+
+    def spy_module_to(self, *args, **kwargs):
+        if args and isinstance(args[0], (torch.device, str)):
+            model_devices.append(torch.device(args[0]))
+        return original_module_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "setup_distributed", lambda device: Distributed(device=ENGINE_DEVICE))
+    monkeypatch.setattr(engine, "choose_device", lambda device="auto": ENGINE_DEVICE)
+    monkeypatch.setattr(evaluate, "choose_device", lambda device="auto": ENGINE_DEVICE)
+    monkeypatch.setattr(engine, "to_device", spy_to_device)
+    monkeypatch.setattr(nn.Module, "to", spy_module_to)
+    gin_config.parse(["gin/experiments/tiny_cpu.gin"], [
+        "CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{tmp_path / 'work'}'",
+        f"dataset.synthetic_motion.root = '{tmp_path / 'data'}'", "dataset.synthetic_motion.square = 4",
+        "dataset.synthetic_motion.train_samples = 8", "dataset.synthetic_motion.val_samples = 4",
+        "dataset.synthetic_motion.samples_per_shard = 8", "data_pipeline.workers = 0",
+        "finetune_loop.pretrained = None", "finetune_loop.steps = 1", "finetune_loop.batch_size = 4",
+        "probe_loop.pretrained = None", "probe_loop.steps = 1", "probe_loop.feature_batch_size = 4"])
+    tuned = finetune.finetune_loop(None, 0)
+    evaluate.evaluate_loop(None, checkpoint=tuned["checkpoint"])
+    probe.probe_loop(None, 0)
+    assert len(batch_devices) >= 3 and set(batch_devices) == {ENGINE_DEVICE}
+    assert model_devices and set(model_devices) == {ENGINE_DEVICE}

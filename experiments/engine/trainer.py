@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
 from lvmae.experiments.engine.training import (Distributed, ScalarLogger, gather_objects, mean_across_ranks,
@@ -382,6 +382,8 @@ class Trainer:
             print(f"checkpoint {self.checkpoint_path} is already at step {self.start_step} ≥ steps={settings.steps}")
         elif info.is_main and settings.save_checkpoints:
             run_folder.publish(self.workdir, self.stage, self.run_id)
+        if self.run is not None and isinstance(getattr(self, "source", None), PipelineLoader):
+            record_skips(self.run, self.source)     # clips the pipeline left out, by reason
         history = self.logger.history.get("train/loss", [(self.start_step, float("nan"))])
         return {"first_loss": history[0][1], "final_loss": history[-1][1], "checkpoint": self.checkpoint_path,
                 "resumed_from": self.start_step, "run_folder": self.folder, "run_id": self.run_id}
@@ -417,10 +419,10 @@ class Trainer:
         """Writes the checkpoint of ``step`` (a collective under FSDP2; rank 0 writes)."""
         model_state, optimizer_state = full_state(self.wrapped, self.optimizer, self.info, self.parallel)
         rng = gather_objects(rng_state(), self.info)
+        data = self._data_state()
         if not self.info.is_main:
             return self.checkpoint_path
         from lvmae.experiments.engine.gin_config import operative_config
-        data = self.source.state_dict() if getattr(self, "source", None) is not None else None
         state = {"format": checkpoints.FORMAT, "version": checkpoints.FORMAT_VERSION, "command": self.command,
                  "run_id": self.run_id, "seed": self.seed, "step": step, "model": model_state,
                  "optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(), "rng": rng,
@@ -434,6 +436,17 @@ class Trainer:
         if emit is not None:
             emit()
         return self.checkpoint_path
+
+    def _data_state(self) -> dict | None:
+        """The data position of every rank in one state (a collective with several processes:
+        each rank's pipeline readers are at their own positions)."""
+        source = getattr(self, "source", None)
+        if source is None:
+            return None
+        if not self.info.enabled:
+            return source.state_dict()
+        states = gather_objects(source.state_dict(), self.info)
+        return merge_states(states) if isinstance(source, PipelineLoader) else states[self.info.rank]
 
     def extra_state(self) -> dict:
         """Top-level entries a command's readers need (set ``trainer.extra_state``)."""
