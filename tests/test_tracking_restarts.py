@@ -117,3 +117,17 @@ def test_a_live_run_reconnects_after_a_restart_and_says_when_the_outage_starts_a
         if process and process.poll() is None:
             process.kill()
         local_db.stop_server(runs)
+
+
+def test_starting_a_run_marks_a_dead_one(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "1").mkdir(parents=True)
+    stale = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+             - datetime.timedelta(seconds=2 * STALE_S)).isoformat()
+    (runs / "1" / "run.json").write_text(json.dumps({"status": "RUNNING", "heartbeat": stale}))
+    result = run_lvmae(["tracking_check", "-b", "tracking_check_loop.steps=1"], runs, LVMAE_OBSERVER="file",
+                       LVMAE_STALE_AFTER_S=str(STALE_S))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "marked 1 run(s) INTERRUPTED" in result.stderr
+    assert json.loads((runs / "1" / "run.json").read_text())["status"] == "INTERRUPTED"
+    assert json.loads((runs / "2" / "run.json").read_text())["status"] == "COMPLETED"
