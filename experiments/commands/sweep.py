@@ -9,7 +9,9 @@ Members are the product of every ``--grid BINDING=[v1,v2,...]`` (or the ``--vari
 binding sets, ``;`` between bindings) and the seeds ``--first-seed`` .. ``+ --seeds - 1``.
 Each member runs ``python run.py COMMAND`` in a subprocess with its bindings, ``seed``, the
 sweep's tags and ``WORKDIR`` = ``<workdir>/<tag>/<member>`` (its own folder: two members never
-share a checkpoint); its output goes to ``<member folder>/log.txt``. ``--jobs N`` runs N at a
+share a checkpoint; inputs a gin file derives from WORKDIR, such as a fine-tuning sweep's
+``PRETRAINED``, then point there too — bind them explicitly, or pass ``--shared-workdir``); its
+output goes to ``<member folder>/log.txt``. ``--jobs N`` runs N at a
 time. Every configuration goes through preflight before the first member starts.
 
 Resumable: ``<workdir>/<tag>/sweep.json`` records each member's run id and status. Running
@@ -105,6 +107,7 @@ class Sweep:
     tags: list[str]
     folder: Path
     members: list[Member]
+    own_workdir: bool = True    # bind WORKDIR to the member's folder
 
     def member_folder(self, member: Member) -> Path:
         return self.folder / member.key
@@ -116,8 +119,8 @@ class Sweep:
         line = [sys.executable, str(RUN_PY), self.command]
         for path in self.gin_files:
             line += ["-g", path]
-        for binding in [*self.gin_bindings, *member.bindings,
-                        f"WORKDIR={str(self.member_folder(member))!r}"]:
+        own = [f"WORKDIR={str(self.member_folder(member))!r}"] if self.own_workdir else []
+        for binding in [*self.gin_bindings, *member.bindings, *own]:
             line += ["-b", binding]
         for tag in self.tags:
             line += ["--tag", tag]
@@ -266,6 +269,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="members at a time (default 1)")
     parser.add_argument("--workdir", type=Path, default=Path("outputs/sweeps"),
                         help="parent of the sweep folder (default outputs/sweeps)")
+    parser.add_argument("--shared-workdir", action="store_true",
+                        help="leave WORKDIR as configured (members then rely on their run folders "
+                             "WORKDIR/<stage>/<run id>, and inputs derived from WORKDIR keep pointing there)")
     parser.add_argument("--emit", type=Path, default=None, help="write the command lines here instead")
     parser.add_argument("--slurm-folder", type=Path, default=None, help="submit a Slurm job array (submitit)")
     parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
@@ -275,7 +281,8 @@ def main(argv: list[str]) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be ≥ 1, got {args.jobs}")
     sweep = Sweep(args.command, args.gin, args.bind, list(dict.fromkeys(args.tag)),
-                  args.workdir / args.tag[0], plan(args.grid, args.variant, args.seeds, args.first_seed))
+                  args.workdir / args.tag[0], plan(args.grid, args.variant, args.seeds, args.first_seed),
+                  own_workdir=not args.shared_workdir)
     sweep.load_state()
     if not args.no_preflight:
         preflight_members(sweep)
