@@ -24,6 +24,7 @@ the references reachable from its bindings. Types are checked for every binding.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import os
@@ -169,7 +170,7 @@ def matches(value, annotation) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
-    if origin in (tuple, list, typing.Sequence, __import__("collections.abc").abc.Sequence):
+    if origin in (tuple, list, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
