@@ -50,6 +50,10 @@ def test_a_string_where_an_int_is_declared_names_the_binding_and_type():
     assert "pretrain_loop.steps" in message and "expected int" in message and "got str" in message
 
 
+def test_a_value_outside_a_literal_lists_the_choices():
+    assert "expected one of 'auto', 'fp32', 'bf16'" in _fail(["pretrain_loop.precision='fp16'"])
+
+
 def test_a_value_out_of_range_is_refused():
     assert "pretrain_loop.steps = -5: must be ≥ 1" in _fail(["pretrain_loop.steps=-5"])
     assert "checkpoint_every" in _fail(["pretrain_loop.checkpoint_every=-1"])

@@ -141,6 +141,11 @@ def _hints(function: Callable) -> dict[str, Any]:
 
 
 def _type_name(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(annotation)))
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
