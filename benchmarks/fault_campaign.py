@@ -103,14 +103,17 @@ class Campaign:
         return condition
 
 
-def final_weights(workdir: Path) -> dict:
-    """The model state dict of the newest checkpoint under ``workdir`` (any layout)."""
-    import torch
+def final_checkpoint(workdir: Path) -> Path:
+    """The newest checkpoint under ``workdir`` (any layout; a published link is skipped)."""
     found = [p for p in workdir.rglob("last.pt") if not p.is_symlink()]
     if not found:
         raise RuntimeError(f"no last.pt under {workdir}")
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    return torch.load(newest, map_location="cpu", weights_only=False)["model"]
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def final_weights(workdir: Path) -> dict:
+    import torch
+    return torch.load(final_checkpoint(workdir), map_location="cpu", weights_only=False)["model"]
 
 
 def weights_equal(a: dict, b: dict) -> bool:
@@ -230,14 +233,18 @@ def part_sweep(c: Campaign, steps: int) -> dict:
     print("[sweep] 3 × 3 seeds", flush=True)
     tag = "campaign-sweep"
     result = c.run_py(["sweep", "pretrain", "-g", TINY, "-b", f"pretrain_loop.steps={steps}",
+                       "-b", "pretrain_loop.log_every=1",
                        "--grid", "masking.decoder.random.budget=[0.15,0.25,0.5]", "--seeds", "3", "--tag", tag,
                        "--jobs", "2", "--workdir", str(c.folder / "sweeps")], timeout=7200)
     c.check(result.returncode == 0, f"sweep failed: {result.stdout[-1500:]} {result.stderr[-1500:]}")
+    import torch
     state = json.loads((c.folder / "sweeps" / tag / "sweep.json").read_text())
     trained = 0
     for member in state["members"]:
         logged = c.steps_logged(member["run_id"]) if member["run_id"] else []
-        ok = member["status"] == "COMPLETED" and logged and logged[-1] == steps
+        checkpoint_step = torch.load(final_checkpoint(c.folder / "sweeps" / tag / member["key"]),
+                                     map_location="cpu", weights_only=False)["step"]
+        ok = member["status"] == "COMPLETED" and logged == list(range(1, steps + 1)) and checkpoint_step == steps
         trained += bool(ok)
         c.check(bool(ok), f"sweep member {member['key']} (run {member['run_id']}) did not train to step {steps}")
     report = c.run_py(["report", "--tag", tag, "--by", "masking.decoder.random.budget", "--metric", "train/loss",

@@ -40,6 +40,7 @@ WrappedEvent = namedtuple("WrappedEvent", "name args kwargs")
 TEXT_SUFFIXES = {".gin", ".txt", ".json", ".yaml", ".yml", ".csv", ".log", ".md", ".py", ".toml"}
 TEXT_REDACT_MAX_BYTES = 8 * 2**20   # larger text artifacts are copied as they are
 RESUME_SEPARATOR = "\n----- resumed -----\n"
+OUTAGE_REASON_CHARS = 120    # the outage line names the error, not pymongo's topology dump
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -216,7 +217,8 @@ class SafeQueuedMongoObserver(RunObserver):
             return
         self._outage_since = time.monotonic()
         self.outages += 1
-        reason = redact_text(str(error).splitlines()[0] if str(error) else type(error).__name__)[:200]
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = redact_text(text.split(" (configured timeouts")[0].split(", Timeout:")[0])[:OUTAGE_REASON_CHARS]
         print(f"lvmae tracking: {time.strftime('%H:%M:%S')} the database at {self.url_for_messages} does not "
               f"answer ({reason}); training goes on, events are queued and written when it is back",
               file=sys.stderr, flush=True)
