@@ -6,6 +6,7 @@ file (tests/gin/paper_small.gin). Every batch has the experiment's shape."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from itertools import islice
 from pathlib import Path
@@ -110,3 +111,37 @@ def test_skip_policy_counts_the_clips_shorter_than_128_frames(shards):
     too_short = [c for c in formats.CLIPS if c[2] - c[1] < 128]
     assert len(keys) == len(formats.CLIPS) - len(too_short)
     assert loader.skipped == {"corrupt": 0, "short": len(too_short)}
+
+
+def _run(command: str, gin_file: str, bindings: list[str], runs: Path) -> str:
+    args = [command, "-g", gin_file, "-g", SMALL]
+    for binding in bindings:
+        args += ["-b", binding]
+    result = run_cli(args, runs)
+    assert result.returncode == 0, f"{command} -g {gin_file}: {result.stdout[-1500:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def test_every_command_of_the_paper_configs_runs_two_steps_on_real_shards(shards, tmp_path):
+    """lvmae_b_128f.gin's four commands (tokenizer on the EPIC-format shards, precompute,
+    pre-training and fine-tuning on the Diving48-format ones); each baseline's pre-training on
+    the shards that precompute wrote; lvmae_b_32f's precompute and pre-training on the user's
+    generic-CSV folder; the README's "train on it" command on that folder."""
+    runs = tmp_path / "runs"
+    data = [f"OUTPUTS='{tmp_path / 'outputs'}'", f"TOKENIZER_MANIFEST='{shards['epic']}'",
+            f"SOURCE_MANIFEST='{shards['diving']}'", "NUM_CLASSES=3"]
+    for command in ("pretrain_tokenizer", "precompute", "pretrain", "finetune"):
+        _run(command, PAPER, data, runs)
+    precomputed = load_manifest(tmp_path / "outputs" / "lvmae_b_128f" / "precomputed" / "manifest.yaml")
+    assert precomputed.splits["train"].samples == len(formats.CLIPS)        # loop policy: none left out
+    for gin_file in BASELINES[:-1]:          # they read lvmae_b_128f's tokenizer and precomputed shards
+        _run("pretrain", gin_file, data, runs)
+    generic = [*data[:2], f"SOURCE_MANIFEST='{shards['generic']}'", "NUM_CLASSES=3"]
+    for command in ("precompute", "pretrain"):      # its own 32-frame fields
+        _run(command, BASELINES[-1], generic, runs)
+    readme = run_cli(["pretrain", "-g", "gin/experiments/tiny_cpu.gin", "-g", "gin/data/manifest.gin",
+                      "-b", f"MANIFEST='{shards['generic']}'", "-b", "pretrain_loop.steps=2",
+                      "-b", f"OUTPUTS='{tmp_path / 'outputs'}'"], runs)
+    assert readme.returncode == 0, readme.stderr[-3000:]
+    finished = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
+    assert len(finished) == 11 and all(run["status"] == "COMPLETED" for run in finished)
