@@ -10,7 +10,7 @@ from lvmae.components.backbones.vit import VideoViT
 from lvmae.components.models.classifier import VideoClassifier
 from lvmae.experiments.engine.layer_decay import param_groups
 from lvmae.experiments.engine.mixup import video_mixup
-from lvmae.experiments.engine.views import batch_labels, random_window, views
+from lvmae.experiments.engine.views import batch_labels, random_window
 
 registry.discover()
 WIDTH = 24
@@ -110,17 +110,6 @@ def test_mixup_soft_targets_are_distributions_and_cutmix_pastes_a_tube():
     assert torch.equal(hard["verb"].argmax(1), labels["verb"])
     with pytest.raises(ValueError, match="video_mixup.prob"):
         video_mixup(prob=2.0)
-
-
-def test_views_cover_clip_and_single_view_is_centred():
-    video = torch.arange(32.0).reshape(1, 1, 32, 1, 1).expand(1, 1, 32, 12, 16).contiguous()
-    single = list(views(video, frames=16, size=12))
-    assert len(single) == 1 and single[0][0, 0, 0, 0, 0] == 8            # centred start
-    many = list(views(video, frames=16, size=12, temporal_clips=3, spatial_crops=3))
-    assert len(many) == 9 and all(v.shape == (1, 1, 16, 12, 12) for v in many)
-    assert [int(v[0, 0, 0, 0, 0]) for v in many[::3]] == [0, 8, 16]        # first to last window
-    with pytest.raises(ValueError, match="frames"):
-        list(views(video, frames=64, size=12))
 
 
 def test_batch_labels_follow_the_contract():

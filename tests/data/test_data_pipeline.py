@@ -263,3 +263,15 @@ def test_a_split_smaller_than_a_batch_still_trains_and_fewer_samples_than_reader
     assert all(b["video"].shape == (8, 3, 4, 8, 8) for b in batches)
     with pytest.raises(EmptyPipelineError, match=r"manifest\.yaml.*24 samples cannot feed 32 readers"):
         DataPipeline(clip_frames=4, size=8, workers=16).loader(numbered, "train", batch_size=2, world_size=2)
+
+
+def test_evaluation_windows_and_crops_spread_from_first_to_last():
+    from lvmae.components.data.augment import short_side_boxes
+    from lvmae.components.data.temporal import TemporalSampler
+    sampler = TemporalSampler(16, 1, "center")
+    assert [w[0] for w in sampler.windows(32, 1)] == [8]                       # centred
+    assert [w[0] for w in sampler.windows(32, 3)] == [0, 8, 16]                # first to last
+    boxes = short_side_boxes(12, 16, size=12, resize=12, count=3)
+    assert [(b.top, b.left, b.height) for b in boxes] == [(0, 0, 12), (0, 2, 12), (0, 4, 12)]
+    portrait = short_side_boxes(20, 10, size=8, resize=10, count=1)[0]         # crop 8 of 10 source px
+    assert (portrait.top, portrait.left, portrait.height, portrait.width) == (6, 1, 8, 8)
