@@ -47,7 +47,8 @@ def test_run_documents_metrics_and_files_are_in_the_local_database(local_run):
     assert run["config"]["gin"]["bindings"]["masking"]["encoder"]["tube"]["keep_ratio"] == 0.1
     assert database.runs.count_documents({"config.gin.bindings.experiments.pretrain_loop.steps": 6}) == 1
     assert run["meta"]["tags"] == ["ci", "tiny"] and run["omniboard"]["tags"] == ["ci", "tiny"]
-    assert run["info"]["checkpoint"].endswith("pretrain/last.pt")        # the path, not the bytes
+    # the path of the run's own folder (WORKDIR/pretrain/<run id>/last.pt), not the bytes
+    assert run["info"]["checkpoint"].endswith(f"pretrain/{run['_id']}/last.pt")
     assert run["host"]["hostname"]
     if _has_git_head():                         # an unpacked archive has no git state to record
         assert run["experiment"]["repositories"][0]["commit"]
