@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from lvmae.experiments.commands import pretrain  # noqa: F401  (registers pretrain_loop with gin)
-from lvmae.experiments.engine import checkpoints, gin_config, run_folder, trainer as engine
+from lvmae.experiments.engine import checkpoints, gin_config, run_folder
+from lvmae.experiments.engine import trainer as engine
 from lvmae.experiments.engine.checkpoints import ResumeRefused
 from lvmae.experiments.engine.trainer import CountedBatches, Settings, Trainer
 
@@ -172,7 +173,7 @@ def test_a_lost_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path):
-    poison = lambda index, loss: loss * float("nan") if index == 5 else loss   # noqa: E731
+    poison = lambda index, loss: loss * float("nan") if index == 5 else loss
     with pytest.raises(FloatingPointError, match="at or before step 6.*last good checkpoint"):
         _fit(tmp_path, FakeRun(1), loss_at=poison, log_every=1000)   # read at the checkpoint of step 6
     state, _ = checkpoints.load_latest(os.path.join(tmp_path, "pretrain", "1"))

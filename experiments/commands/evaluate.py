@@ -18,8 +18,8 @@ from tqdm import tqdm
 from lvmae.components.backbones.pos_interpolation import adapt_state
 from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.masking.plan import TokenGrid
-from lvmae.experiments.engine.classifier_setup import build_classifier
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
+from lvmae.experiments.engine.classifier_setup import build_classifier
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import ACTION, Accumulator, confusion_matrix
 from lvmae.experiments.engine.run_folder import resolve_input

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from lvmae.components.data.pipeline import DataPipeline
-from lvmae.experiments.engine.classifier_setup import build_classifier, manifest_heads
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
+from lvmae.experiments.engine import mixup as _video_mixup  # noqa: F401  (registers video_mixup with gin)
+from lvmae.experiments.engine.classifier_setup import build_classifier, manifest_heads
 from lvmae.experiments.engine.gin_config import gin_applies
-from lvmae.experiments.engine import mixup  # noqa: F401  (registers video_mixup with gin)
 from lvmae.experiments.engine.layer_decay import build_finetune_optimizer
-from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.parallel import Parallel
+from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.run_folder import resolve_input
 from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, input_size
 from lvmae.experiments.engine.training import unwrap

@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from lvmae.components.data.flicker_clips import selection_recall
+from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import discriminator_gan_loss, generator_gan_loss, r1_penalty
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
-from lvmae.experiments.reporting.tokenizer_images import save_reconstructions, save_score_maps
-from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, to_device
 from lvmae.experiments.engine.training import build_optimizer
+from lvmae.experiments.reporting.tokenizer_images import save_reconstructions, save_score_maps
 
 STAGE = "tokenizer"       # runs work in WORKDIR/tokenizer/<run id>
 _EVAL_SEED_OFFSET = 7919   # the fixed evaluation clips never coincide with training draws

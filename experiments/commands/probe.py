@@ -20,9 +20,9 @@ from torch import nn
 from tqdm import tqdm
 
 from lvmae.components.data.pipeline import DataPipeline
-from lvmae.experiments.engine.classifier_setup import manifest_heads
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
+from lvmae.experiments.engine.classifier_setup import manifest_heads
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder

@@ -18,7 +18,8 @@ import copy
 import dataclasses
 import os
 import time
-from typing import Callable, Iterable, Iterator, Literal, get_args
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
@@ -27,9 +28,17 @@ from torch import nn
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
-from lvmae.experiments.engine.training import (Distributed, ScalarLogger, gather_objects, mean_across_ranks,
-                                               rng_state, set_rng_state, setup_distributed, unwrap,
-                                               warmup_cosine)
+from lvmae.experiments.engine.training import (
+    Distributed,
+    ScalarLogger,
+    gather_objects,
+    mean_across_ranks,
+    rng_state,
+    set_rng_state,
+    setup_distributed,
+    unwrap,
+    warmup_cosine,
+)
 
 Precision = Literal["auto", "fp32", "bf16"]
 # Exit status of a deliberate crash (``exit_after_step``): what a SIGKILL-ed process returns.
