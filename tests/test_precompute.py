@@ -193,12 +193,11 @@ def test_live_scorer_fills_in_missing_scores_and_can_override_stored_ones():
 def test_short_and_corrupt_clips_are_left_out_counted_and_reported(setup, tmp_path):
     """precompute never aborts on one bad clip: under short_policy='skip' a clip shorter than
     the view and a truncated mp4 are left out, counted, and the manifest counts what is left."""
-    from video_fixtures import moving_clip
-
     from lvmae.components.data.codec import encode_mp4
     from lvmae.components.data.manifest import Manifest, Split, save_manifest
     from lvmae.components.data.schema import make_sample
     from lvmae.components.data.shards import write_shards
+    from tests.data.video_fixtures import moving_clip
 
     def generate():
         for i, frames in enumerate((40, 12, 32, 36)):
