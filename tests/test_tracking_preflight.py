@@ -28,7 +28,7 @@ def _clean_gin():
 
 
 def _fail(bindings: list[str], command: str = "pretrain", files: tuple[str, ...] = (TINY,)) -> str:
-    from lvmae.experiments import commands   # the command modules register their gin functions
+    from lvmae.experiments import commands  # the command modules register their gin functions
     commands.load_all()
     with pytest.raises(PreflightError) as error:
         preflight(command, list(files), bindings, module=command_index()[command].module)
@@ -95,7 +95,7 @@ def test_a_good_configuration_builds_the_entry_points_objects_and_the_kit_calls_
 
 
 def test_a_component_the_kit_rejects_fails_preflight_naming_the_binding(monkeypatch):
-    import lvmae.components.kit as kit
+    from lvmae.components import kit
 
     def broken(component, **_):
         raise kit.ContractError(component, "returned 3 targets, declared 5")

@@ -30,7 +30,8 @@ import inspect
 import os
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gin.config as gin_lib
 
@@ -79,7 +80,7 @@ class PreflightError(ValueError):
 
 def _display(selector: str) -> str:
     prefix = EXPERIMENT_MODULE + "."
-    return selector[len(prefix):] if selector.startswith(prefix) else selector
+    return selector.removeprefix(prefix)
 
 
 def _binding_name(scope: str, selector: str, param: str) -> str:
@@ -135,7 +136,7 @@ def _hints(function: Callable) -> dict[str, Any]:
     target = function.__init__ if isinstance(function, type) else function
     try:
         return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # an annotation gin cannot resolve (forward reference): keep the plain ones
+    except Exception:  # noqa: BLE001  (an annotation that cannot resolve: keep the plain ones)
         annotations = getattr(target, "__annotations__", {})
         return {name: hint for name, hint in annotations.items() if not isinstance(hint, str)}
 
@@ -264,7 +265,7 @@ def reachable(roots: list[str]) -> list[tuple[str, str]]:
         if key in seen:
             continue
         seen.append(key)
-        for param, value in config.get(key, {}).items():
+        for value in config.get(key, {}).values():
             for reference in _references(value):
                 if _is_macro(reference):
                     name = "/".join(reference.scopes)
