@@ -180,6 +180,17 @@ def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path):
     assert state["step"] == 4
 
 
+def test_the_last_step_is_logged_so_the_final_values_are_the_last_steps(tmp_path):
+    """With ``steps`` not a multiple of ``log_every`` the final point of every series (what
+    the run prints as its final loss and what ``report`` reads) is the last step's."""
+    run = FakeRun(1)
+    result = _fit(tmp_path, run, steps=7, log_every=3, checkpoint_every=0).result
+    steps = [step for name, step, _ in run.logged if name == "train/loss"]
+    assert steps == [1, 3, 6, 7]
+    last = [value for name, step, value in run.logged if name == "train/loss" and step == 7]
+    assert result["final_loss"] == pytest.approx(last[0])
+
+
 def test_the_step_reads_no_scalar_outside_logging_steps(tmp_path, monkeypatch):
     """Converting a tensor to a Python number (or truth value) is a host-device sync on a
     GPU: the engine may do it only on logging and checkpoint steps."""

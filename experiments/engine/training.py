@@ -186,14 +186,16 @@ class ScalarLogger:
             raise ValueError(f"log_every must be ≥ 1, got {every}")
         self.run = run
         self.every = every
+        self.total_steps = total_steps
         self.bar = tqdm(total=total_steps, initial=initial, desc=description, dynamic_ncols=True,
                         mininterval=0.5, disable=not show)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._last_time = time.perf_counter()
 
     def due(self, step: int) -> bool:
-        """True on the first step, every ``every`` steps and never twice for one step."""
-        return step == 1 or step % self.every == 0
+        """True on the first step, every ``every`` steps and the last step (the run's final
+        values are the last step's), never twice for one step."""
+        return step == 1 or step % self.every == 0 or step == self.total_steps
 
     def log(self, step: int, **scalars: float) -> None:
         for name, value in scalars.items():
