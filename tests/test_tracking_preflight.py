@@ -80,6 +80,48 @@ def test_a_missing_input_path_is_named_only_for_the_command_that_reads_it(tmp_pa
               module=command_index()["pretrain"].module)
 
 
+def test_a_run_input_without_a_checkpoint_is_named_before_the_run(tmp_path):
+    """``PRETRAINED='run:N'`` must name a pre-training run of WORKDIR that holds a checkpoint."""
+    workdir = f"WORKDIR = '{tmp_path}'"
+    message = _fail([workdir, "PRETRAINED = 'run:999'"], command="finetune")
+    assert "finetune_loop.pretrained" in message and "run 999" in message
+    folder = tmp_path / "pretrain" / "7"
+    folder.mkdir(parents=True)
+    (folder / "last.pt").write_bytes(b"")
+    gin.clear_config()
+    preflight("finetune", [TINY], [workdir, "PRETRAINED = 'run:7'"], module=command_index()["finetune"].module,
+              build=False)
+
+
+def test_a_resume_its_checkpoint_refuses_is_stopped_before_the_run_is_reopened(tmp_path):
+    """``--resume-run N`` with a changed binding or without the seed fails in preflight (so run
+    N's record keeps its status and configuration), naming what differs; an unchanged
+    configuration (only ``steps`` longer) passes."""
+    from lvmae.experiments import commands
+    from lvmae.experiments.engine import checkpoints
+    from lvmae.experiments.engine.preflight import ResumeRequest
+    commands.load_all()
+    module = command_index()["pretrain"].module
+    bindings = [f"WORKDIR = '{tmp_path}'", "pretrain_loop.steps = 40"]
+    preflight("pretrain", [TINY], bindings, module=module, build=False)
+    checkpoints.save_rotating(str(tmp_path / "pretrain" / "7"), {
+        "format": checkpoints.FORMAT, "version": checkpoints.FORMAT_VERSION, "command": "pretrain", "run_id": "7",
+        "seed": 3, "step": 10, "bindings": checkpoints.flat_bindings()})
+
+    def resume(extra: list[str], seed: int | None = 3) -> None:
+        gin.clear_config()
+        preflight("pretrain", [TINY], bindings + extra, module=module, build=False,
+                  resume=ResumeRequest(7, seed, "pretrain"))
+
+    resume(["pretrain_loop.steps = 80"])
+    with pytest.raises(PreflightError, match=r"pretrain_loop\.lr: 0\.001 → 0\.002"):
+        resume(["pretrain_loop.lr = 0.002"])
+    with pytest.raises(PreflightError, match="with seed=3"):
+        resume([], seed=None)
+    with pytest.raises(PreflightError, match="seed 3"):
+        resume([], seed=4)
+
+
 def test_a_component_that_rejects_its_arguments_is_named_when_built():
     message = _fail(["masking.decoder.random.budget = 1.5"])
     assert "pretrain_loop.model" in message and "masking.decoder.random.budget" in message

@@ -176,25 +176,47 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def _sacred_config(argv: list[str]) -> tuple[list[str], list[str]]:
-    """gin_files and gin_bindings of a translated command line's ``with`` part."""
+def _sacred_updates(argv: list[str]) -> dict:
+    """The config updates of a translated command line's ``with`` part."""
     from sacred.arg_parser import get_config_updates
     if "with" not in argv:
-        return [], []
+        return {}
     updates, _ = get_config_updates(argv[argv.index("with") + 1:])
+    return updates
+
+
+def _sacred_config(argv: list[str]) -> tuple[list[str], list[str]]:
+    """gin_files and gin_bindings of a translated command line's ``with`` part."""
+    updates = _sacred_updates(argv)
     listed = lambda value: [value] if isinstance(value, str) else list(value or [])
     return listed(updates.get("gin_files")), listed(updates.get("gin_bindings"))
 
 
-def run_preflight(command: str, argv: list[str]) -> None:
-    """Checks the configuration before Sacred records a run; on a problem prints one paragraph
-    and exits with status 2 (the traceback only with -d/--debug)."""
+def _resume_request(command: str, argv: list[str], resume_run: int | None):
+    """``--resume-run``'s run, the command line's seed and the command's stage folder (its
+    module's ``STAGE``; None for a command that keeps no checkpoint)."""
+    import importlib
+
+    from lvmae.experiments.commands import command_index
+    from lvmae.experiments.engine.preflight import ResumeRequest
+    stage = getattr(importlib.import_module(command_index()[command].module), "STAGE", None)
+    if resume_run is None or stage is None:
+        return None
+    seed = _sacred_updates(argv).get("seed")
+    return ResumeRequest(resume_run, None if seed is None else int(seed), stage)
+
+
+def run_preflight(command: str, argv: list[str], resume_run: int | None = None) -> None:
+    """Checks the configuration before Sacred records a run (and, with ``--resume-run``, that
+    the run's checkpoint accepts it); on a problem prints one paragraph and exits with status 2
+    (the traceback only with -d/--debug)."""
     from lvmae.experiments.commands import command_index
     from lvmae.experiments.engine.gin_config import GinConfigError
     from lvmae.experiments.engine.preflight import PreflightError, preflight
     files, bindings = _sacred_config(argv)
     try:
-        preflight(command, files, bindings, module=command_index()[command].module)
+        preflight(command, files, bindings, module=command_index()[command].module,
+                  resume=_resume_request(command, argv, resume_run))
     except (PreflightError, GinConfigError) as error:
         if _DEBUG_FLAGS.intersection(argv):
             raise
@@ -225,7 +247,7 @@ def main(argv: list[str]) -> None:
     # Under torchrun only rank 0 records the run (one run, one set of metrics).
     is_main_process = int(os.environ.get("RANK", "0")) == 0
     if command in commands.command_index() and command not in _GINLESS and not asks_help:
-        run_preflight(command, argv)
+        run_preflight(command, argv, resume_run)
     if (command not in _UNOBSERVED and not asks_help and "-u" not in argv
             and "--unobserved" not in argv and is_main_process):
         ex.observers.append(default_observer(resume_run=resume_run))

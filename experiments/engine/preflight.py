@@ -44,6 +44,12 @@ INPUT_PATH_PARAMETERS = frozenset({"manifest", "manifest_path", "checkpoint", "p
                                    "video_root", "annotations", "labels_path"})
 # (configurable, parameter) pairs whose parameter name alone does not say it is an input path.
 INPUT_PATH_BINDINGS = frozenset({("dataset.manifest", "path")})
+# ``run:N`` inputs: (entry point, parameter) → the stage whose run folder N holds the checkpoint
+# (``WORKDIR/<stage>/N/last.pt``, engine.run_folder.resolve_input).
+RUN_INPUT_STAGES = {("finetune_loop", "pretrained"): "pretrain", ("probe_loop", "pretrained"): "pretrain",
+                    ("evaluate_loop", "checkpoint"): "finetune"}
+WORKDIR_PARAMETER = "workdir"
+RESUME_LAYOUT = ("world_size", "batch_size", "accum_steps")
 ENTRY_SUFFIXES = ("_loop", "_job")
 
 
@@ -284,9 +290,35 @@ def check_paths(keys: list[tuple[str, str]]) -> None:
             name = _binding_name(scope, selector, param)
             path = _resolve(value, name)
             if isinstance(path, str) and path.startswith(RUN_PREFIX):
-                continue        # ``run:N``: the engine finds run N's checkpoint (run_folder.resolve_input)
+                _check_run_input(scope, selector, param, path, name)
+                continue
             if isinstance(path, str) and path and not os.path.exists(path):
                 raise PreflightError(f"{name} = {path!r}: no such file or folder (looked from {os.getcwd()!r})")
+
+
+def _parameter_value(scope: str, selector: str, param: str):
+    """The value ``param`` of ``selector`` gets: its binding (macros resolved), else its default."""
+    bound = gin_lib._CONFIG.get((scope, selector), {})  # pylint: disable=protected-access
+    if param in bound:
+        return _resolve(bound[param], _binding_name(scope, selector, param))
+    configurable = gin_lib._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+    if configurable is None:
+        return None
+    default = inspect.signature(configurable.wrapped).parameters.get(param)
+    return None if default is None or default.default is inspect.Parameter.empty else default.default
+
+
+def _check_run_input(scope: str, selector: str, param: str, spec: str, name: str) -> None:
+    """``run:N`` must name a run of the producing stage that holds a checkpoint."""
+    from lvmae.experiments.engine.run_folder import resolve_input
+    stage = RUN_INPUT_STAGES.get((selector.rsplit(".", 1)[-1], param))
+    workdir = _parameter_value(scope, selector, WORKDIR_PARAMETER)
+    if stage is None or not isinstance(workdir, str):
+        return
+    try:
+        resolve_input(spec, workdir, stage, name)
+    except (FileNotFoundError, ValueError) as error:
+        raise PreflightError(str(error)) from None
 
 
 def check_macros(keys: list[tuple[str, str]]) -> None:
@@ -339,16 +371,55 @@ def build_objects(roots: list[str]) -> dict[str, Any]:
     return built
 
 
+@dataclasses.dataclass(frozen=True)
+class ResumeRequest:
+    """``--resume-run RUN_ID`` with the command line's seed (None: not given) and the stage
+    folder the command's runs work in (``WORKDIR/<stage>/<run id>``)."""
+    run_id: int
+    seed: int | None
+    stage: str
+
+
+def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None:
+    """The engine's resume check (seed, command, bindings) on run N's checkpoint, before run N's
+    record is reopened: a refused resume leaves the run's status and stored configuration as
+    they were, so ``run.py resume N`` still continues it."""
+    from lvmae.experiments.engine import checkpoints, run_folder
+    workdir = _parameter_value("", roots[0], WORKDIR_PARAMETER) if roots else None
+    if not isinstance(workdir, str):
+        return
+    folder = run_folder.run_folder(workdir, request.stage, str(request.run_id))
+    try:
+        found = checkpoints.load_latest(folder)
+    except checkpoints.ResumeRefused as error:
+        raise PreflightError(f"--resume-run {request.run_id}: {error}") from None
+    if found is None:
+        return          # the engine starts run N from step 0 and says so
+    state, path = found
+    if request.seed is None:
+        raise PreflightError(f"--resume-run {request.run_id}: give the run's seed, `with seed={state.get('seed')}` "
+                             f"(or continue it with python run.py resume {request.run_id}); a seed is never replaced")
+    layout = {key: state.get(key) for key in RESUME_LAYOUT}     # the engine checks the batch layout
+    try:
+        checkpoints.check_resumable(state, path, command=command, loop=roots[0].rsplit(".", 1)[-1],
+                                    seed=request.seed, layout=layout, bindings=checkpoints.flat_bindings())
+    except checkpoints.ResumeRefused as error:
+        raise PreflightError(f"--resume-run {request.run_id}: {error}") from None
+
+
 def preflight(command: str, gin_files: list[str], gin_bindings: list[str], module: str | None = None,
-              build: bool = True) -> dict[str, Any]:
+              build: bool = True, resume: ResumeRequest | None = None) -> dict[str, Any]:
     """Runs every check for ``command``; raises :class:`PreflightError` (or GinConfigError)
-    naming what is wrong. Returns the objects it built (``{binding: object}``)."""
+    naming what is wrong. Returns the objects it built (``{binding: object}``). ``resume``:
+    ``--resume-run``'s checkpoint must accept this configuration."""
     gin_config.parse(list(gin_files), list(gin_bindings))
     roots = entry_points(command, module)
     keys = reachable(roots)
     check_macros(keys)
     check_types()
     check_paths(keys)
+    if resume is not None:
+        check_resume(command, roots, resume)
     if not build:
         return {}
     built = build_objects(roots)
