@@ -119,3 +119,34 @@ def test_counters_go_to_info_and_never_onto_the_loss_plot():
     logger.log(2, **{"train/loss": 1.2, "train/loss_tokens": 304})
     assert [name for name, _, _ in run.metrics] == ["train/loss", "train/lr", "train/loss"]
     assert run.info[COUNTERS_INFO_KEY] == {"train/loss_tokens": {"value": 304.0, "step": 2}}
+
+
+def test_one_queued_observer_records_runs_one_after_the_other(tmp_path):
+    """``run.py seeds`` records its members in one process through one observer: the second
+    run's events are written like the first's (none left behind by the first run's flush)."""
+    from lvmae.experiments.tracking.mongo_observer import SafeQueuedMongoObserver
+
+    class FakeCovered:
+        run_entry = None
+
+        def __init__(self):
+            self.events, self.run_id = [], 0
+
+        def started_event(self, *args, **kwargs):
+            self.run_id += 1
+            self.events.append((self.run_id, "started_event"))
+            return self.run_id
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self.events.append((self.run_id, name))
+
+    covered = FakeCovered()
+    observer = SafeQueuedMongoObserver(covered, tmp_path / "spool", tmp_path / "unflushed", "fake://",
+                                       flush_timeout_s=10.0)
+    for _ in range(2):
+        observer.started_event()
+        observer.log_metrics({"train/loss": {"steps": [1], "values": [1.0], "timestamps": [0]}}, {})
+        observer.completed_event()
+    assert covered.events == [(run, name) for run in (1, 2)
+                              for name in ("started_event", "log_metrics", "completed_event")]
+    assert not (tmp_path / "unflushed").exists()

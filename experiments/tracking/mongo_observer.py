@@ -134,7 +134,11 @@ class SafeQueuedMongoObserver(RunObserver):
 
     # --- events ---------------------------------------------------------------------------
     def started_event(self, *args, **kwargs):
-        # Synchronous: the run id comes from the database (observers.py pings it first).
+        # Synchronous: the run id comes from the database (observers.py pings it first). One
+        # observer may record several runs of one process one after the other (``run.py seeds``):
+        # each run gets its own writer thread and its own flush at its end.
+        self._stop.clear()
+        self._joined, self._current, self._dropped = False, None, []
         run_id = self.covered.started_event(*args, **kwargs)
         self._worker = threading.Thread(target=self._work, name="mongo-observer", daemon=True)
         self._worker.start()
