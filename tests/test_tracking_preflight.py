@@ -122,6 +122,17 @@ def test_a_resume_its_checkpoint_refuses_is_stopped_before_the_run_is_reopened(t
         resume([], seed=4)
 
 
+def test_evaluate_without_a_finetuned_checkpoint_is_named_before_the_run(tmp_path):
+    """``evaluate_loop.checkpoint`` unset reads WORKDIR/finetune/last.pt: it must exist."""
+    workdir = f"WORKDIR = '{tmp_path}'"
+    message = _fail([workdir], command="evaluate")
+    assert "evaluate_loop.checkpoint" in message and str(tmp_path / "finetune" / "last.pt") in message
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "last.pt").write_bytes(b"")
+    gin.clear_config()
+    preflight("evaluate", [TINY], [workdir], module=command_index()["evaluate"].module, build=False)
+
+
 def test_a_component_that_rejects_its_arguments_is_named_when_built():
     message = _fail(["masking.decoder.random.budget = 1.5"])
     assert "pretrain_loop.model" in message and "masking.decoder.random.budget" in message

@@ -48,6 +48,9 @@ INPUT_PATH_BINDINGS = frozenset({("dataset.manifest", "path")})
 # (``WORKDIR/<stage>/N/last.pt``, engine.run_folder.resolve_input).
 RUN_INPUT_STAGES = {("finetune_loop", "pretrained"): "pretrain", ("probe_loop", "pretrained"): "pretrain",
                     ("evaluate_loop", "checkpoint"): "finetune"}
+# Inputs read from WORKDIR when their parameter is left unset: (entry point, parameter) → the
+# stage whose newest completed run (``WORKDIR/<stage>/last.pt``) the command reads instead.
+DEFAULT_RUN_INPUTS = {("evaluate_loop", "checkpoint"): "finetune"}
 WORKDIR_PARAMETER = "workdir"
 RESUME_LAYOUT = ("world_size", "batch_size", "accum_steps")
 ENTRY_SUFFIXES = ("_loop", "_job")
@@ -321,6 +324,23 @@ def _check_run_input(scope: str, selector: str, param: str, spec: str, name: str
         raise PreflightError(str(error)) from None
 
 
+def check_default_inputs(roots: list[str]) -> None:
+    """An input left unset that the command then reads from WORKDIR (:data:`DEFAULT_RUN_INPUTS`)
+    must exist there."""
+    from lvmae.experiments.engine.run_folder import CHECKPOINT_NAME
+    for root in roots:
+        entry = root.rsplit(".", 1)[-1]
+        for (loop, param), stage in DEFAULT_RUN_INPUTS.items():
+            workdir = _parameter_value("", root, WORKDIR_PARAMETER)
+            if loop != entry or _parameter_value("", root, param) or not isinstance(workdir, str):
+                continue
+            path = os.path.join(workdir, stage, CHECKPOINT_NAME)
+            if not os.path.exists(path):
+                raise PreflightError(f"{_display(root)}.{param} is unset, so the run reads {path!r} (the newest "
+                                     f"completed {stage} run), which does not exist (looked from {os.getcwd()!r}): "
+                                     f"run {stage} first or pass -b \"{_display(root)}.{param}='PATH'\" (or 'run:N')")
+
+
 def check_macros(keys: list[tuple[str, str]]) -> None:
     config = gin_lib._CONFIG  # pylint: disable=protected-access
     for scope, selector in keys:
@@ -418,6 +438,7 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     check_macros(keys)
     check_types()
     check_paths(keys)
+    check_default_inputs(roots)
     if resume is not None:
         check_resume(command, roots, resume)
     if not build:
