@@ -54,6 +54,11 @@ def test_a_value_outside_a_literal_lists_the_choices():
     assert "expected one of 'auto', 'fp32', 'bf16'" in _fail(["pretrain_loop.precision='fp16'"])
 
 
+def test_write_shards_choices_are_checked_before_the_run():
+    message = _fail(["write_shards_job.annotation_format = 'epic'"], command="write_shards", files=())
+    assert "write_shards_job.annotation_format" in message and "'epic100'" in message
+
+
 def test_a_value_out_of_range_is_refused():
     assert "pretrain_loop.steps = -5: must be ≥ 1" in _fail(["pretrain_loop.steps=-5"])
     assert "checkpoint_every" in _fail(["pretrain_loop.checkpoint_every=-1"])

@@ -13,12 +13,14 @@ and a non-zero exit (docs/data.md §3).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import gin
 
-from lvmae.components.data.annotations import AnnotationError
+from lvmae.components.data.annotations import AnnotationError, AnnotationFormat
+from lvmae.components.data.codec import PixelFormat
 from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import WriteError, WriteOptions, summary_lines, write_dataset
+from lvmae.components.data.writer import OnError, WriteError, WriteOptions, summary_lines, write_dataset
 from lvmae.experiments.commands.experiment import ex
 from lvmae.experiments.engine.gin_config import gin_applies
 
@@ -28,12 +30,13 @@ INPUT_ERRORS = (WriteError, AnnotationError, FileNotFoundError, ValueError)
 
 @gin_applies
 def write_shards_job(video_root: str = gin.REQUIRED, annotations: str | dict = gin.REQUIRED,
-                     annotation_format: str = gin.REQUIRED, out_dir: str = gin.REQUIRED,
+                     annotation_format: AnnotationFormat = gin.REQUIRED, out_dir: str = gin.REQUIRED,
                      split: str = "train", name: str | None = None, labels_path: str | None = None,
-                     codec: str = "mp4", short_side: int | None = None, fps: float | None = None,
-                     gop: int = 32, crf: int = 16, pix_fmt: str = "yuv420p", max_frames: int | None = None,
-                     sequence_fps: float | None = None, frame_tolerance: float = 0.05,
-                     samples_per_shard: int = 64, on_error: str = "skip", workers: int = 1) -> dict:
+                     codec: Literal["mp4", "npy"] = "mp4", short_side: int | None = None,
+                     fps: float | None = None, gop: int = 32, crf: int = 16, pix_fmt: PixelFormat = "yuv420p",
+                     max_frames: int | None = None, sequence_fps: float | None = None,
+                     frame_tolerance: float = 0.05, samples_per_shard: int = 64, on_error: OnError = "skip",
+                     workers: int = 1) -> dict:
     """Writes the splits of ``annotations`` — one file (written as ``split``) or a dict
     ``{split: file}`` (one vocabulary over all of them) — and prints what was written and
     skipped. Unchanged samples are reused (content-keyed), the rest rewritten."""
