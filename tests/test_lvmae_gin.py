@@ -88,6 +88,11 @@ def test_every_output_path_derives_from_the_one_root_macro():
     assert _value("pretrain_loop.dataset").path == "/scratch/me/lvmae_b_128f/precomputed/manifest.yaml"
 
 
+def test_the_seeds_summary_moves_with_the_root_macro():
+    gin_config.parse(["gin/experiments/tiny_cpu.gin"], ["OUTPUTS = '/scratch/me'"])
+    assert _value("seed_sweep.workdir") == "/scratch/me/tiny_cpu/seeds"
+
+
 def test_the_32_frame_file_shares_the_tokenizer_precomputes_its_own_clips_and_drops_no_tokens():
     gin_config.parse(["gin/experiments/lvmae_b_32f.gin"], PAPER_DATA)
     assert _value("precompute_job.checkpoint") == "outputs/lvmae_b_128f/tokenizer/last.pt"
