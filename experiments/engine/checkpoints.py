@@ -120,15 +120,16 @@ def save_rotating(folder: str, state: dict) -> str:
     return path
 
 
-def load_latest(folder: str) -> tuple[dict, str] | None:
-    """The newest readable checkpoint of ``folder`` and its path, or None when there is none."""
+def load_latest(folder: str, mmap: bool = False) -> tuple[dict, str] | None:
+    """The newest readable checkpoint of ``folder`` and its path, or None when there is none
+    (``mmap``: tensors stay on disk until read — a quick look at the metadata)."""
     errors = []
     for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             continue
         try:
-            return torch.load(path, map_location="cpu", weights_only=True), path
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), path
         except Exception as error:  # noqa: BLE001  (a truncated or foreign file: try the one before)
             errors.append(f"{path}: {error}")
     if errors:

@@ -410,7 +410,7 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
         return
     folder = run_folder.run_folder(workdir, request.stage, str(request.run_id))
     try:
-        found = checkpoints.load_latest(folder)
+        found = checkpoints.load_latest(folder, mmap=True)     # metadata only: seconds for any size
     except checkpoints.ResumeRefused as error:
         raise PreflightError(f"--resume-run {request.run_id}: {error}") from None
     if found is None:
