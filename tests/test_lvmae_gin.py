@@ -45,7 +45,7 @@ def _one_step(model, latent_dim: int, frames: int, size: int) -> dict:
 
 # The paper files' required macros (the user's data), as -b bindings.
 PAPER_DATA = ["SOURCE_MANIFEST = 'data/source/manifest.yaml'",
-              "TOKENIZER_MANIFEST = 'data/source_16f/manifest.yaml'", "NUM_CLASSES = 97"]
+              "TOKENIZER_MANIFEST = 'data/source_16f/manifest.yaml'"]
 
 
 def _value(name: str):
@@ -103,7 +103,7 @@ def test_the_32_frame_file_shares_the_tokenizer_precomputes_its_own_clips_and_dr
 
 @pytest.mark.parametrize("command, data, missing", [
     ("pretrain_tokenizer", [], "TOKENIZER_MANIFEST"),
-    ("finetune", ["SOURCE_MANIFEST = 'a.yaml'"], "NUM_CLASSES"),
+    ("finetune", [], "SOURCE_MANIFEST"),
     ("precompute", ["TOKENIZER_MANIFEST = 'a.yaml'"], "SOURCE_MANIFEST")])
 def test_a_missing_data_macro_stops_the_command_naming_it(command, data, missing):
     with pytest.raises(preflight.PreflightError, match=f"macro %{missing} .*required"):

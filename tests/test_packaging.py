@@ -53,8 +53,10 @@ def test_the_wheel_puts_everything_under_lvmae_with_gin_files_board_script_and_l
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"lvmae", wheel.name.split("-py3")[0] + ".dist-info"}, top
-    shipped_gin = {name.removeprefix("lvmae/") for name in names if name.endswith(".gin")}
-    repo_gin = {str(path.relative_to(ROOT)) for path in (ROOT / "gin").rglob("*.gin")}
+    shipped_gin = {name.removeprefix("lvmae/") for name in names if name.endswith((".gin", ".yaml"))}
+    repo_gin = {str(path.relative_to(ROOT)) for pattern in ("*.gin", "*.yaml")
+                for path in (ROOT / "gin").rglob(pattern)}
+    assert any(name.endswith(".yaml") for name in repo_gin)        # the study files
     assert repo_gin and shipped_gin == repo_gin
     assert "lvmae/experiments/tracking/board_loopback.cjs" in names
     for folder in TOP_LEVEL_FOLDERS:
