@@ -3,13 +3,13 @@
 # synthetic moving-square shards (gin/experiments/lvmae_cpu.gin): train the adaptive FSQ
 # tokenizer + learned scorer, precompute latents/indices/scores beside every clip, pre-train the
 # tiny video MAE with adaptive decoder masking (10% top + 5% random) on tokenizer-latent targets,
-# fine-tune it, and say where the runs are. About 7 minutes on 2 quiet cores.
+# fine-tune it, and say where the runs are. About 5–6 minutes on 2 quiet cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 GIN=gin/experiments/lvmae_cpu.gin
-# Every invocation gets its own output folder (the root macro OUTPUTS moves every path):
-# checkpoints resume by default, so a second demo in the same folder would train nothing.
+# Every invocation gets its own output folder (the root macro OUTPUTS moves every path), so
+# demos never mix their outputs; runs inside it have their own folders anyway.
 OUT=outputs/demo-$(date +%Y%m%d-%H%M%S)
 for command in pretrain_tokenizer precompute pretrain finetune; do
   .venv/bin/python run.py "$command" -g "$GIN" -b "OUTPUTS='$OUT'" "$@"
