@@ -50,22 +50,17 @@ class BatchLoader:
         for batch in self.loader:
             video = batch["video"]
             if self.device is not None:
-                batch = _to_device(batch, self.device)
+                batch = to_device(batch, self.device)
                 video = batch["video"]
             batch["video"] = normalise(video, self.stream.mean, self.stream.std)
             yield batch
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    moved = {}
-    for name, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            moved[name] = value.to(device, non_blocking=True)
-        elif isinstance(value, dict):
-            moved[name] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
-        else:
-            moved[name] = value
-    return moved
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Moves every tensor of a batch (and of nested dicts such as ``labels``) to ``device``,
+    copied without blocking."""
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v)
+                else to_device(v, device) if isinstance(v, dict) else v) for k, v in batch.items()}
 
 
 def make_loader(stream: ClipStream, batch_size: int, num_workers: int = 0, drop_last: bool = False,

@@ -55,6 +55,7 @@ from webdataset.shardlists import expand_urls
 from lvmae import registry
 from lvmae.components.data.augment import SpatialAugment, crop_resize, normalise, short_side_boxes
 from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
+from lvmae.components.data.loader import to_device
 from lvmae.components.data.manifest import Manifest, View, load_manifest
 from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, CorruptSampleError, raw_stream
 from lvmae.components.data.schema import RawSample, SampleError
@@ -553,7 +554,7 @@ class PipelineLoader:
 
     def _finish(self, batch: dict) -> dict:
         if self.device is not None:
-            batch = _to_device(batch, self.device)
+            batch = to_device(batch, self.device)
         batch["video"] = normalise(batch["video"], self.pipeline.mean, self.pipeline.std)
         return batch
 
@@ -572,18 +573,6 @@ def merge_states(states: list[dict]) -> dict:
         merged["positions"].update(state["positions"])
         merged["skips"].update(state["skips"])
     return merged
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    moved = {}
-    for name, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            moved[name] = value.to(device, non_blocking=True)
-        elif isinstance(value, dict):
-            moved[name] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
-        else:
-            moved[name] = value
-    return moved
 
 
 def record_skips(run, loader: PipelineLoader, prefix: str = "data") -> dict[str, int]:

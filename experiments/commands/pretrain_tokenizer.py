@@ -21,7 +21,14 @@ from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import discriminator_gan_loss, generator_gan_loss, r1_penalty
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
-from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, to_device
+from lvmae.experiments.engine.trainer import (
+    GeneratedBatches,
+    Precision,
+    Settings,
+    Trainer,
+    eval_loader,
+    to_device,
+)
 from lvmae.experiments.engine.training import build_optimizer
 from lvmae.experiments.reporting.tokenizer_images import save_reconstructions, save_score_maps
 
@@ -50,26 +57,6 @@ def codebook_statistics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
             "perplexity": float(entropy.exp())}
 
 
-class _ClipBatches:
-    """Endless batches of a procedural ``clips.*`` generator; its position is the generator's
-    state."""
-
-    def __init__(self, clips, batch_size: int, generator: torch.Generator):
-        self.clips, self.batch_size, self.generator = clips, batch_size, generator
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        return self.clips.batch(self.batch_size, self.generator)
-
-
 def _training_batches(trainer: Trainer, pipeline: DataPipeline, dataset, clips, batch_size: int, seed: int):
     """Batches from shards (``dataset``, through the data pipeline) or a procedural generator
     (``clips``), positioned where the checkpoint left off."""
@@ -77,7 +64,8 @@ def _training_batches(trainer: Trainer, pipeline: DataPipeline, dataset, clips, 
         raise ValueError("pretrain_tokenizer_loop needs exactly one of `dataset` (shards) or "
                          "`clips` (a procedural clips.* generator)")
     if clips is not None:
-        return trainer.data(_ClipBatches(clips, batch_size, torch.Generator().manual_seed(seed)))
+        return trainer.data(GeneratedBatches(lambda generator: clips.batch(batch_size, generator),
+                                            torch.Generator().manual_seed(seed)))
     return trainer.train_loader(pipeline, dataset.prepare(), batch_size, seed)
 
 

@@ -27,7 +27,15 @@ from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
 from lvmae.experiments.engine.run_folder import resolve_input
-from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, eval_loader, inference, input_size
+from lvmae.experiments.engine.trainer import (
+    GeneratedBatches,
+    Precision,
+    Settings,
+    Trainer,
+    eval_loader,
+    inference,
+    input_size,
+)
 from lvmae.experiments.engine.views import batch_labels
 
 STAGE = "probe"
@@ -48,27 +56,6 @@ def extract_features(encoder: nn.Module, batches, heads: list[str], keep_tokens:
     if not keys:
         raise ValueError(f"no samples in {description}")
     return torch.cat(features), {h: torch.cat(v) for h, v in labels.items()}, keys
-
-
-class _RowSampler:
-    """Endless random row indices (b,) into the cached features, drawn on the features'
-    device; its position is the generator's state."""
-
-    def __init__(self, count: int, batch_size: int, generator: torch.Generator):
-        self.count, self.batch_size, self.generator = count, min(batch_size, count), generator
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        return {"rows": torch.randint(self.count, (self.batch_size,), generator=self.generator,
-                                      device=self.generator.device)}
 
 
 @gin_applies
@@ -107,7 +94,10 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, head=
     val_x, val_y, val_keys = features("val")
     trainer.prepare(probes, lambda module: torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay))
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
-    rows = trainer.data(_RowSampler(len(train_x), batch_size, generator))
+    count, rows_per_batch = len(train_x), min(batch_size, len(train_x))
+    # Random rows (b,) into the cached features, drawn on their device.
+    rows = trainer.data(GeneratedBatches(
+        lambda g: {"rows": torch.randint(count, (rows_per_batch,), generator=g, device=g.device)}, generator))
 
     def step(batch: dict, index: int):
         features = train_x[batch["rows"]].float()

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lvmae.components.data.loader import to_device
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
@@ -95,12 +96,6 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    """Moves every tensor of a batch (and of nested dicts such as ``labels``) to ``device``."""
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v)
-                else to_device(v, device) if isinstance(v, dict) else v) for k, v in batch.items()}
-
-
 @torch.no_grad()
 def inference(model: nn.Module, batches: Iterable[dict], device: str | torch.device = "auto",
               precision: Precision = "auto") -> Iterator[dict]:
@@ -119,6 +114,26 @@ def inference(model: nn.Module, batches: Iterable[dict], device: str | torch.dev
 
 
 # ---------------------------------------------------------------- data position
+
+class GeneratedBatches:
+    """Endless batches ``draw(generator)`` (a procedural clip set, random rows of cached
+    features); the data position is the generator's state."""
+
+    def __init__(self, draw: Callable[[torch.Generator], dict], generator: torch.Generator):
+        self.draw, self.generator = draw, generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return self.draw(self.generator)
+
 
 class CountedBatches:
     """A deterministic batch stream whose position is the number of batches consumed:
