@@ -182,3 +182,36 @@ def test_verdict_follows_the_significance_against_the_reference(tmp_path):
     assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", same, [1, 2, 3])]).startswith("not shown")
     assert "not run: b" in verdict(study, [ArmStats("a", high, [1, 2, 3])]) or \
         verdict(study, [ArmStats("a", high, [1, 2, 3])]).startswith("not tested")
+
+
+def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    owner_text = BASE.replace("stages: [pretrain, finetune]",
+                              "prepare: [pretrain_tokenizer, precompute]\nstages: [pretrain, finetune]")
+    (tmp_path / "owner.yaml").write_text(owner_text.replace("name: toy", "name: owner"), encoding="utf-8")
+    user = tmp_path / "user.yaml"
+    user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: owner"), encoding="utf-8")
+    study = load_study(str(user))
+    assert study.prepare == ["pretrain_tokenizer", "precompute"]
+    root = tmp_path / "out"
+    owner_shared = root / "owner" / "_shared" / "seed_1"
+    tokenizer = stage_command(study, "_shared", 1, "pretrain_tokenizer", str(root), [], [])
+    assert f"WORKDIR = '{owner_shared}'" in tokenizer and "study=owner" in tokenizer and "study=user" not in tokenizer
+    pretrain = stage_command(study, "a", 1, "pretrain", str(root), [], [])
+    assert f"TOKENIZER_CHECKPOINT = '{owner_shared}/tokenizer/last.pt'" in pretrain and "study=user" in pretrain
+    # The owner's completed tokenizer run counts for the user study (not run again) and shows in its report.
+    folder = tmp_path / "runs" / "1"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"command": "pretrain_tokenizer", "status": "COMPLETED",
+                                                  "meta": {"tags": ["study=owner", "arm=_shared"]}}))
+    (folder / "config.json").write_text(json.dumps({"seed": 1}))
+    (folder / "metrics.json").write_text(json.dumps({"eval/psnr": {"steps": [5], "values": [21.0]}}))
+    assert [r.command for r in study_module.study_runs(study)] == ["pretrain_tokenizer"]
+    # A user study whose bindings differ from the owner's cannot share its prepare stages.
+    user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: owner\nbindings: ['x.y = 1']"), encoding="utf-8")
+    with pytest.raises(SystemExit, match="same bindings"):
+        load_study(str(user))
+    user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: nobody"), encoding="utf-8")
+    with pytest.raises(SystemExit, match="no study file"):
+        load_study(str(user))

@@ -64,6 +64,15 @@ class Study:
     notes: str = ""
     prepare: list[str] = field(default_factory=list)
     claim: str = ""
+    prepared_by: str = ""      # the study whose prepare stages (and their runs) this one shares
+
+
+def prepare_owner(study: Study) -> Study:
+    """The study whose ``_shared`` folder and prepare runs ``study`` uses: itself, or the study
+    named by its ``prepared_by`` key (a file beside it)."""
+    if not study.prepared_by:
+        return study
+    return load_study(str(Path(study.path).with_name(study.prepared_by + ".yaml")))
 
 
 def load_study(path: str) -> Study:
@@ -80,7 +89,7 @@ def load_study(path: str) -> Study:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise SystemExit(f"study: {path}: missing key(s) {missing}")
-    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim"}
+    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by"}
     if unknown:
         raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
     stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
@@ -105,9 +114,30 @@ def load_study(path: str) -> Study:
     if str(data["reference"]) not in arms:
         raise SystemExit(f"study: {path}: reference {data['reference']!r} is not an arm ({list(arms)})")
     gin = [data["gin"]] if isinstance(data["gin"], str) else list(data["gin"])
+    bindings = list(data.get("bindings") or [])
+    prepared_by = str(data.get("prepared_by") or "")
+    if prepared_by:
+        # One tokenizer (and one precomputed target set) per seed for several studies: the
+        # owner's prepare stages run once, in its _shared folder, under its name.
+        if prepare:
+            raise SystemExit(f"study: {path}: give either prepare or prepared_by, not both")
+        owner_path = Path(path).with_name(prepared_by + ".yaml")
+        if not owner_path.is_file():
+            raise SystemExit(f"study: {path}: prepared_by {prepared_by!r}: no study file {owner_path}")
+        owner = load_study(str(owner_path))
+        if owner.prepared_by or not owner.prepare:
+            raise SystemExit(f"study: {path}: prepared_by {prepared_by!r} must name a study with its own "
+                             f"prepare stages (it has prepare {owner.prepare}, prepared_by {owner.prepared_by!r})")
+        for key, mine, theirs in (("gin", gin, owner.gin), ("bindings", bindings, owner.bindings)):
+            if mine != theirs:
+                raise SystemExit(f"study: {path}: prepared_by {prepared_by!r} needs the same {key} as "
+                                 f"{owner_path} (the prepare stages read them): {mine} != {theirs}")
+        prepare = owner.prepare
+        if any(s in prepare for s in stages):
+            raise SystemExit(f"study: {path}: stages {stages} repeat {prepared_by!r}'s prepare stages {prepare}")
     return Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
-                 str(data["reference"]), str(data["metric"]), list(data.get("bindings") or []),
-                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip())
+                 str(data["reference"]), str(data["metric"]), bindings,
+                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(), prepared_by)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +170,9 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
                   overrides: list[str], extra: list[str]) -> list[str]:
     """The ``run.py`` command line of one stage of one (arm, seed); ``arm`` is ``_shared`` for a
     ``prepare`` stage (no arm bindings)."""
-    workdir, shared = workdir_of(root, study, arm, seed), workdir_of(root, study, SHARED, seed)
+    owner = prepare_owner(study)
+    shared = workdir_of(root, owner, SHARED, seed)
+    workdir = shared if arm == SHARED else workdir_of(root, study, arm, seed)
     args = [sys.executable, str(ROOT / "run.py"), stage]
     for gin_file in [*study.gin, *overrides]:
         args += ["-g", gin_file]
@@ -150,12 +182,17 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
                 *study.arms.get(arm, []), *extra]
     for binding in bindings:
         args += ["-b", binding]
-    return args + ["--tag", STUDY_TAG + study.name, "--tag", ARM_TAG + arm, "with", f"seed={seed}"]
+    tagged = owner if arm == SHARED else study
+    return args + ["--tag", STUDY_TAG + tagged.name, "--tag", ARM_TAG + arm, "with", f"seed={seed}"]
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
               seeds: list[int], dry_run: bool, stages: list[str] | None = None) -> int:
-    done = {(r.arm, r.seed, r.command) for r in stored_runs(study.name)} if not dry_run else set()
+    owner = prepare_owner(study)
+    done = set()
+    if not dry_run:
+        done = {(r.arm, r.seed, r.command) for r in stored_runs(study.name) if r.arm != SHARED}
+        done |= {(r.arm, r.seed, r.command) for r in stored_runs(owner.name) if r.arm == SHARED}
     failures = 0
     for seed in seeds:
         chosen = [stage for stage in study.stages if stages is None or stage in stages]
@@ -218,6 +255,15 @@ def stored_runs(study_name: str) -> list[StoredRun]:
     if os.environ.get("LVMAE_OBSERVER", "mongo") == "file":
         return _file_runs(study_name)
     return _mongo_runs(study_name)
+
+
+def study_runs(study: Study) -> list[StoredRun]:
+    """The study's completed runs, with its prepare owner's shared (tokenizer) runs when it has
+    ``prepared_by``."""
+    runs = stored_runs(study.name)
+    if study.prepared_by:
+        runs += [r for r in stored_runs(study.prepared_by) if r.arm == SHARED]
+    return runs
 
 
 def _file_runs(study_name: str) -> list[StoredRun]:
@@ -429,8 +475,9 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
                    f"`{study.reference}`):"), "", *study_table(study, stats), ""]
     tokenizer = tokenizer_rows(study, runs)
     if tokenizer:
+        shared_by = f" (`_shared`: the tokenizers of `{study.prepared_by}`)" if study.prepared_by else ""
         lines += [("**Tokenizer** (final evaluation of each `pretrain_tokenizer` run: PSNR in dB, codebook "
-                   "usage = distinct codes / codebook size, perplexity = exp(code entropy)):"), "",
+                   f"usage = distinct codes / codebook size, perplexity = exp(code entropy)){shared_by}:"), "",
                   "| tokenizer of | " + " | ".join(TOKENIZER_METRICS) + " | n |",
                   "|---|" + "---|" * (len(TOKENIZER_METRICS) + 1), *tokenizer, ""]
     if missing:
@@ -541,7 +588,7 @@ def main(argv: list[str]) -> int:
     studies = [load_study(path) for path in args.studies]
     docs_dir = args.write.parent if args.write else None
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
-    runs = {study.name: stored_runs(study.name) for study in studies}
+    runs = {study.name: study_runs(study) for study in studies}
     sections = [render_study(study, runs[study.name], plot_dir, docs_dir) for study in studies]
     text = "\n".join([HEADER, f"This report read the runs from {runs_source()}.\n", *sections,
                       *summary(studies, runs)])
