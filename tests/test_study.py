@@ -215,3 +215,36 @@ def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypat
     user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: nobody"), encoding="utf-8")
     with pytest.raises(SystemExit, match="no study file"):
         load_study(str(user))
+
+
+def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    text = BASE.replace("stages: [pretrain, finetune]", "stages: [pretrain, finetune, probe]\n"
+                        "tasks: {real: [gin/data/arrow_of_time.gin, 'probe_loop.dataset = %REAL_FOOTAGE']}\n"
+                        "task_stages: [probe]")
+    study = load_study(_write(tmp_path, text))
+    assert study.evaluations() == [("finetune", None), ("probe", None), ("probe", "real")]
+    root, arm = tmp_path / "out", tmp_path / "out" / "toy" / "a" / "seed_1"
+    args = stage_command(study, "a", 1, "probe", str(root), [], [], task="real")
+    assert args[args.index("gin/data/arrow_of_time.gin") - 1] == "-g"
+    assert f"WORKDIR = '{arm}/real'" in args and f"probe_loop.pretrained = '{arm}/pretrain/last.pt'" in args
+    assert args.index("probe_loop.dataset = %REAL_FOOTAGE") > args.index(f"WORKDIR = '{arm}/real'")
+    assert "task=real" in args
+    # The report keeps the task's runs apart from the study's own evaluation.
+    for i, (task, value) in enumerate([(None, 0.9), (None, 0.92), ("real", 0.6), ("real", 0.61)]):
+        folder = tmp_path / "runs" / str(i + 1)
+        folder.mkdir(parents=True)
+        tags = ["study=toy", "arm=a"] + ([f"task={task}"] if task else [])
+        (folder / "run.json").write_text(json.dumps({"command": "probe", "status": "COMPLETED", "meta": {"tags": tags}}))
+        (folder / "config.json").write_text(json.dumps({"seed": i % 2 + 1}))
+        (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
+    runs = study_module.stored_runs("toy")
+    assert [s.values for s in study_module.arm_stats(study, runs, "probe")] == [[0.9, 0.92]]
+    assert [s.values for s in study_module.arm_stats(study, runs, "probe", "real")] == [[0.6, 0.61]]
+    text = render_study(study, runs, None, None)
+    assert "**probe on real**" in text and "**probe** (" in text
+    no_probe = BASE.replace("stages: [pretrain, finetune]",
+                            "stages: [pretrain, finetune]\ntasks: {r: [x.y = 1]}\ntask_stages: [probe]")
+    with pytest.raises(SystemExit, match="task_stages"):
+        load_study(_write(tmp_path, no_probe))

@@ -15,7 +15,11 @@ TOKENIZER_WORKDIR, TOKENIZER_CHECKPOINT, PRECOMPUTED_DIR, PRECOMPUTED_MANIFEST a
 every arm (e.g. one tokenizer for a masking study), the seeds, the arms (name → extra
 bindings), the reference arm and the metric. Every run is an ordinary ``run.py`` run in its
 own work folder ``<root>/<study>/<arm>/seed_<s>`` (``_shared`` for ``prepare``), tagged
-``study=<name>`` and ``arm=<arm>`` (``meta.tags``);
+``study=<name>`` and ``arm=<arm>`` (``meta.tags``). ``prepared_by: <study>`` shares another
+study's prepare stages (same gin files and bindings; one tokenizer per seed for several
+studies). ``tasks`` names extra evaluation data (gin files and bindings, e.g. the real-footage
+task ``gin/data/arrow_of_time.gin``): every evaluated stage also runs once per task on the
+arm's pre-trained encoder, tagged ``task=<name>``, and the report gives a table per stage and task;
 the report reads the runs back from the database (``LVMAE_MONGO_URL`` or the local SecantusDB)
 or, with ``LVMAE_OBSERVER=file``, from ``$LVMAE_RUNS_DIR``. ``run`` skips an (arm, seed, stage)
 that already has a COMPLETED run, so a study can be run in pieces.
@@ -41,7 +45,7 @@ STAGES = ("pretrain_tokenizer", "precompute", "pretrain", "finetune", "probe")
 SHARED = "_shared"
 TOKENIZER_METRICS = ("eval/psnr", "eval/codebook_usage", "eval/perplexity")
 EVALUATED = ("finetune", "probe")
-STUDY_TAG, ARM_TAG = "study=", "arm="
+STUDY_TAG, ARM_TAG, TASK_TAG = "study=", "arm=", "task="
 ALPHA = 0.05
 REQUIRED = ("name", "question", "gin", "stages", "seeds", "arms", "reference", "metric")
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +69,14 @@ class Study:
     prepare: list[str] = field(default_factory=list)
     claim: str = ""
     prepared_by: str = ""      # the study whose prepare stages (and their runs) this one shares
+    tasks: dict[str, list[str]] = field(default_factory=dict)   # extra evaluation data: name → gin files and bindings
+    task_stages: list[str] = field(default_factory=list)        # the evaluated stages run on the tasks
+
+    def evaluations(self) -> list[tuple[str, str | None]]:
+        """(evaluated stage, task) pairs: each evaluated stage on the study's own data (task
+        None), then on every extra task."""
+        evaluated = [s for s in self.stages if s in EVALUATED]
+        return [(s, None) for s in evaluated] + [(s, t) for t in self.tasks for s in self.task_stages]
 
 
 def prepare_owner(study: Study) -> Study:
@@ -89,7 +101,7 @@ def load_study(path: str) -> Study:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise SystemExit(f"study: {path}: missing key(s) {missing}")
-    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by"}
+    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages"}
     if unknown:
         raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
     stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
@@ -135,9 +147,22 @@ def load_study(path: str) -> Study:
         prepare = owner.prepare
         if any(s in prepare for s in stages):
             raise SystemExit(f"study: {path}: stages {stages} repeat {prepared_by!r}'s prepare stages {prepare}")
+    tasks = data.get("tasks") or {}
+    if not isinstance(tasks, dict) or any(not isinstance(v, list) or not v for v in tasks.values()):
+        raise SystemExit(f"study: {path}: tasks must map task names to non-empty lists of gin files and bindings")
+    tasks = {str(k): list(v) for k, v in tasks.items()}
+    for task in tasks:
+        if not task or any(c in task for c in ", /=") or task in arms:
+            raise SystemExit(f"study: {path}: task name {task!r} must be non-empty without ',', ' ', '/' "
+                             f"or '=' and differ from the arm names")
+    evaluated = [s for s in stages if s in EVALUATED]
+    task_stages = list(data.get("task_stages") or evaluated)
+    if any(s not in evaluated for s in task_stages):
+        raise SystemExit(f"study: {path}: task_stages {task_stages} must be among the evaluated stages {evaluated}")
     return Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
                  str(data["reference"]), str(data["metric"]), bindings,
-                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(), prepared_by)
+                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
+                 prepared_by, tasks, task_stages)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,23 +192,32 @@ def chain_bindings(study: Study, workdir: str, shared: str, stage: str) -> list[
 
 
 def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
-                  overrides: list[str], extra: list[str]) -> list[str]:
+                  overrides: list[str], extra: list[str], task: str | None = None) -> list[str]:
     """The ``run.py`` command line of one stage of one (arm, seed); ``arm`` is ``_shared`` for a
-    ``prepare`` stage (no arm bindings)."""
+    ``prepare`` stage (no arm bindings). With ``task``, an evaluated stage runs on that task's
+    data (its bindings after the arm's) in the sub-folder ``<task>`` of the arm's folder, still
+    reading the arm's pre-trained encoder."""
     owner = prepare_owner(study)
     shared = workdir_of(root, owner, SHARED, seed)
     workdir = shared if arm == SHARED else workdir_of(root, study, arm, seed)
     args = [sys.executable, str(ROOT / "run.py"), stage]
-    for gin_file in [*study.gin, *overrides]:
+    # A task's entries are gin files (``*.gin``, added after the study's) and bindings.
+    task_items = study.tasks[task] if task is not None else []
+    task_gin = [item for item in task_items if item.endswith(".gin")]
+    for gin_file in [*study.gin, *overrides, *task_gin]:
         args += ["-g", gin_file]
     # The arm's bindings come after the chaining ones, so an arm may override an input (e.g.
     # probe_loop.pretrained = None: the random-encoder control); extra (-b) ones come last.
-    bindings = [*study.bindings, f"WORKDIR = '{workdir}'", *chain_bindings(study, workdir, shared, stage),
-                *study.arms.get(arm, []), *extra]
+    chain = chain_bindings(study, workdir, shared, stage)
+    if task is not None:
+        workdir = os.path.join(workdir, task)
+    bindings = [*study.bindings, f"WORKDIR = '{workdir}'", *chain, *study.arms.get(arm, []),
+                *(item for item in task_items if not item.endswith(".gin")), *extra]
     for binding in bindings:
         args += ["-b", binding]
     tagged = owner if arm == SHARED else study
-    return args + ["--tag", STUDY_TAG + tagged.name, "--tag", ARM_TAG + arm, "with", f"seed={seed}"]
+    tags = [STUDY_TAG + tagged.name, ARM_TAG + arm] + ([TASK_TAG + task] if task is not None else [])
+    return args + [word for tag in tags for word in ("--tag", tag)] + ["with", f"seed={seed}"]
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
@@ -191,25 +225,28 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     owner = prepare_owner(study)
     done = set()
     if not dry_run:
-        done = {(r.arm, r.seed, r.command) for r in stored_runs(study.name) if r.arm != SHARED}
-        done |= {(r.arm, r.seed, r.command) for r in stored_runs(owner.name) if r.arm == SHARED}
+        done = {(r.arm, r.seed, r.command, r.task) for r in stored_runs(study.name) if r.arm != SHARED}
+        done |= {(r.arm, r.seed, r.command, r.task) for r in stored_runs(owner.name) if r.arm == SHARED}
     failures = 0
     for seed in seeds:
         chosen = [stage for stage in study.stages if stages is None or stage in stages]
-        plan = [(SHARED, stage) for stage in study.prepare] + [(arm, stage) for arm in arms for stage in chosen]
+        on_tasks = [(stage, task) for stage, task in study.evaluations() if task is not None and stage in chosen]
+        plan = [(SHARED, stage, None) for stage in study.prepare]
+        plan += [(arm, stage, task) for arm in arms for stage, task in [(s, None) for s in chosen] + on_tasks]
         failed_arms: set[str] = set()
-        for arm, stage in plan:
+        for arm, stage, task in plan:
             if arm in failed_arms or SHARED in failed_arms:
                 continue
-            if (arm, seed, stage) in done:
-                print(f"study {study.name}: {arm} seed {seed} {stage}: already completed, skipped")
+            what = stage if task is None else f"{stage} on {task}"
+            if (arm, seed, stage, task) in done:
+                print(f"study {study.name}: {arm} seed {seed} {what}: already completed, skipped")
                 continue
-            args = stage_command(study, arm, seed, stage, root, overrides, extra)
+            args = stage_command(study, arm, seed, stage, root, overrides, extra, task)
             print("$ " + " ".join(_quote(a) for a in args[1:]), flush=True)
             if dry_run:
                 continue
             if subprocess.run(args, cwd=ROOT).returncode:
-                print(f"study {study.name}: {arm} seed {seed} {stage} FAILED; its later stages are skipped",
+                print(f"study {study.name}: {arm} seed {seed} {what} FAILED; its later stages are skipped",
                       file=sys.stderr)
                 failures += 1
                 failed_arms.add(arm)
@@ -231,10 +268,11 @@ class StoredRun:
     arm: str
     seed: int
     finals: dict[str, float]   # metric → last logged value
+    task: str | None = None    # the extra evaluation task (None: the study's own data)
 
 
-def _arm_of(tags: list[str]) -> str | None:
-    return next((t[len(ARM_TAG):] for t in tags if t.startswith(ARM_TAG)), None)
+def _tag_value(tags: list[str], prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
 
 
 def runs_source() -> str:
@@ -282,7 +320,8 @@ def _file_runs(study_name: str) -> list[StoredRun]:
         if STUDY_TAG + study_name not in tags or record.get("status") != "COMPLETED":
             continue
         finals = {name: float(series["values"][-1]) for name, series in metrics.items() if series.get("values")}
-        runs.append(StoredRun(folder.parent.name, record.get("command", ""), _arm_of(tags), config.get("seed"), finals))
+        runs.append(StoredRun(folder.parent.name, record.get("command", ""), _tag_value(tags, ARM_TAG),
+                              config.get("seed"), finals, _tag_value(tags, TASK_TAG)))
     return runs
 
 
@@ -300,8 +339,9 @@ def _mongo_runs(study_name: str) -> list[StoredRun]:
         database = client[os.environ.get("LVMAE_MONGO_DB", "lvmae")]
         docs = list(database.runs.find({"meta.tags": STUDY_TAG + study_name, "status": "COMPLETED"},
                                        {"_id": 1, "command": 1, "meta.tags": 1, "config.seed": 1}))
-        runs = {doc["_id"]: StoredRun(doc["_id"], doc.get("command", ""), _arm_of(doc["meta"]["tags"]),
-                                      doc.get("config", {}).get("seed"), {}) for doc in docs}
+        runs = {doc["_id"]: StoredRun(doc["_id"], doc.get("command", ""), _tag_value(doc["meta"]["tags"], ARM_TAG),
+                                      doc.get("config", {}).get("seed"), {}, _tag_value(doc["meta"]["tags"], TASK_TAG))
+                for doc in docs}
         for doc in database.metrics.find({"run_id": {"$in": list(runs)}}, {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
             if doc["values"]:
                 last = max(range(len(doc["steps"])), key=lambda i: (doc["steps"][i], i))
@@ -377,14 +417,14 @@ class ArmStats:
         return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
 
 
-def arm_stats(study: Study, runs: list[StoredRun], command: str) -> list[ArmStats]:
-    """Per arm (study order), the final ``study.metric`` of the ``command`` runs, one per seed
-    (the newest run when a seed was run twice)."""
+def arm_stats(study: Study, runs: list[StoredRun], command: str, task: str | None = None) -> list[ArmStats]:
+    """Per arm (study order), the final ``study.metric`` of the ``command`` runs on ``task``
+    (None: the study's own data), one per seed (the newest run when a seed was run twice)."""
     result = []
     for arm in study.arms:
         by_seed = {}
         for run in runs:
-            if run.arm == arm and run.command == command and study.metric in run.finals:
+            if run.arm == arm and run.command == command and run.task == task and study.metric in run.finals:
                 by_seed[run.seed] = run.finals[study.metric]
         if by_seed:
             seeds = sorted(by_seed, key=lambda s: (s is None, s))
@@ -454,6 +494,10 @@ def save_plot(study: Study, tables: dict[str, list[ArmStats]], path: Path) -> Pa
     return path
 
 
+def evaluation_name(command: str, task: str | None) -> str:
+    return command if task is None else f"{command} on {task}"
+
+
 def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, docs_dir: Path | None) -> str:
     """One markdown section for the study: question, tables per evaluation, plot, command."""
     regenerate = f"python run.py study run {study.path}"
@@ -462,10 +506,10 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
     if study.notes:
         lines += [study.notes, ""]
     tables = {}
-    for command in (s for s in study.stages if s in EVALUATED):
-        stats = arm_stats(study, runs, command)
+    for command, task in study.evaluations():
+        stats = arm_stats(study, runs, command, task)
         if stats:
-            tables[command] = stats
+            tables[evaluation_name(command, task)] = stats
     if not tables:
         lines += ["**Not run in this round.** To run it:", "", "```", regenerate, report, "```", ""]
         return "\n".join(lines)
@@ -526,10 +570,10 @@ def summary(studies: list[Study], runs: dict[str, list[StoredRun]]) -> list[str]
         claim = study.claim or f"`{study.reference}` is best"
         evaluated = [c for c in study.stages if c in EVALUATED]
         shown = False
-        for command in evaluated:
-            stats = arm_stats(study, runs[study.name], command)
+        for command, task in study.evaluations():
+            stats = arm_stats(study, runs[study.name], command, task)
             if stats:
-                lines.append(f"| {study.name} | {claim} | {command} | {verdict(study, stats)} |")
+                lines.append(f"| {study.name} | {claim} | {evaluation_name(command, task)} | {verdict(study, stats)} |")
                 shown = True
         if not shown:
             lines.append(f"| {study.name} | {claim} | {', '.join(evaluated)} | not run in this round "
