@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from lvmae.experiments.reporting import study as study_module
-from lvmae.experiments.reporting.study import load_study, render_study, stage_command, welch
+from lvmae.experiments.reporting.study import stage_command
+from lvmae.experiments.reporting.study_file import load_study
+from lvmae.experiments.reporting.study_report import ArmStats, arm_stats, render_study, verdict
+from lvmae.experiments.reporting.study_runs import stored_runs, study_runs
+from lvmae.experiments.reporting.welch import welch
 
 STUDIES = sorted((Path(study_module.ROOT) / "gin" / "studies").glob("*.yaml"))
 
@@ -94,13 +98,13 @@ def test_report_from_stored_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
     monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
     study = load_study(_write(tmp_path, BASE))
-    empty = render_study(study, study_module.stored_runs("toy"), None, None)
+    empty = render_study(study, stored_runs("toy"), None, None)
     assert "Not run in this round" in empty and "python run.py study run" in empty
     for i, (arm, seed, value) in enumerate([("a", 1, 0.50), ("a", 2, 0.52), ("a", 3, 0.49),
                                             ("b", 1, 0.90), ("b", 2, 0.95), ("b", 3, 0.92)]):
         _store(tmp_path / "runs", i + 1, arm, seed, value)
     _store(tmp_path / "runs", 99, "b", 4, 0.0, status="FAILED")      # left out
-    runs = study_module.stored_runs("toy")
+    runs = stored_runs("toy")
     assert len(runs) == 6
     text = render_study(study, runs, tmp_path / "plots", tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| `b`"))
@@ -167,13 +171,12 @@ def test_report_shows_the_tokenizer_of_each_study(tmp_path, monkeypatch):
         metrics = ({"eval/psnr": psnr, "eval/codebook_usage": 0.3, "eval/perplexity": 90.0}
                    if command == "pretrain_tokenizer" else {"eval/top1": psnr})
         (folder / "metrics.json").write_text(json.dumps({k: {"steps": [1], "values": [v]} for k, v in metrics.items()}))
-    text = render_study(study, study_module.stored_runs("toy"), None, None)
+    text = render_study(study, stored_runs("toy"), None, None)
     row = next(line for line in text.splitlines() if line.startswith("| `_shared`"))
     assert "21.000 ± 1.414" in row and "0.300" in row and "| 2 |" in row
 
 
 def test_verdict_follows_the_significance_against_the_reference(tmp_path):
-    from lvmae.experiments.reporting.study import ArmStats, verdict
 
     study = load_study(_write(tmp_path, BASE))
     high, low, same = [0.9, 0.95, 0.92], [0.5, 0.52, 0.49], [0.91, 0.93, 0.94]
@@ -207,7 +210,7 @@ def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypat
                                                   "meta": {"tags": ["study=owner", "arm=_shared"]}}))
     (folder / "config.json").write_text(json.dumps({"seed": 1}))
     (folder / "metrics.json").write_text(json.dumps({"eval/psnr": {"steps": [5], "values": [21.0]}}))
-    assert [r.command for r in study_module.study_runs(study)] == ["pretrain_tokenizer"]
+    assert [r.command for r in study_runs(study)] == ["pretrain_tokenizer"]
     # A user study whose bindings differ from the owner's cannot share its prepare stages.
     user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: owner\nbindings: ['x.y = 1']"), encoding="utf-8")
     with pytest.raises(SystemExit, match="same bindings"):
@@ -239,9 +242,9 @@ def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
         (folder / "run.json").write_text(json.dumps({"command": "probe", "status": "COMPLETED", "meta": {"tags": tags}}))
         (folder / "config.json").write_text(json.dumps({"seed": i % 2 + 1}))
         (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
-    runs = study_module.stored_runs("toy")
-    assert [s.values for s in study_module.arm_stats(study, runs, "probe")] == [[0.9, 0.92]]
-    assert [s.values for s in study_module.arm_stats(study, runs, "probe", "real")] == [[0.6, 0.61]]
+    runs = stored_runs("toy")
+    assert [s.values for s in arm_stats(study, runs, "probe")] == [[0.9, 0.92]]
+    assert [s.values for s in arm_stats(study, runs, "probe", "real")] == [[0.6, 0.61]]
     text = render_study(study, runs, None, None)
     assert "**probe on real**" in text and "**probe** (" in text
     no_probe = BASE.replace("stages: [pretrain, finetune]",

@@ -1,0 +1,130 @@
+"""A study file (``gin/studies/*.yaml``), read and validated: the gin files and bindings every
+run uses, the stages chained per (arm, seed), the ``prepare`` stages shared by every arm (or
+another study's, ``prepared_by``), extra evaluation ``tasks``, the seeds, the arms, the
+reference arm and the metric. Errors name the file and the key at fault.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STAGES = ("pretrain_tokenizer", "precompute", "pretrain", "finetune", "probe")
+SHARED = "_shared"
+EVALUATED = ("finetune", "probe")
+REQUIRED = ("name", "question", "gin", "stages", "seeds", "arms", "reference", "metric")
+
+
+@dataclass
+class Study:
+    """One study file, validated. ``arms`` maps an arm's name to its extra gin bindings."""
+
+    path: str
+    name: str
+    question: str
+    gin: list[str]
+    stages: list[str]
+    seeds: list[int]
+    arms: dict[str, list[str]]
+    reference: str
+    metric: str
+    bindings: list[str] = field(default_factory=list)
+    notes: str = ""
+    prepare: list[str] = field(default_factory=list)
+    claim: str = ""
+    prepared_by: str = ""      # the study whose prepare stages (and their runs) this one shares
+    tasks: dict[str, list[str]] = field(default_factory=dict)   # extra evaluation data: name → gin files and bindings
+    task_stages: list[str] = field(default_factory=list)        # the evaluated stages run on the tasks
+
+    def evaluations(self) -> list[tuple[str, str | None]]:
+        """(evaluated stage, task) pairs: each evaluated stage on the study's own data (task
+        None), then on every extra task."""
+        evaluated = [s for s in self.stages if s in EVALUATED]
+        return [(s, None) for s in evaluated] + [(s, t) for t in self.tasks for s in self.task_stages]
+
+
+def prepare_owner(study: Study) -> Study:
+    """The study whose ``_shared`` folder and prepare runs ``study`` uses: itself, or the study
+    named by its ``prepared_by`` key (a file beside it)."""
+    if not study.prepared_by:
+        return study
+    return load_study(str(Path(study.path).with_name(study.prepared_by + ".yaml")))
+
+
+def load_study(path: str) -> Study:
+    """Reads and validates a study file; errors name the file and the key at fault."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise SystemExit(f"study: no study file at {path!r}") from None
+    except yaml.YAMLError as error:
+        raise SystemExit(f"study: {path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"study: {path}: expected a mapping of keys, got {type(data).__name__}")
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise SystemExit(f"study: {path}: missing key(s) {missing}")
+    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages"}
+    if unknown:
+        raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
+    stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
+    if not stages or any(s not in STAGES for s in stages) or not any(s in EVALUATED for s in stages):
+        raise SystemExit(f"study: {path}: stages must be drawn from {STAGES} and include one of "
+                         f"{EVALUATED}, got {stages}")
+    chain = prepare + stages
+    if any(s in EVALUATED for s in prepare) or chain != sorted(set(chain), key=STAGES.index):
+        raise SystemExit(f"study: {path}: prepare + stages must follow the order {STAGES} without "
+                         f"repeats (evaluations only in stages), got prepare {prepare} stages {stages}")
+    seeds = data["seeds"]
+    seeds = list(range(1, seeds + 1)) if isinstance(seeds, int) else list(seeds)
+    if not seeds or any(not isinstance(s, int) for s in seeds):
+        raise SystemExit(f"study: {path}: seeds must be a count or a list of integers, got {data['seeds']!r}")
+    arms = data["arms"]
+    if not isinstance(arms, dict) or not arms:
+        raise SystemExit(f"study: {path}: arms must map arm names to lists of bindings")
+    arms = {str(k): list(v or []) for k, v in arms.items()}
+    for arm in arms:
+        if not arm or any(c in arm for c in ", /="):
+            raise SystemExit(f"study: {path}: arm name {arm!r} must be non-empty without ',', ' ', '/' or '='")
+    if str(data["reference"]) not in arms:
+        raise SystemExit(f"study: {path}: reference {data['reference']!r} is not an arm ({list(arms)})")
+    gin = [data["gin"]] if isinstance(data["gin"], str) else list(data["gin"])
+    bindings = list(data.get("bindings") or [])
+    prepared_by = str(data.get("prepared_by") or "")
+    if prepared_by:
+        # One tokenizer (and one precomputed target set) per seed for several studies: the
+        # owner's prepare stages run once, in its _shared folder, under its name.
+        if prepare:
+            raise SystemExit(f"study: {path}: give either prepare or prepared_by, not both")
+        owner_path = Path(path).with_name(prepared_by + ".yaml")
+        if not owner_path.is_file():
+            raise SystemExit(f"study: {path}: prepared_by {prepared_by!r}: no study file {owner_path}")
+        owner = load_study(str(owner_path))
+        if owner.prepared_by or not owner.prepare:
+            raise SystemExit(f"study: {path}: prepared_by {prepared_by!r} must name a study with its own "
+                             f"prepare stages (it has prepare {owner.prepare}, prepared_by {owner.prepared_by!r})")
+        for key, mine, theirs in (("gin", gin, owner.gin), ("bindings", bindings, owner.bindings)):
+            if mine != theirs:
+                raise SystemExit(f"study: {path}: prepared_by {prepared_by!r} needs the same {key} as "
+                                 f"{owner_path} (the prepare stages read them): {mine} != {theirs}")
+        prepare = owner.prepare
+        if any(s in prepare for s in stages):
+            raise SystemExit(f"study: {path}: stages {stages} repeat {prepared_by!r}'s prepare stages {prepare}")
+    tasks = data.get("tasks") or {}
+    if not isinstance(tasks, dict) or any(not isinstance(v, list) or not v for v in tasks.values()):
+        raise SystemExit(f"study: {path}: tasks must map task names to non-empty lists of gin files and bindings")
+    tasks = {str(k): list(v) for k, v in tasks.items()}
+    for task in tasks:
+        if not task or any(c in task for c in ", /=") or task in arms:
+            raise SystemExit(f"study: {path}: task name {task!r} must be non-empty without ',', ' ', '/' "
+                             f"or '=' and differ from the arm names")
+    evaluated = [s for s in stages if s in EVALUATED]
+    task_stages = list(data.get("task_stages") or evaluated)
+    if any(s not in evaluated for s in task_stages):
+        raise SystemExit(f"study: {path}: task_stages {task_stages} must be among the evaluated stages {evaluated}")
+    return Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
+                 str(data["reference"]), str(data["metric"]), bindings,
+                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
+                 prepared_by, tasks, task_stages)

@@ -1,0 +1,103 @@
+"""The completed runs of a study, read back from the database (``LVMAE_MONGO_URL`` or the local
+SecantusDB) or, with ``LVMAE_OBSERVER=file``, from the run folders under ``$LVMAE_RUNS_DIR``:
+per run its command, arm, seed, extra task and the last value of every metric.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lvmae.experiments.reporting.study_file import SHARED, Study
+
+STUDY_TAG, ARM_TAG, TASK_TAG = "study=", "arm=", "task="
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class StoredRun:
+    run_id: object
+    command: str
+    arm: str
+    seed: int
+    finals: dict[str, float]   # metric → last logged value
+    task: str | None = None    # the extra evaluation task (None: the study's own data)
+
+
+def _tag_value(tags: list[str], prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
+
+
+def runs_source() -> str:
+    """Where ``stored_runs`` reads, in words (for the report's header)."""
+    if os.environ.get("LVMAE_OBSERVER", "mongo") == "file":
+        from lvmae.experiments.tracking import local_db
+
+        folder = Path(local_db.runs_dir())
+        shown = os.path.relpath(folder, ROOT) if folder.is_relative_to(ROOT) else str(folder)
+        return f"run folders (`LVMAE_OBSERVER=file LVMAE_RUNS_DIR={shown}`)"
+    from lvmae.experiments.tracking.redact import safe_url
+    url = os.environ.get("LVMAE_MONGO_URL")
+    return f"the database at {safe_url(url)}" if url else "the local SecantusDB database"
+
+
+def stored_runs(study_name: str) -> list[StoredRun]:
+    """COMPLETED runs tagged ``study=<name>``, from files (``LVMAE_OBSERVER=file``) or the database."""
+    if os.environ.get("LVMAE_OBSERVER", "mongo") == "file":
+        return _file_runs(study_name)
+    return _mongo_runs(study_name)
+
+
+def study_runs(study: Study) -> list[StoredRun]:
+    """The study's completed runs, with its prepare owner's shared (tokenizer) runs when it has
+    ``prepared_by``."""
+    runs = stored_runs(study.name)
+    if study.prepared_by:
+        runs += [r for r in stored_runs(study.prepared_by) if r.arm == SHARED]
+    return runs
+
+
+def _file_runs(study_name: str) -> list[StoredRun]:
+    from lvmae.experiments.tracking import local_db
+
+    base = Path(local_db.runs_dir())
+    runs = []
+    for folder in sorted(base.glob("*/run.json")):
+        try:
+            record = json.loads(folder.read_text(encoding="utf-8"))
+            metrics = json.loads((folder.parent / "metrics.json").read_text(encoding="utf-8"))
+            config = json.loads((folder.parent / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue     # a run still starting, or not a run folder
+        tags = (record.get("meta") or {}).get("tags") or []
+        if STUDY_TAG + study_name not in tags or record.get("status") != "COMPLETED":
+            continue
+        finals = {name: float(series["values"][-1]) for name, series in metrics.items() if series.get("values")}
+        runs.append(StoredRun(folder.parent.name, record.get("command", ""), _tag_value(tags, ARM_TAG),
+                              config.get("seed"), finals, _tag_value(tags, TASK_TAG)))
+    return runs
+
+
+def _mongo_runs(study_name: str) -> list[StoredRun]:
+    import pymongo
+
+    from lvmae.experiments.tracking import local_db
+    from lvmae.experiments.tracking.redact import safe_url
+
+    url = os.environ.get("LVMAE_MONGO_URL") or local_db.ensure_server()
+    problem = local_db.ping(url)
+    if problem:
+        raise SystemExit(f"study: the database at {safe_url(url)} does not answer: {problem}")
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        database = client[os.environ.get("LVMAE_MONGO_DB", "lvmae")]
+        docs = list(database.runs.find({"meta.tags": STUDY_TAG + study_name, "status": "COMPLETED"},
+                                       {"_id": 1, "command": 1, "meta.tags": 1, "config.seed": 1}))
+        runs = {doc["_id"]: StoredRun(doc["_id"], doc.get("command", ""), _tag_value(doc["meta"]["tags"], ARM_TAG),
+                                      doc.get("config", {}).get("seed"), {}, _tag_value(doc["meta"]["tags"], TASK_TAG))
+                for doc in docs}
+        for doc in database.metrics.find({"run_id": {"$in": list(runs)}}, {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
+            if doc["values"]:
+                last = max(range(len(doc["steps"])), key=lambda i: (doc["steps"][i], i))
+                runs[doc["run_id"]].finals[doc["name"]] = float(doc["values"][last])
+    return list(runs.values())
