@@ -251,3 +251,29 @@ def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
                             "stages: [pretrain, finetune]\ntasks: {r: [x.y = 1]}\ntask_stages: [probe]")
     with pytest.raises(SystemExit, match="task_stages"):
         load_study(_write(tmp_path, no_probe))
+
+
+def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "other.yaml").write_text(BASE.replace("name: toy", "name: other"), encoding="utf-8")
+    user = tmp_path / "user.yaml"
+    user.write_text(BASE.replace("name: toy", "name: user\nreuse: {a: other/a}"), encoding="utf-8")
+    study = load_study(str(user))
+    assert study.reuse == {"a": ("other", "a")}
+    for i, (name, arm, value) in enumerate([("other", "a", 0.7), ("other", "b", 0.1), ("user", "a", 0.2)]):
+        folder = tmp_path / "runs" / str(i + 1)
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"command": "finetune", "status": "COMPLETED",
+                                                      "meta": {"tags": [f"study={name}", f"arm={arm}"]}}))
+        (folder / "config.json").write_text(json.dumps({"seed": 1}))
+        (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
+    runs = study_runs(study)       # the other study's arm a, not its b nor this study's own a
+    assert [(r.arm, r.finals["eval/top1"]) for r in runs] == [("a", 0.7)]
+    # Arms that would not run identically cannot be shared.
+    user.write_text(BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), encoding="utf-8")
+    with pytest.raises(SystemExit, match="arm bindings"):
+        load_study(str(user))
+    user.write_text(BASE.replace("name: toy", "name: user\nbindings: ['x.y = 2']\nreuse: {a: other/a}"), encoding="utf-8")
+    with pytest.raises(SystemExit, match="bindings"):
+        load_study(str(user))

@@ -19,7 +19,9 @@ own work folder ``<root>/<study>/<arm>/seed_<s>`` (``_shared`` for ``prepare``),
 study's prepare stages (same gin files and bindings; one tokenizer per seed for several
 studies). ``tasks`` names extra evaluation data (gin files and bindings, e.g. the real-footage
 task ``gin/data/arrow_of_time.gin``): every evaluated stage also runs once per task on the
-arm's pre-trained encoder, tagged ``task=<name>``, and the report gives a table per stage and task;
+arm's pre-trained encoder, tagged ``task=<name>``, and the report gives a table per stage and task.
+``reuse: {arm: <study>/<arm>}`` takes an arm that another study runs identically (checked: gin
+files, bindings, tokenizer, arm bindings): its runs serve both, and this study does not rerun it;
 the report reads the runs back from the database (``LVMAE_MONGO_URL`` or the local SecantusDB)
 or, with ``LVMAE_OBSERVER=file``, from ``$LVMAE_RUNS_DIR``. ``run`` skips an (arm, seed, stage)
 that already has a COMPLETED run, so a study can be run in pieces.
@@ -116,6 +118,9 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
         failed_arms: set[str] = set()
         for arm, stage, task in plan:
             if arm in failed_arms or SHARED in failed_arms:
+                continue
+            if arm in study.reuse:      # run identically by another study: its runs serve this one
+                print(f"study {study.name}: {arm} seed {seed} {stage}: the runs of {'/'.join(study.reuse[arm])}")
                 continue
             what = stage if task is None else f"{stage} on {task}"
             if (arm, seed, stage, task) in done:

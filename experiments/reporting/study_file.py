@@ -36,6 +36,7 @@ class Study:
     prepared_by: str = ""      # the study whose prepare stages (and their runs) this one shares
     tasks: dict[str, list[str]] = field(default_factory=dict)   # extra evaluation data: name → gin files and bindings
     task_stages: list[str] = field(default_factory=list)        # the evaluated stages run on the tasks
+    reuse: dict[str, tuple[str, str]] = field(default_factory=dict)  # arm → (study, arm) run identically there
 
     def evaluations(self) -> list[tuple[str, str | None]]:
         """(evaluated stage, task) pairs: each evaluated stage on the study's own data (task
@@ -66,7 +67,8 @@ def load_study(path: str) -> Study:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise SystemExit(f"study: {path}: missing key(s) {missing}")
-    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages"}
+    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages",
+                                                  "reuse"}
     if unknown:
         raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
     stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
@@ -124,7 +126,33 @@ def load_study(path: str) -> Study:
     task_stages = list(data.get("task_stages") or evaluated)
     if any(s not in evaluated for s in task_stages):
         raise SystemExit(f"study: {path}: task_stages {task_stages} must be among the evaluated stages {evaluated}")
-    return Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
-                 str(data["reference"]), str(data["metric"]), bindings,
-                 str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
-                 prepared_by, tasks, task_stages)
+    study = Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
+                  str(data["reference"]), str(data["metric"]), bindings,
+                  str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
+                  prepared_by, tasks, task_stages)
+    study.reuse = {arm: _reused_arm(study, arm, str(source)) for arm, source in (data.get("reuse") or {}).items()}
+    return study
+
+
+def _reused_arm(study: Study, arm: str, source: str) -> tuple[str, str]:
+    """Checks that ``arm`` of ``study`` is run exactly as ``source`` (``<study>/<arm>``, a study
+    file beside it): the same gin files, bindings, tokenizer (prepare owner), seeds and arm
+    bindings, and stages that cover this study's. Its runs then serve both studies."""
+    where = f"study: {study.path}: reuse {arm}: {source}"
+    if arm not in study.arms:
+        raise SystemExit(f"{where}: {arm!r} is not an arm ({list(study.arms)})")
+    name, _, other_arm = source.partition("/")
+    other_path = Path(study.path).with_name(name + ".yaml")
+    if not other_arm or not other_path.is_file():
+        raise SystemExit(f"{where}: name it as <study>/<arm> of a study file beside this one")
+    other = load_study(str(other_path))
+    mine_owner = study.prepared_by or (study.name if study.prepare else "")
+    other_owner = other.prepared_by or (other.name if other.prepare else "")
+    checks = [("gin files", study.gin, other.gin), ("bindings", study.bindings, other.bindings),
+              ("tokenizer (prepare owner)", mine_owner, other_owner),
+              ("arm bindings", study.arms[arm], other.arms.get(other_arm)),
+              ("stages", [s for s in study.stages if s not in other.stages], [])]
+    for what, mine, theirs in checks:
+        if mine != theirs:
+            raise SystemExit(f"{where}: the runs differ in their {what}: {mine} != {theirs}")
+    return name, other_arm

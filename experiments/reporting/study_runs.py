@@ -4,6 +4,7 @@ per run its command, arm, seed, extra task and the last value of every metric.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -51,10 +52,13 @@ def stored_runs(study_name: str) -> list[StoredRun]:
 
 def study_runs(study: Study) -> list[StoredRun]:
     """The study's completed runs, with its prepare owner's shared (tokenizer) runs when it has
-    ``prepared_by``."""
-    runs = stored_runs(study.name)
+    ``prepared_by`` and, for a ``reuse``d arm, the other study's runs of that arm."""
+    runs = [r for r in stored_runs(study.name) if r.arm not in study.reuse]
     if study.prepared_by:
         runs += [r for r in stored_runs(study.prepared_by) if r.arm == SHARED]
+    for arm, (other, other_arm) in study.reuse.items():     # identical runs, stored under the other study
+        runs += [dataclasses.replace(r, arm=arm) for r in stored_runs(other)
+                 if r.arm == other_arm and r.task is None and r.command in study.stages and r.seed in study.seeds]
     return runs
 
 
