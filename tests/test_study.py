@@ -277,3 +277,17 @@ def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
     user.write_text(BASE.replace("name: toy", "name: user\nbindings: ['x.y = 2']\nreuse: {a: other/a}"), encoding="utf-8")
     with pytest.raises(SystemExit, match="bindings"):
         load_study(str(user))
+
+
+def test_reuse_of_an_arm_that_trains_the_shared_tokenizer_itself(tmp_path):
+    owner = BASE.replace("name: toy", "name: owner").replace(
+        "stages: [pretrain, finetune]", "prepare: [pretrain_tokenizer, precompute]\nstages: [pretrain, finetune]")
+    (tmp_path / "owner.yaml").write_text(owner, encoding="utf-8")
+    own = BASE.replace("name: toy", "name: own\nreuse: {a: owner/a}").replace(
+        "stages: [pretrain, finetune]", "stages: [pretrain_tokenizer, precompute, pretrain, finetune]")
+    (tmp_path / "own.yaml").write_text(own, encoding="utf-8")
+    assert load_study(str(tmp_path / "own.yaml")).reuse == {"a": ("owner", "a")}
+    # Without the tokenizer stages its encoder would read no tokenizer the owner's did: refused.
+    (tmp_path / "bare.yaml").write_text(BASE.replace("name: toy", "name: bare\nreuse: {a: owner/a}"), encoding="utf-8")
+    with pytest.raises(SystemExit, match="tokenizer"):
+        load_study(str(tmp_path / "bare.yaml"))

@@ -148,10 +148,12 @@ def _reused_arm(study: Study, arm: str, source: str) -> tuple[str, str]:
     other = load_study(str(other_path))
     mine_owner = study.prepared_by or (study.name if study.prepare else "")
     other_owner = other.prepared_by or (other.name if other.prepare else "")
+    if not mine_owner and other_owner and other.prepare == [s for s in study.stages if s in other.prepare]:
+        mine_owner = other_owner     # the arm trains its own tokenizer as the other's prepare stages do
     checks = [("gin files", study.gin, other.gin), ("bindings", study.bindings, other.bindings),
               ("tokenizer (prepare owner)", mine_owner, other_owner),
               ("arm bindings", study.arms[arm], other.arms.get(other_arm)),
-              ("stages", [s for s in study.stages if s not in other.stages], [])]
+              ("stages", [s for s in study.stages if s not in other.prepare + other.stages], [])]
     for what, mine, theirs in checks:
         if mine != theirs:
             raise SystemExit(f"{where}: the runs differ in their {what}: {mine} != {theirs}")

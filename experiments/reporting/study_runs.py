@@ -58,7 +58,8 @@ def study_runs(study: Study) -> list[StoredRun]:
         runs += [r for r in stored_runs(study.prepared_by) if r.arm == SHARED]
     for arm, (other, other_arm) in study.reuse.items():     # identical runs, stored under the other study
         runs += [dataclasses.replace(r, arm=arm) for r in stored_runs(other)
-                 if r.arm == other_arm and r.task is None and r.command in study.stages and r.seed in study.seeds]
+                 if r.arm in (other_arm, SHARED) and r.task is None and r.command in study.stages
+                 and r.seed in study.seeds]
     return runs
 
 
