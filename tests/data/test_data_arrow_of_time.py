@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lvmae.components.data.arrow_of_time import ArrowOfTime, ArrowOfTimeWindows
+from lvmae.components.kit import check_dataset
 
 
 def _samples(folder: str, split: str) -> dict[str, tuple[np.ndarray, dict]]:
@@ -31,6 +32,7 @@ def test_every_window_comes_forwards_and_reversed(video_folder, tmp_path):
     write("b.mp4", 60, seed=1)
     dataset = ArrowOfTime(root=str(tmp_path / "data"), videos=folder, clip_frames=8, frame_stride=2,
                           image_size=16, train_windows=12, val_windows=6, samples_per_shard=8)
+    check_dataset(dataset)               # the plugin kit's dataset contract (writes the shards)
     manifest = dataset.prepare()
     assert manifest.heads == {"label": ["forward", "backward"]}
     assert (manifest.splits["train"].samples, manifest.splits["val"].samples) == (24, 12)
