@@ -270,6 +270,7 @@ def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
         (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
     runs = study_runs(study)       # the other study's arm a, not its b nor this study's own a
     assert [(r.arm, r.finals["eval/top1"]) for r in runs] == [("a", 0.7)]
+    assert "`a` = `other`'s `a`" in render_study(study, runs, None, None)
     # Arms that would not run identically cannot be shared.
     user.write_text(BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), encoding="utf-8")
     with pytest.raises(SystemExit, match="arm bindings"):

@@ -153,6 +153,10 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
                    f"usage = distinct codes / codebook size, perplexity = exp(code entropy)){shared_by}:"), "",
                   "| tokenizer of | " + " | ".join(TOKENIZER_METRICS) + " | n |",
                   "|---|" + "---|" * (len(TOKENIZER_METRICS) + 1), *tokenizer, ""]
+    if study.reuse:
+        shared = "; ".join(f"`{arm}` = `{other}`'s `{other_arm}`" for arm, (other, other_arm) in study.reuse.items())
+        lines += [f"Runs shared with another study (the same configuration, checked when the study file is read): "
+                  f"{shared}.", ""]
     if missing:
         lines += [f"Arms without completed runs (not run in this round): {', '.join(f'`{a}`' for a in missing)}.", ""]
     if plot_dir is not None:
