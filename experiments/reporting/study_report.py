@@ -155,8 +155,8 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
                   "|---|" + "---|" * (len(TOKENIZER_METRICS) + 1), *tokenizer, ""]
     if study.reuse:
         shared = "; ".join(f"`{arm}` = `{other}`'s `{other_arm}`" for arm, (other, other_arm) in study.reuse.items())
-        lines += [f"Runs shared with another study (the same configuration, checked when the study file is read): "
-                  f"{shared}.", ""]
+        lines += [(f"Runs shared with another study (the same configuration, checked when the study file is "
+                   f"read): {shared}."), ""]
     if missing:
         lines += [f"Arms without completed runs (not run in this round): {', '.join(f'`{a}`' for a in missing)}.", ""]
     if plot_dir is not None:
