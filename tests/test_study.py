@@ -183,8 +183,18 @@ def test_verdict_follows_the_significance_against_the_reference(tmp_path):
     assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", low, [1, 2, 3])]).startswith("held")
     assert verdict(study, [ArmStats("a", low, [1, 2, 3]), ArmStats("b", high, [1, 2, 3])]).startswith("contradicted")
     assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", same, [1, 2, 3])]).startswith("not shown")
-    assert "not run: b" in verdict(study, [ArmStats("a", high, [1, 2, 3])]) or \
-        verdict(study, [ArmStats("a", high, [1, 2, 3])]).startswith("not tested")
+    assert verdict(study, [ArmStats("a", high, [1, 2, 3])]).startswith("not tested")
+    # One seed is not "no significant difference": it is too few to test.
+    few = verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", [0.1], [1])])
+    assert few.startswith("not shown") and "too few seeds: b" in few and "no significant" not in few
+    # A control arm is tested and named but does not decide the claim.
+    three = BASE.replace('  b: ["pretrain_loop.steps = 2"]', '  b: ["pretrain_loop.steps = 2"]\n  c: []') + "controls: [c]\n"
+    study = load_study(_write(tmp_path, three))
+    text = verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", low, [1, 2, 3]),
+                           ArmStats("c", [0.99, 0.98, 0.99], [1, 2, 3])])
+    assert text.startswith("held") and text.endswith("control vs a: c: significantly higher")
+    with pytest.raises(SystemExit, match="controls"):
+        load_study(_write(tmp_path, BASE + "controls: [a]\n"))
 
 
 def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypatch):

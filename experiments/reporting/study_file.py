@@ -37,6 +37,7 @@ class Study:
     tasks: dict[str, list[str]] = field(default_factory=dict)   # extra evaluation data: name → gin files and bindings
     task_stages: list[str] = field(default_factory=list)        # the evaluated stages run on the tasks
     reuse: dict[str, tuple[str, str]] = field(default_factory=dict)  # arm → (study, arm) run identically there
+    controls: list[str] = field(default_factory=list)   # arms shown and tested, but outside the claim
 
     def evaluations(self) -> list[tuple[str, str | None]]:
         """(evaluated stage, task) pairs: each evaluated stage on the study's own data (task
@@ -68,7 +69,7 @@ def load_study(path: str) -> Study:
     if missing:
         raise SystemExit(f"study: {path}: missing key(s) {missing}")
     unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages",
-                                                  "reuse"}
+                                                  "reuse", "controls"}
     if unknown:
         raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
     stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
@@ -131,6 +132,9 @@ def load_study(path: str) -> Study:
                   str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
                   prepared_by, tasks, task_stages)
     study.reuse = {arm: _reused_arm(study, arm, str(source)) for arm, source in (data.get("reuse") or {}).items()}
+    study.controls = [str(arm) for arm in data.get("controls") or []]
+    if any(arm not in arms or arm == study.reference for arm in study.controls):
+        raise SystemExit(f"study: {path}: controls {study.controls} must be arms other than the reference")
     return study
 
 

@@ -168,31 +168,41 @@ def render_study(study: Study, runs: list[StoredRun], plot_dir: Path | None, doc
 
 
 def verdict(study: Study, stats: list[ArmStats]) -> str:
-    """Whether the runs support the paper's direction "the reference arm beats every other arm":
-    held (every other arm significantly lower), contradicted (some arm significantly higher), or
-    not shown (any other arm not significantly different, or missing)."""
+    """Whether the runs support the paper's direction "the reference arm beats every other arm"
+    (the study's ``controls`` aside): held (every other arm significantly lower), contradicted
+    (some arm significantly higher), or not shown (an arm not significantly different, with too
+    few seeds, or missing). What the controls show is added after."""
     reference = next((s for s in stats if s.arm == study.reference), None)
-    others = [s for s in stats if s is not reference]
+    others = [s for s in stats if s is not reference and s.arm not in study.controls]
     if reference is None or len(reference.values) < 2 or not others:
         return "not tested (reference or other arms missing)"
-    higher, equal = [], []
-    for s in others:
-        if len(s.values) < 2:
-            equal.append(s.arm)
-            continue
-        test = welch(s.values, reference.values)
-        if test["p"] < ALPHA and test["diff"] > 0:
-            higher.append(s.arm)
-        elif test["p"] >= ALPHA:
-            equal.append(s.arm)
-    missing = [a for a in study.arms if a != study.reference and not any(s.arm == a for s in stats)]
+
+    def compare(arm_stats: ArmStats) -> str:
+        if len(arm_stats.values) < 2:
+            return "too few seeds"
+        test = welch(arm_stats.values, reference.values)
+        return "equal" if test["p"] >= ALPHA else ("higher" if test["diff"] > 0 else "lower")
+
+    outcome = {s.arm: compare(s) for s in others}
+    higher = [a for a, o in outcome.items() if o == "higher"]
+    equal = [a for a, o in outcome.items() if o == "equal"]
+    few = [a for a, o in outcome.items() if o == "too few seeds"]
+    missing = [a for a in study.arms
+               if a != study.reference and a not in study.controls and not any(s.arm == a for s in stats)]
     if higher:
-        return f"contradicted: {', '.join(higher)} significantly higher than {study.reference}"
-    if equal or missing:
+        text = f"contradicted: {', '.join(higher)} significantly higher than {study.reference}"
+    elif equal or few or missing:
         parts = [f"no significant difference for {', '.join(equal)}"] if equal else []
+        parts += [f"too few seeds: {', '.join(few)}"] if few else []
         parts += [f"not run: {', '.join(missing)}"] if missing else []
-        return "not shown at this scale (" + "; ".join(parts) + ")"
-    return f"held: {study.reference} significantly higher than every other arm (Welch, p < {ALPHA})"
+        text = "not shown at this scale (" + "; ".join(parts) + ")"
+    else:
+        text = f"held: {study.reference} significantly higher than every other arm (Welch, p < {ALPHA})"
+    words = {"higher": "significantly higher", "lower": "significantly lower", "equal": "no significant difference",
+             "too few seeds": "too few seeds"}
+    controls = [f"{s.arm}: {words[compare(s)]}" for s in stats if s.arm in study.controls]
+    return text + (f"; control{'s' if len(controls) > 1 else ''} vs {study.reference}: {', '.join(controls)}"
+                   if controls else "")
 
 
 def summary(studies: list[Study], runs: dict[str, list[StoredRun]]) -> list[str]:
