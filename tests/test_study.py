@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,29 @@ def test_reuse_of_an_arm_that_trains_the_shared_tokenizer_itself(tmp_path):
     (tmp_path / "bare.yaml").write_text(BASE.replace("name: toy", "name: bare\nreuse: {a: owner/a}"), encoding="utf-8")
     with pytest.raises(SystemExit, match="tokenizer"):
         load_study(str(tmp_path / "bare.yaml"))
+
+
+def test_jobs_run_seeds_at_once_each_chain_in_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    study = load_study(_write(tmp_path, BASE))
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(args, cwd, env, stdout, stderr):
+        seed = int(args[-1].split("=")[1])
+        calls.append((seed, args[2], args[args.index("--tag") + 3]))
+        assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2)) and stdout is stderr is not None
+        return Done()
+
+    monkeypatch.setattr(study_module.subprocess, "run", fake_run)
+    assert study_module.run_study(study, str(tmp_path / "out"), [], [], list(study.arms), [1, 2, 3], False,
+                                  jobs=2) == 0
+    assert len(calls) == 3 * 2 * 2                      # seeds × arms × stages, each once
+    for seed in (1, 2, 3):
+        assert [(c[1], c[2]) for c in calls if c[0] == seed] == [
+            ("pretrain", "arm=a"), ("finetune", "arm=a"), ("pretrain", "arm=b"), ("finetune", "arm=b")]
+        assert (tmp_path / "out" / "toy" / "logs" / f"seed_{seed}.log").exists()

@@ -32,6 +32,7 @@ final metric values; with n = 3 per arm only large, consistent differences reach
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -103,38 +104,61 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
-              seeds: list[int], dry_run: bool, stages: list[str] | None = None) -> int:
+              seeds: list[int], dry_run: bool, stages: list[str] | None = None, jobs: int = 1) -> int:
+    """Runs every (arm, seed, stage) not yet COMPLETED, seed after seed, or ``jobs`` seeds at once
+    (each seed's chain in order; its output in ``<root>/<study>/logs/seed_<s>.log``; the runs get
+    ``OMP_NUM_THREADS`` = cores // jobs unless it is set). Returns 1 if any stage failed."""
     owner = prepare_owner(study)
     done = set()
     if not dry_run:
         done = {(r.arm, r.seed, r.command, r.task) for r in stored_runs(study.name) if r.arm != SHARED}
         done |= {(r.arm, r.seed, r.command, r.task) for r in stored_runs(owner.name) if r.arm == SHARED}
-    failures = 0
-    for seed in seeds:
-        chosen = [stage for stage in study.stages if stages is None or stage in stages]
-        on_tasks = [(stage, task) for stage, task in study.evaluations() if task is not None and stage in chosen]
-        plan = [(SHARED, stage, None) for stage in study.prepare]
-        plan += [(arm, stage, task) for arm in arms for stage, task in [(s, None) for s in chosen] + on_tasks]
-        failed_arms: set[str] = set()
-        for arm, stage, task in plan:
-            if arm in failed_arms or SHARED in failed_arms:
-                continue
-            if arm in study.reuse:      # run identically by another study: its runs serve this one
-                print(f"study {study.name}: {arm} seed {seed} {stage}: the runs of {'/'.join(study.reuse[arm])}")
-                continue
-            what = stage if task is None else f"{stage} on {task}"
-            if (arm, seed, stage, task) in done:
-                print(f"study {study.name}: {arm} seed {seed} {what}: already completed, skipped")
-                continue
-            args = stage_command(study, arm, seed, stage, root, overrides, extra, task)
-            print("$ " + " ".join(_quote(a) for a in args[1:]), flush=True)
-            if dry_run:
-                continue
-            if subprocess.run(args, cwd=ROOT).returncode:
-                print(f"study {study.name}: {arm} seed {seed} {what} FAILED; its later stages are skipped",
-                      file=sys.stderr)
-                failures += 1
-                failed_arms.add(arm)
+    chosen = [stage for stage in study.stages if stages is None or stage in stages]
+    on_tasks = [(stage, task) for stage, task in study.evaluations() if task is not None and stage in chosen]
+    plan = [(SHARED, stage, None) for stage in study.prepare]
+    plan += [(arm, stage, task) for arm in arms for stage, task in [(s, None) for s in chosen] + on_tasks]
+    env = dict(os.environ)
+    if jobs > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+
+    def run_seed(seed: int) -> int:
+        log = None
+        if jobs > 1 and not dry_run:
+            folder = Path(root) / study.name / "logs"
+            folder.mkdir(parents=True, exist_ok=True)
+            log = open(folder / f"seed_{seed}.log", "a", encoding="utf-8")   # noqa: SIM115 (closed below)
+        failures, failed_arms = 0, set()
+        try:
+            for arm, stage, task in plan:
+                if arm in failed_arms or SHARED in failed_arms:
+                    continue
+                if arm in study.reuse:      # run identically by another study: its runs serve this one
+                    print(f"study {study.name}: {arm} seed {seed} {stage}: the runs of {'/'.join(study.reuse[arm])}")
+                    continue
+                what = stage if task is None else f"{stage} on {task}"
+                if (arm, seed, stage, task) in done:
+                    print(f"study {study.name}: {arm} seed {seed} {what}: already completed, skipped")
+                    continue
+                args = stage_command(study, arm, seed, stage, root, overrides, extra, task)
+                print("$ " + " ".join(_quote(a) for a in args[1:]) + (f"   (output: {log.name})" if log else ""),
+                      flush=True)
+                if dry_run:
+                    continue
+                if subprocess.run(args, cwd=ROOT, env=env, stdout=log, stderr=log).returncode:
+                    print(f"study {study.name}: {arm} seed {seed} {what} FAILED; its later stages are skipped",
+                          file=sys.stderr, flush=True)
+                    failures += 1
+                    failed_arms.add(arm)
+        finally:
+            if log is not None:
+                log.close()
+        return failures
+
+    if jobs <= 1 or dry_run:
+        failures = sum(run_seed(seed) for seed in seeds)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            failures = sum(pool.map(run_seed, seeds))
     return 1 if failures else 0
 
 
@@ -157,6 +181,8 @@ def main(argv: list[str]) -> int:
     run.add_argument("-b", "--bind", action="append", default=[], help="extra binding for every run")
     run.add_argument("--root", default="outputs/studies", help="work folders <root>/<study>/<arm>/seed_<s>")
     run.add_argument("--dry-run", action="store_true", help="print the commands only")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="seeds run at once (each seed's stages in order; OMP_NUM_THREADS = cores // jobs)")
     report = sub.add_parser("report", help="tables, plots and significance from the stored runs")
     report.add_argument("studies", nargs="+")
     report.add_argument("--write", type=Path, default=None, help="markdown file to write (e.g. docs/results.md)")
@@ -175,8 +201,10 @@ def main(argv: list[str]) -> int:
         unknown = [s for s in args.stage if s not in study.stages]
         if unknown:
             raise SystemExit(f"study: --stage {unknown} not in {study.path} (stages: {study.stages})")
+        if args.jobs < 1:
+            raise SystemExit(f"study: --jobs must be ≥ 1, got {args.jobs}")
         return run_study(study, args.root, args.override, args.bind, arms, seeds, args.dry_run,
-                         args.stage or study.stages)
+                         args.stage or study.stages, args.jobs)
     studies = [load_study(path) for path in args.studies]
     docs_dir = args.write.parent if args.write else None
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
