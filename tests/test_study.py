@@ -329,3 +329,38 @@ def test_jobs_run_seeds_at_once_each_chain_in_order(tmp_path, monkeypatch):
         assert [(c[1], c[2]) for c in calls if c[0] == seed] == [
             ("pretrain", "arm=a"), ("finetune", "arm=a"), ("pretrain", "arm=b"), ("finetune", "arm=b")]
         assert (tmp_path / "out" / "toy" / "logs" / f"seed_{seed}.log").exists()
+
+
+def test_check_names_a_broken_arm_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    text = BASE.replace('  b: ["pretrain_loop.steps = 2"]',
+                        '  b: ["pretrain_loop.steps = 2"]\n'
+                        '  bad: ["model.mae.decoder_masking = @masking.decoder.running_cell()",'
+                        ' "masking.decoder.running_cell.budget = 0.15"]\n'
+                        '  typo: ["pretrain_loop.stepz = 2"]')
+    study = load_study(_write(tmp_path, text))
+    problems = study_module.check_study(study, str(tmp_path / "out"), [], [], list(study.arms), 1)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("bad pretrain:") and "0.25, 0.5 or 0.75" in problems[0]
+    assert problems[1].startswith("typo pretrain:") and "stepz" in problems[1]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()     # nothing ran
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_shipped_study_passes_its_check(path, tmp_path, monkeypatch):
+    # Before anything has run: the chained inputs (tokenizer, precomputed targets, checkpoints)
+    # do not exist yet, and every arm's every stage must still configure and build.
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(str(path))
+    assert study_module.check_study(study, str(tmp_path / "out"), [], [], list(study.arms), study.seeds[0]) == []
+
+
+@pytest.mark.slow
+def test_the_gpu_override_builds_every_arm_at_vit_b(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(str(Path(study_module.ROOT) / "gin" / "studies" / "decoder_masking.yaml"))
+    assert study_module.check_study(study, str(tmp_path / "out"), ["gin/studies/gpu_vit_b.gin"], [],
+                                    list(study.arms), 1) == []

@@ -370,10 +370,11 @@ def check_components(built: dict[str, Any]) -> list[str]:
     return checked
 
 
-def build_objects(roots: list[str]) -> dict[str, Any]:
+def build_objects(roots: list[str], skip_missing_inputs: bool = False) -> dict[str, Any]:
     """Builds every evaluated reference bound to a root's parameters (``@model.mae()``,
     ``%DATASET``); a factory bound without ``()`` is left to the command. Returns
-    ``{binding: object}``."""
+    ``{binding: object}``. ``skip_missing_inputs``: an object whose construction fails for a
+    missing file is left out (it reads what an earlier stage has not written yet)."""
     config = gin_lib._CONFIG  # pylint: disable=protected-access
     built = {}
     for root in roots:
@@ -385,10 +386,21 @@ def build_objects(roots: list[str]) -> dict[str, Any]:
             try:
                 built[name] = value.scoped_configurable_fn()
             except Exception as error:
+                if skip_missing_inputs and _missing_file(error):
+                    continue
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise PreflightError(f"building {name} = {value!r} failed: {type(error).__name__}: "
                                      f"{message}") from error
     return built
+
+
+def _missing_file(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a missing file or folder."""
+    while error is not None:
+        if isinstance(error, FileNotFoundError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,21 +440,24 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
 
 
 def preflight(command: str, gin_files: list[str], gin_bindings: list[str], module: str | None = None,
-              build: bool = True, resume: ResumeRequest | None = None) -> dict[str, Any]:
+              build: bool = True, resume: ResumeRequest | None = None, check_inputs: bool = True) -> dict[str, Any]:
     """Runs every check for ``command``; raises :class:`PreflightError` (or GinConfigError)
     naming what is wrong. Returns the objects it built (``{binding: object}``). ``resume``:
-    ``--resume-run``'s checkpoint must accept this configuration."""
+    ``--resume-run``'s checkpoint must accept this configuration. ``check_inputs=False`` checks a
+    stage whose inputs earlier stages have not written yet (a study before it runs): missing
+    input files are not errors, and objects that cannot be built without them are skipped."""
     gin_config.parse(list(gin_files), list(gin_bindings))
     roots = entry_points(command, module)
     keys = reachable(roots)
     check_macros(keys)
     check_types()
-    check_paths(keys)
-    check_default_inputs(roots)
+    if check_inputs:
+        check_paths(keys)
+        check_default_inputs(roots)
     if resume is not None:
         check_resume(command, roots, resume)
     if not build:
         return {}
-    built = build_objects(roots)
+    built = build_objects(roots, skip_missing_inputs=not check_inputs)
     check_components(built)
     return built

@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 from lvmae.experiments.reporting.study_file import EVALUATED, SHARED, Study, load_study, prepare_owner
-from lvmae.experiments.reporting.study_report import HEADER, render_study, summary
+from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
 from lvmae.experiments.reporting.study_runs import (
     ARM_TAG,
     STUDY_TAG,
@@ -113,10 +113,7 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     if not dry_run:
         done = {(r.arm, r.seed, r.command, r.task) for r in stored_runs(study.name) if r.arm != SHARED}
         done |= {(r.arm, r.seed, r.command, r.task) for r in stored_runs(owner.name) if r.arm == SHARED}
-    chosen = [stage for stage in study.stages if stages is None or stage in stages]
-    on_tasks = [(stage, task) for stage, task in study.evaluations() if task is not None and stage in chosen]
-    plan = [(SHARED, stage, None) for stage in study.prepare]
-    plan += [(arm, stage, task) for arm in arms for stage, task in [(s, None) for s in chosen] + on_tasks]
+    plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -162,6 +159,41 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     return 1 if failures else 0
 
 
+def _plan(study: Study, arms: list[str], stages: list[str] | None) -> list[tuple[str, str, str | None]]:
+    """(arm, stage, task) in the order one seed runs them: prepare stages, then each arm's chain."""
+    chosen = [stage for stage in study.stages if stages is None or stage in stages]
+    on_tasks = [(stage, task) for stage, task in study.evaluations() if task is not None and stage in chosen]
+    plan = [(SHARED, stage, None) for stage in study.prepare]
+    return plan + [(arm, stage, task) for arm in arms for stage, task in [(s, None) for s in chosen] + on_tasks]
+
+
+def check_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
+                seed: int, stages: list[str] | None = None) -> list[str]:
+    """Preflights every stage of every arm (one seed) before anything runs, so a study does not
+    find a broken arm hours in: gin files, bindings, macros and types, and the objects each stage
+    builds (an object that needs what an earlier stage writes is skipped). Returns the problems,
+    the first of each arm."""
+    from lvmae.experiments import commands
+    from lvmae.experiments.engine.gin_config import GinConfigError
+    from lvmae.experiments.engine.preflight import PreflightError, preflight
+
+    commands.load_all()
+    index = commands.command_index()
+    problems, broken = [], set()
+    for arm, stage, task in _plan(study, [a for a in arms if a not in study.reuse], stages):
+        if arm in broken:           # one problem per arm: its later stages would not run
+            continue
+        args = stage_command(study, arm, seed, stage, root, overrides, extra, task)
+        files = [args[i + 1] for i, a in enumerate(args) if a == "-g"]
+        bindings = [args[i + 1] for i, a in enumerate(args) if a == "-b"]
+        try:
+            preflight(stage, files, bindings, module=index[stage].module, check_inputs=False)
+        except (PreflightError, GinConfigError) as error:
+            problems.append(f"{arm} {evaluation_name(stage, task)}: {str(error).strip()}")
+            broken.add(arm)
+    return problems
+
+
 def _quote(text: str) -> str:
     return text if all(c.isalnum() or c in "-_./=:%@" for c in text) else repr(text)
 
@@ -181,6 +213,8 @@ def main(argv: list[str]) -> int:
     run.add_argument("-b", "--bind", action="append", default=[], help="extra binding for every run")
     run.add_argument("--root", default="outputs/studies", help="work folders <root>/<study>/<arm>/seed_<s>")
     run.add_argument("--dry-run", action="store_true", help="print the commands only")
+    run.add_argument("--no-check", action="store_true",
+                     help="skip the preflight of every arm's stages before the first run")
     run.add_argument("--jobs", type=int, default=1,
                      help="seeds run at once (each seed's stages in order; OMP_NUM_THREADS = cores // jobs)")
     report = sub.add_parser("report", help="tables, plots and significance from the stored runs")
@@ -203,6 +237,12 @@ def main(argv: list[str]) -> int:
             raise SystemExit(f"study: --stage {unknown} not in {study.path} (stages: {study.stages})")
         if args.jobs < 1:
             raise SystemExit(f"study: --jobs must be ≥ 1, got {args.jobs}")
+        if not args.dry_run and not args.no_check:
+            problems = check_study(study, args.root, args.override, args.bind, arms, seeds[0], args.stage or None)
+            if problems:
+                print(f"study {study.name}: nothing was run; these stages would fail:\n  " + "\n  ".join(problems),
+                      file=sys.stderr)
+                return 2
         return run_study(study, args.root, args.override, args.bind, arms, seeds, args.dry_run,
                          args.stage or study.stages, args.jobs)
     studies = [load_study(path) for path in args.studies]
