@@ -27,7 +27,9 @@ Each table gives the final value of the study's metric per arm as mean ± sample
 (n runs), and a Welch two-sided t-test of each arm against the study's reference arm. With
 n = 3 seeds only large, consistent differences reach p < 0.05; "no significant difference" is
 not evidence of equality. Every study file is under `gin/studies/`; the setting each was run
-at is in its gin files and bindings.
+at is in its gin files and bindings. Runs of one configuration and seed agree closely but not
+bit for bit across machines and thread counts (floating-point reduction order), so an arm
+shared between studies (`reuse`) holds one set of runs, not repeats.
 """
 
 
