@@ -41,6 +41,13 @@ def _write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
+def _refused(path: Path, text: str, match: str) -> None:
+    """Writing ``text`` to ``path`` gives a study file that load_study refuses, naming ``match``."""
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SystemExit, match=match):
+        load_study(str(path))
+
+
 BASE = """name: toy
 question: Does it work?
 gin: [gin/experiments/tiny_cpu.gin]
@@ -86,13 +93,15 @@ def test_stage_command_chains_pretrain_into_finetune(tmp_path):
     assert args[-2:] == ["with", "seed=2"] and "study=toy" in args and "arm=b" in args
 
 
-def _store(runs_dir: Path, run_id: int, arm: str, seed: int, value: float, status: str = "COMPLETED"):
+def _store(runs_dir: Path, run_id: int, arm: str, seed: int, value: float, status: str = "COMPLETED",
+           study: str = "toy", command: str = "finetune", metric: str = "eval/top1", task: str | None = None):
+    """A run folder as the file observer writes it: status, tags, seed and one metric's last value."""
     folder = runs_dir / str(run_id)
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"command": "finetune", "status": status,
-                                                  "meta": {"tags": ["study=toy", f"arm={arm}"]}}))
+    tags = [f"study={study}", f"arm={arm}"] + ([f"task={task}"] if task else [])
+    (folder / "run.json").write_text(json.dumps({"command": command, "status": status, "meta": {"tags": tags}}))
     (folder / "config.json").write_text(json.dumps({"seed": seed}))
-    (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [10], "values": [value]}}))
+    (folder / "metrics.json").write_text(json.dumps({metric: {"steps": [10], "values": [value]}}))
 
 
 def test_report_from_stored_runs(tmp_path, monkeypatch):
@@ -215,20 +224,11 @@ def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypat
     pretrain = stage_command(study, "a", 1, "pretrain", str(root), [], [])
     assert f"TOKENIZER_CHECKPOINT = '{owner_shared}/tokenizer/last.pt'" in pretrain and "study=user" in pretrain
     # The owner's completed tokenizer run counts for the user study (not run again) and shows in its report.
-    folder = tmp_path / "runs" / "1"
-    folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"command": "pretrain_tokenizer", "status": "COMPLETED",
-                                                  "meta": {"tags": ["study=owner", "arm=_shared"]}}))
-    (folder / "config.json").write_text(json.dumps({"seed": 1}))
-    (folder / "metrics.json").write_text(json.dumps({"eval/psnr": {"steps": [5], "values": [21.0]}}))
+    _store(tmp_path / "runs", 1, "_shared", 1, 21.0, study="owner", command="pretrain_tokenizer", metric="eval/psnr")
     assert [r.command for r in study_runs(study)] == ["pretrain_tokenizer"]
     # A user study whose bindings differ from the owner's cannot share its prepare stages.
-    user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: owner\nbindings: ['x.y = 1']"), encoding="utf-8")
-    with pytest.raises(SystemExit, match="same bindings"):
-        load_study(str(user))
-    user.write_text(BASE.replace("name: toy", "name: user\nprepared_by: nobody"), encoding="utf-8")
-    with pytest.raises(SystemExit, match="no study file"):
-        load_study(str(user))
+    _refused(user, BASE.replace("name: toy", "name: user\nprepared_by: owner\nbindings: ['x.y = 1']"), "same bindings")
+    _refused(user, BASE.replace("name: toy", "name: user\nprepared_by: nobody"), "no study file")
 
 
 def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
@@ -247,12 +247,7 @@ def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
     assert "task=real" in args
     # The report keeps the task's runs apart from the study's own evaluation.
     for i, (task, value) in enumerate([(None, 0.9), (None, 0.92), ("real", 0.6), ("real", 0.61)]):
-        folder = tmp_path / "runs" / str(i + 1)
-        folder.mkdir(parents=True)
-        tags = ["study=toy", "arm=a"] + ([f"task={task}"] if task else [])
-        (folder / "run.json").write_text(json.dumps({"command": "probe", "status": "COMPLETED", "meta": {"tags": tags}}))
-        (folder / "config.json").write_text(json.dumps({"seed": i % 2 + 1}))
-        (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
+        _store(tmp_path / "runs", i + 1, "a", i % 2 + 1, value, command="probe", task=task)
     runs = stored_runs("toy")
     assert [s.values for s in arm_stats(study, runs, "probe")] == [[0.9, 0.92]]
     assert [s.values for s in arm_stats(study, runs, "probe", "real")] == [[0.6, 0.61]]
@@ -273,22 +268,13 @@ def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
     study = load_study(str(user))
     assert study.reuse == {"a": ("other", "a")}
     for i, (name, arm, value) in enumerate([("other", "a", 0.7), ("other", "b", 0.1), ("user", "a", 0.2)]):
-        folder = tmp_path / "runs" / str(i + 1)
-        folder.mkdir(parents=True)
-        (folder / "run.json").write_text(json.dumps({"command": "finetune", "status": "COMPLETED",
-                                                      "meta": {"tags": [f"study={name}", f"arm={arm}"]}}))
-        (folder / "config.json").write_text(json.dumps({"seed": 1}))
-        (folder / "metrics.json").write_text(json.dumps({"eval/top1": {"steps": [1], "values": [value]}}))
+        _store(tmp_path / "runs", i + 1, arm, 1, value, study=name)
     runs = study_runs(study)       # the other study's arm a, not its b nor this study's own a
     assert [(r.arm, r.finals["eval/top1"]) for r in runs] == [("a", 0.7)]
     assert "`a` = `other`'s `a`" in render_study(study, runs, None, None)
     # Arms that would not run identically cannot be shared.
-    user.write_text(BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), encoding="utf-8")
-    with pytest.raises(SystemExit, match="arm bindings"):
-        load_study(str(user))
-    user.write_text(BASE.replace("name: toy", "name: user\nbindings: ['x.y = 2']\nreuse: {a: other/a}"), encoding="utf-8")
-    with pytest.raises(SystemExit, match="bindings"):
-        load_study(str(user))
+    _refused(user, BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), "arm bindings")
+    _refused(user, BASE.replace("name: toy", "name: user\nbindings: ['x.y = 2']\nreuse: {a: other/a}"), "bindings")
 
 
 def test_reuse_of_an_arm_that_trains_the_shared_tokenizer_itself(tmp_path):
