@@ -28,15 +28,15 @@ The checks live in ``masking_checks.py`` and ``model_checks.py``, the table by k
 from lvmae.components.kit.checks import CHECKS, FACTORY_KINDS, check_component
 from lvmae.components.kit.masking_checks import check_decoder_masking, check_encoder_masking
 from lvmae.components.kit.model_checks import (
-                                               check_backbone,
-                                               check_dataset,
-                                               check_decoder,
-                                               check_head,
-                                               check_quantizer,
-                                               check_scorer,
-                                               check_target,
-                                               check_tokenizer,
-                                               check_topk,
+    check_backbone,
+    check_dataset,
+    check_decoder,
+    check_head,
+    check_quantizer,
+    check_scorer,
+    check_target,
+    check_tokenizer,
+    check_topk,
 )
 from lvmae.components.kit.preflight import preflight_components
 from lvmae.components.kit.support import DEFAULT_BATCH, DEFAULT_GRID, PREFLIGHT_TOKENS

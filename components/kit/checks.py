@@ -7,8 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from lvmae import registry
-
-#: Token grid of the checks when none is given: 4 latent frames of 4×4 cells (n = 64), even
 from lvmae.components.kit.masking_checks import check_decoder_masking, check_encoder_masking
 from lvmae.components.kit.model_checks import (
     check_backbone,

@@ -111,8 +111,10 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     owner = prepare_owner(study)
     done = set()
     if not dry_run:
-        done = {(r.arm, r.seed, r.command, r.task) for r in stored_runs(study.name) if r.arm != SHARED}
-        done |= {(r.arm, r.seed, r.command, r.task) for r in stored_runs(owner.name) if r.arm == SHARED}
+        mine = stored_runs(study.name)
+        owners = mine if owner is study else stored_runs(owner.name)
+        done = {(r.arm, r.seed, r.command, r.task) for r in mine if r.arm != SHARED}
+        done |= {(r.arm, r.seed, r.command, r.task) for r in owners if r.arm == SHARED}
     plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:

@@ -67,6 +67,21 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def outcome(test: dict[str, float] | None) -> str:
+    """What a Welch test of an arm against the reference says: "higher", "lower", "no significant
+    difference", or "too few seeds" (no test: fewer than 2 values on a side)."""
+    if test is None:
+        return "too few seeds"
+    if test["p"] >= ALPHA:
+        return "no significant difference"
+    return "higher" if test["diff"] > 0 else "lower"
+
+
+def _test(arm: ArmStats, reference: ArmStats) -> dict[str, float] | None:
+    """Welch's test of ``arm`` against ``reference``, or None with fewer than 2 values on a side."""
+    return welch(arm.values, reference.values) if min(len(arm.values), len(reference.values)) >= 2 else None
+
+
 def study_table(study: Study, stats: list[ArmStats]) -> list[str]:
     """Markdown rows: arm, mean ± std, n, seeds, Δ vs reference, Welch p, verdict."""
     reference = next((s for s in stats if s.arm == study.reference), None)
@@ -74,14 +89,14 @@ def study_table(study: Study, stats: list[ArmStats]) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for s in stats:
         cells = [f"`{s.arm}`", f"{_fmt(s.mean)} ± {_fmt(s.std)}", str(len(s.values)), ",".join(map(str, s.seeds))]
+        test = None if s is reference or reference is None else _test(s, reference)
         if s is reference:
             cells += ["(reference)", "", "", ""]
-        elif reference is None or len(s.values) < 2 or len(reference.values) < 2:
-            cells += ["—", "—", "—", "too few seeds"]
+        elif test is None:
+            cells += ["—", "—", "—", outcome(None)]
         else:
-            test = welch(s.values, reference.values)
-            verdict = ("higher" if test["diff"] > 0 else "lower") if test["p"] < ALPHA else "no significant difference"
-            cells += [f"{test['diff']:+.3f}", f"{_fmt(test['t'], 2)} ({_fmt(test['df'], 1)})", f"{test['p']:.3g}", verdict]
+            cells += [f"{test['diff']:+.3f}", f"{_fmt(test['t'], 2)} ({_fmt(test['df'], 1)})", f"{test['p']:.3g}",
+                      outcome(test)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -179,16 +194,10 @@ def verdict(study: Study, stats: list[ArmStats]) -> str:
     if reference is None or len(reference.values) < 2 or not others:
         return "not tested (reference or other arms missing)"
 
-    def compare(arm_stats: ArmStats) -> str:
-        if len(arm_stats.values) < 2:
-            return "too few seeds"
-        test = welch(arm_stats.values, reference.values)
-        return "equal" if test["p"] >= ALPHA else ("higher" if test["diff"] > 0 else "lower")
-
-    outcome = {s.arm: compare(s) for s in others}
-    higher = [a for a, o in outcome.items() if o == "higher"]
-    equal = [a for a, o in outcome.items() if o == "equal"]
-    few = [a for a, o in outcome.items() if o == "too few seeds"]
+    outcomes = {s.arm: outcome(_test(s, reference)) for s in others}
+    higher = [a for a, o in outcomes.items() if o == "higher"]
+    equal = [a for a, o in outcomes.items() if o == "no significant difference"]
+    few = [a for a, o in outcomes.items() if o == "too few seeds"]
     missing = [a for a in study.arms
                if a != study.reference and a not in study.controls and not any(s.arm == a for s in stats)]
     if higher:
@@ -200,9 +209,9 @@ def verdict(study: Study, stats: list[ArmStats]) -> str:
         text = "not shown at this scale (" + "; ".join(parts) + ")"
     else:
         text = f"held: {study.reference} significantly higher than every other arm (Welch, p < {ALPHA})"
-    words = {"higher": "significantly higher", "lower": "significantly lower", "equal": "no significant difference",
-             "too few seeds": "too few seeds"}
-    controls = [f"{s.arm}: {words[compare(s)]}" for s in stats if s.arm in study.controls]
+    words = {"higher": "significantly higher", "lower": "significantly lower"}
+    controls = [f"{s.arm}: {words.get(o, o)}" for s in stats if s.arm in study.controls
+                for o in [outcome(_test(s, reference))]]
     return text + (f"; control{'s' if len(controls) > 1 else ''} vs {study.reference}: {', '.join(controls)}"
                    if controls else "")
 

