@@ -73,6 +73,18 @@ def test_the_main_paper_file_is_vit_b_128_frames_tube_90_adaptive_10_plus_5_fsq_
                      "finetune_loop": "data/source/manifest.yaml"}
 
 
+@pytest.mark.parametrize("name", ["lvmae_cpu", "lvmae_b_128f"])
+@pytest.mark.parametrize("command", ["pretrain_tokenizer", "precompute", "pretrain", "finetune", "evaluate", "probe"])
+def test_every_command_of_the_pipeline_is_configured(name, command):
+    # Before any stage has run: no input exists yet, and every entry point must still have all
+    # it needs bound (probe and evaluate included) and build.
+    data = PAPER_DATA if name == "lvmae_b_128f" else []
+    from lvmae.experiments import commands
+    commands.load_all()
+    preflight.preflight(command, [f"gin/experiments/{name}.gin"], data,
+                        module=commands.command_index()[command].module, check_inputs=False)
+
+
 def test_every_output_path_derives_from_the_one_root_macro():
     gin_config.parse(["gin/experiments/random_b_128f.gin"], PAPER_DATA + ["OUTPUTS = '/scratch/me'"])
     assert {name: _value(name) for name in (

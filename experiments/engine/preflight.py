@@ -341,6 +341,24 @@ def check_default_inputs(roots: list[str]) -> None:
                                      f"run {stage} first or pass -b \"{_display(root)}.{param}='PATH'\" (or 'run:N')")
 
 
+def check_required(roots: list[str]) -> None:
+    """A parameter of an entry point declared ``gin.REQUIRED`` must be bound (gin itself says so
+    only when the run calls it, after the run is recorded)."""
+    config = gin_lib._CONFIG  # pylint: disable=protected-access
+    for root in roots:
+        configurable = gin_lib._REGISTRY.get_match(root)  # pylint: disable=protected-access
+        if configurable is None:
+            continue
+        bound = config.get(("", root), {})
+        missing = [name for name, parameter in inspect.signature(configurable.wrapped).parameters.items()
+                   if parameter.default is gin_lib.REQUIRED and name not in bound]
+        if missing:
+            example = _binding_name("", root, missing[0])
+            raise PreflightError(f"{_display(root)} needs {', '.join(missing)}: nothing binds "
+                                 f"{'it' if len(missing) == 1 else 'them'} (add to a gin file or pass "
+                                 f"-b \"{example} = ...\")")
+
+
 def check_macros(keys: list[tuple[str, str]]) -> None:
     config = gin_lib._CONFIG  # pylint: disable=protected-access
     for scope, selector in keys:
@@ -451,6 +469,7 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     keys = reachable(roots)
     check_macros(keys)
     check_types()
+    check_required(roots)
     if check_inputs:
         check_paths(keys)
         check_default_inputs(roots)
