@@ -1,4 +1,5 @@
-"""Study files (gin/studies/*.yaml), the Welch test, and the study report from stored runs."""
+"""Study files (gin/studies/*.yaml), their commands and configuration hashes, and the study report
+from stored runs. The statistics themselves: tests/test_study_stats.py."""
 from __future__ import annotations
 
 import json
@@ -9,30 +10,13 @@ import pytest
 
 from lvmae.experiments.reporting import study as study_module
 from lvmae.experiments.reporting.study import stage_command
-from lvmae.experiments.reporting.study_file import load_study
-from lvmae.experiments.reporting.study_report import ArmStats, arm_stats, render_study, verdict
-from lvmae.experiments.reporting.study_runs import stored_runs, study_runs
-from lvmae.experiments.reporting.welch import welch
+from lvmae.experiments.reporting.study_analysis import analyse, arm_stats, verdict
+from lvmae.experiments.reporting.study_command import config_hash
+from lvmae.experiments.reporting.study_file import Study, load_study
+from lvmae.experiments.reporting.study_report import render_study
+from lvmae.experiments.reporting.study_runs import StoredRun, stored_runs, study_runs
 
 STUDIES = sorted((Path(study_module.ROOT) / "gin" / "studies").glob("*.yaml"))
-
-
-def test_welch_matches_reference_values():
-    # Reference values: scipy.stats.ttest_ind(a, b, equal_var=False).
-    result = welch([0.9, 0.95, 0.92], [0.5, 0.52, 0.49])
-    assert result["t"] == pytest.approx(24.710633027411212, rel=1e-9)
-    assert result["df"] == pytest.approx(3.297560975609761, rel=1e-9)
-    assert result["p"] == pytest.approx(7.387809299772597e-05, rel=1e-6)
-    result = welch([1.0, 2.0, 3.0, 4.0], [2.5, 3.5, 4.5])
-    assert result["t"] == pytest.approx(-1.1547005383792517, rel=1e-9)
-    assert result["p"] == pytest.approx(0.3008027072551761, rel=1e-6)
-
-
-def test_welch_degenerate_samples():
-    assert welch([0.5, 0.5], [0.5, 0.5])["p"] == 1.0
-    assert welch([0.9, 0.9], [0.5, 0.5])["p"] == 0.0
-    with pytest.raises(ValueError, match="≥ 2 values"):
-        welch([0.5], [0.4, 0.6])
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -52,7 +36,7 @@ BASE = """name: toy
 question: Does it work?
 gin: [gin/experiments/tiny_cpu.gin]
 stages: [pretrain, finetune]
-seeds: 3
+seeds: 5
 reference: a
 metric: eval/top1
 arms:
@@ -63,7 +47,7 @@ arms:
 
 def test_load_study_validates_and_names_the_file(tmp_path):
     study = load_study(_write(tmp_path, BASE))
-    assert study.seeds == [1, 2, 3] and list(study.arms) == ["a", "b"]
+    assert study.seeds == [1, 2, 3, 4, 5] and list(study.arms) == ["a", "b"]
     with pytest.raises(SystemExit, match=r"s\.yaml.*reference 'c'"):
         load_study(_write(tmp_path, BASE.replace("reference: a", "reference: c")))
     with pytest.raises(SystemExit, match=r"s\.yaml.*missing key.*metric"):
@@ -77,7 +61,7 @@ def test_load_study_validates_and_names_the_file(tmp_path):
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_every_study_file_is_valid(path):
     study = load_study(str(path))
-    assert len(study.seeds) >= 3, "every study needs ≥ 3 seeds"
+    assert len(study.seeds) >= 5, "every study needs ≥ 5 seeds: the report decides from no fewer"
     assert study.name == path.stem
     for gin_file in study.gin:
         assert (Path(study_module.ROOT) / gin_file).is_file(), gin_file
@@ -94,31 +78,45 @@ def test_stage_command_chains_pretrain_into_finetune(tmp_path):
 
 
 def _store(runs_dir: Path, run_id: int, arm: str, seed: int, value: float, status: str = "COMPLETED",
-           study: str = "toy", command: str = "finetune", metric: str = "eval/top1", task: str | None = None):
-    """A run folder as the file observer writes it: status, tags, seed and one metric's last value."""
+           study: str = "toy", command: str = "finetune", metric: str = "eval/top1", task: str | None = None,
+           of: Study | None = None, config: str | None = None):
+    """A run folder as the file observer writes it: status, tags, seed and one metric's last value.
+    With ``of``, tagged with the configuration hash that study file gives the run (``config``:
+    that hash given as it is)."""
     folder = runs_dir / str(run_id)
     folder.mkdir(parents=True)
     tags = [f"study={study}", f"arm={arm}"] + ([f"task={task}"] if task else [])
+    if of is not None:
+        config = config_hash(of, arm, seed, command, [], [], task)
+    tags += [f"config={config}"] if config else []
     (folder / "run.json").write_text(json.dumps({"command": command, "status": status, "meta": {"tags": tags}}))
     (folder / "config.json").write_text(json.dumps({"seed": seed}))
     (folder / "metrics.json").write_text(json.dumps({metric: {"steps": [10], "values": [value]}}))
+
+
+A_VALUES, B_VALUES = [0.50, 0.52, 0.49, 0.51, 0.50], [0.90, 0.95, 0.92, 0.91, 0.93]
 
 
 def test_report_from_stored_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
     monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
     study = load_study(_write(tmp_path, BASE))
-    empty = render_study(study, stored_runs("toy"), None, None)
+    empty = render_study(analyse(study, stored_runs("toy")), None, None)
     assert "Not run in this round" in empty and "python run.py study run" in empty
-    for i, (arm, seed, value) in enumerate([("a", 1, 0.50), ("a", 2, 0.52), ("a", 3, 0.49),
-                                            ("b", 1, 0.90), ("b", 2, 0.95), ("b", 3, 0.92)]):
-        _store(tmp_path / "runs", i + 1, arm, seed, value)
-    _store(tmp_path / "runs", 99, "b", 4, 0.0, status="FAILED")      # left out
+    run_id = 0
+    for arm, values in (("a", A_VALUES), ("b", B_VALUES)):
+        for seed, value in enumerate(values, start=1):
+            run_id += 1
+            _store(tmp_path / "runs", run_id, arm, seed, value, of=study)
+    _store(tmp_path / "runs", 99, "b", 6, 0.0, status="FAILED", of=study)      # left out
     runs = stored_runs("toy")
-    assert len(runs) == 6
-    text = render_study(study, runs, tmp_path / "plots", tmp_path)
+    assert len(runs) == 10
+    text = render_study(analyse(study, runs), tmp_path / "plots", tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| `b`"))
-    assert "0.923 ± 0.025" in row and "| 3 |" in row and "higher" in row and "7.39e-05" in row
+    # Paired by seed: differences 0.40, 0.43, 0.43, 0.40, 0.43 (mean 0.418, sd 0.01643, se 0.00735, t(4) = 56.88; t(4, 0.975) = 2.776 → ±0.0204).
+    assert "0.922 ± 0.019" in row and "| 5 |" in row and "+0.418 [+0.398, +0.438]" in row
+    assert "paired t = 56.88 (df 4.0)" in row and "higher" in row
+    assert "Runs used: 10 of the current configuration." in text
     assert (tmp_path / "plots" / "toy.png").stat().st_size > 0
 
 
@@ -172,36 +170,41 @@ def test_report_shows_the_tokenizer_of_each_study(tmp_path, monkeypatch):
     text = BASE.replace("stages: [pretrain, finetune]", "prepare: [pretrain_tokenizer]\nstages: [pretrain, finetune]")
     study = load_study(_write(tmp_path, text))
     for run_id, (arm, psnr) in enumerate([("_shared", 20.0), ("_shared", 22.0), ("a", 0.5)], start=1):
-        folder = tmp_path / "runs" / str(run_id)
-        folder.mkdir(parents=True)
         command = "pretrain_tokenizer" if arm == "_shared" else "finetune"
-        (folder / "run.json").write_text(json.dumps({"command": command, "status": "COMPLETED",
-                                                      "meta": {"tags": ["study=toy", f"arm={arm}"]}}))
-        (folder / "config.json").write_text(json.dumps({"seed": run_id}))
-        metrics = ({"eval/psnr": psnr, "eval/codebook_usage": 0.3, "eval/perplexity": 90.0}
-                   if command == "pretrain_tokenizer" else {"eval/top1": psnr})
-        (folder / "metrics.json").write_text(json.dumps({k: {"steps": [1], "values": [v]} for k, v in metrics.items()}))
-    text = render_study(study, stored_runs("toy"), None, None)
+        _store(tmp_path / "runs", run_id, arm, run_id, psnr, command=command, of=study,
+               metric="eval/psnr" if command == "pretrain_tokenizer" else "eval/top1")
+    text = render_study(analyse(study, stored_runs("toy")), None, None)
     row = next(line for line in text.splitlines() if line.startswith("| `_shared`"))
-    assert "21.000 ± 1.414" in row and "0.300" in row and "| 2 |" in row
+    assert "21.000 ± 1.414" in row and "| 2 |" in row
+
+
+def _analysed(study: Study, values: dict[str, list[float]], command: str = "finetune"):
+    """The analysis of runs of the current configuration with these values (seeds 1, 2, ...)."""
+    runs = [StoredRun(f"{arm}{seed}", command, arm, seed, {study.metric: value}, study=study.name, origin_arm=arm,
+                      config=config_hash(study, arm, seed, command, [], []))
+            for arm, arm_values in values.items() for seed, value in enumerate(arm_values, start=1)]
+    return analyse(study, runs)
+
+
+def _verdict(study: Study, values: dict[str, list[float]]) -> str:
+    analysis = _analysed(study, values)
+    return verdict(study, analysis.tables[0])
 
 
 def test_verdict_follows_the_significance_against_the_reference(tmp_path):
-
     study = load_study(_write(tmp_path, BASE))
-    high, low, same = [0.9, 0.95, 0.92], [0.5, 0.52, 0.49], [0.91, 0.93, 0.94]
-    assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", low, [1, 2, 3])]).startswith("held")
-    assert verdict(study, [ArmStats("a", low, [1, 2, 3]), ArmStats("b", high, [1, 2, 3])]).startswith("contradicted")
-    assert verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", same, [1, 2, 3])]).startswith("not shown")
-    assert verdict(study, [ArmStats("a", high, [1, 2, 3])]).startswith("not tested")
-    # One seed is not "no significant difference": it is too few to test.
-    few = verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", [0.1], [1])])
-    assert few.startswith("not shown") and "too few seeds: b" in few and "no significant" not in few
+    high, low, same = B_VALUES, A_VALUES, [0.93, 0.92, 0.93, 0.90, 0.92]
+    assert _verdict(study, {"a": high, "b": low}).startswith("held")
+    assert _verdict(study, {"a": low, "b": high}).startswith("contradicted")
+    assert _verdict(study, {"a": high, "b": same}).startswith("not shown (no significant difference for b")
+    assert _verdict(study, {"a": high}).startswith("not tested")
+    # Fewer than 5 seeds decide nothing, however large the difference.
+    few = _verdict(study, {"a": high[:3], "b": low[:3]})
+    assert few.startswith("not shown") and "too few seeds (n < 5): b" in few and "held" not in few
     # A control arm is tested and named but does not decide the claim.
     three = BASE.replace('  b: ["pretrain_loop.steps = 2"]', '  b: ["pretrain_loop.steps = 2"]\n  c: []') + "controls: [c]\n"
     study = load_study(_write(tmp_path, three))
-    text = verdict(study, [ArmStats("a", high, [1, 2, 3]), ArmStats("b", low, [1, 2, 3]),
-                           ArmStats("c", [0.99, 0.98, 0.99], [1, 2, 3])])
+    text = _verdict(study, {"a": high, "b": low, "c": [0.99, 0.98, 0.99, 0.99, 0.98]})
     assert text.startswith("held") and text.endswith("control vs a: c: significantly higher")
     with pytest.raises(SystemExit, match="controls"):
         load_study(_write(tmp_path, BASE + "controls: [a]\n"))
@@ -224,8 +227,11 @@ def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypat
     pretrain = stage_command(study, "a", 1, "pretrain", str(root), [], [])
     assert f"TOKENIZER_CHECKPOINT = '{owner_shared}/tokenizer/last.pt'" in pretrain and "study=user" in pretrain
     # The owner's completed tokenizer run counts for the user study (not run again) and shows in its report.
-    _store(tmp_path / "runs", 1, "_shared", 1, 21.0, study="owner", command="pretrain_tokenizer", metric="eval/psnr")
+    owner = load_study(str(tmp_path / "owner.yaml"))
+    _store(tmp_path / "runs", 1, "_shared", 1, 21.0, study="owner", command="pretrain_tokenizer", metric="eval/psnr",
+           of=owner)
     assert [r.command for r in study_runs(study)] == ["pretrain_tokenizer"]
+    assert [r.command for r in analyse(study, study_runs(study)).runs] == ["pretrain_tokenizer"]   # its hash matches
     # A user study whose bindings differ from the owner's cannot share its prepare stages.
     _refused(user, BASE.replace("name: toy", "name: user\nprepared_by: owner\nbindings: ['x.y = 1']"), "same bindings")
     _refused(user, BASE.replace("name: toy", "name: user\nprepared_by: nobody"), "no study file")
@@ -247,11 +253,11 @@ def test_tasks_evaluate_the_arm_encoder_on_extra_data(tmp_path, monkeypatch):
     assert "task=real" in args
     # The report keeps the task's runs apart from the study's own evaluation.
     for i, (task, value) in enumerate([(None, 0.9), (None, 0.92), ("real", 0.6), ("real", 0.61)]):
-        _store(tmp_path / "runs", i + 1, "a", i % 2 + 1, value, command="probe", task=task)
-    runs = stored_runs("toy")
+        _store(tmp_path / "runs", i + 1, "a", i % 2 + 1, value, command="probe", task=task, of=study)
+    runs = analyse(study, stored_runs("toy")).runs
     assert [s.values for s in arm_stats(study, runs, "probe")] == [[0.9, 0.92]]
     assert [s.values for s in arm_stats(study, runs, "probe", "real")] == [[0.6, 0.61]]
-    text = render_study(study, runs, None, None)
+    text = render_study(analyse(study, stored_runs("toy")), None, None)
     assert "**probe on real**" in text and "**probe** (" in text
     no_probe = BASE.replace("stages: [pretrain, finetune]",
                             "stages: [pretrain, finetune]\ntasks: {r: [x.y = 1]}\ntask_stages: [probe]")
@@ -267,11 +273,14 @@ def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
     user.write_text(BASE.replace("name: toy", "name: user\nreuse: {a: other/a}"), encoding="utf-8")
     study = load_study(str(user))
     assert study.reuse == {"a": ("other", "a")}
+    other = load_study(str(tmp_path / "other.yaml"))
     for i, (name, arm, value) in enumerate([("other", "a", 0.7), ("other", "b", 0.1), ("user", "a", 0.2)]):
-        _store(tmp_path / "runs", i + 1, arm, 1, value, study=name)
+        _store(tmp_path / "runs", i + 1, arm, 1, value, study=name, of=other if name == "other" else study)
     runs = study_runs(study)       # the other study's arm a, not its b nor this study's own a
     assert [(r.arm, r.finals["eval/top1"]) for r in runs] == [("a", 0.7)]
-    assert "`a` = `other`'s `a`" in render_study(study, runs, None, None)
+    analysis = analyse(study, runs)     # hashed as the other study ran it: it counts
+    assert [(r.arm, r.finals["eval/top1"]) for r in analysis.runs] == [("a", 0.7)] and analysis.stale == 0
+    assert "`a` = `other`'s `a`" in render_study(analysis, None, None)
     # Arms that would not run identically cannot be shared.
     _refused(user, BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), "arm bindings")
     _refused(user, BASE.replace("name: toy", "name: user\nbindings: ['x.y = 2']\nreuse: {a: other/a}"), "bindings")

@@ -1,6 +1,6 @@
 """``python run.py study``: run a paper ablation from its study file, and render what the stored
-runs show — a table (mean ± std, n), a plot, and a Welch t-test of every arm against the
-study's reference — into ``docs/results.md``.
+runs show — a table (mean ± std, n), a plot, and every arm's difference to the study's reference
+with its 95% interval and test — into ``docs/results.md``.
 
     python run.py study run    gin/studies/context.yaml                 # every arm × seed
     python run.py study run    gin/studies/context_finetune.yaml --arm 32f --seed 1
@@ -24,10 +24,16 @@ arm's pre-trained encoder, tagged ``task=<name>``, and the report gives a table 
 files, bindings, tokenizer, arm bindings): its runs serve both, and this study does not rerun it;
 the report reads the runs back from the database (``LVMAE_MONGO_URL`` or the local SecantusDB)
 or, with ``LVMAE_OBSERVER=file``, from ``$LVMAE_RUNS_DIR``. ``run`` skips an (arm, seed, stage)
-that already has a COMPLETED run, so a study can be run in pieces.
+that already has a COMPLETED run of the same configuration hash, so a study can be run in pieces,
+and a run made before the study's bindings changed is run again. ``report`` uses the newest run
+of the current hash per (arm, seed, stage, task) and counts the others as stale; give it the
+``--override`` files and ``-b`` bindings the runs were made with.
 
-Significance: Welch's unequal-variance t-test (two-sided), arm vs reference, over the seeds'
-final metric values; with n = 3 per arm only large, consistent differences reach p < 0.05.
+Significance (``study_analysis``): arm − reference by a paired t-test over the seeds both arms
+have (Welch where they share fewer than two), its 95% t-interval, TOST for the arms the study file
+compares by equivalence, Holm's correction over all of a study's tests, no verdict from fewer than
+5 seeds or from a saturated arm (within ``saturation_margin`` of the ceiling or of the random
+control).
 """
 from __future__ import annotations
 
@@ -38,83 +44,34 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lvmae.experiments.reporting.study_file import EVALUATED, SHARED, Study, load_study, prepare_owner
-from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
-from lvmae.experiments.reporting.study_runs import (
-    ARM_TAG,
-    STUDY_TAG,
-    TASK_TAG,
-    runs_source,
-    stored_runs,
-    study_runs,
+from lvmae.experiments.reporting.study_analysis import analyse
+from lvmae.experiments.reporting.study_command import (  # noqa: F401  (stage_command, workdir_of: public here too)
+    ROOT,
+    config_hash,
+    stage_command,
+    workdir_of,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def workdir_of(root: str, study: Study, arm: str, seed: int) -> str:
-    return os.path.abspath(os.path.join(root, study.name, arm, f"seed_{seed}"))
-
-
-def chain_bindings(study: Study, workdir: str, shared: str, stage: str) -> list[str]:
-    """The macros and inputs that link ``stage`` to the stages before it (in ``shared`` when
-    they are ``prepare`` stages, else in this arm's ``workdir``)."""
-    where = {s: shared for s in study.prepare} | {s: workdir for s in study.stages}
-    bindings = []
-    if "pretrain_tokenizer" in where:
-        folder = where["pretrain_tokenizer"]
-        bindings += [f"TOKENIZER_WORKDIR = '{folder}'", f"TOKENIZER_CHECKPOINT = '{folder}/tokenizer/last.pt'"]
-    if "precompute" in where:
-        folder = where["precompute"]
-        bindings += [f"PRECOMPUTED_DIR = '{folder}/precomputed'",
-                     f"PRECOMPUTED_MANIFEST = '{folder}/precomputed/manifest.yaml'"]
-    if stage in EVALUATED:
-        checkpoint = f"'{where['pretrain']}/pretrain/last.pt'" if "pretrain" in where else "None"
-        bindings.append(f"{stage}_loop.pretrained = {checkpoint}")
-    return bindings
-
-
-def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
-                  overrides: list[str], extra: list[str], task: str | None = None) -> list[str]:
-    """The ``run.py`` command line of one stage of one (arm, seed); ``arm`` is ``_shared`` for a
-    ``prepare`` stage (no arm bindings). With ``task``, an evaluated stage runs on that task's
-    data (its bindings after the arm's) in the sub-folder ``<task>`` of the arm's folder, still
-    reading the arm's pre-trained encoder."""
-    owner = prepare_owner(study)
-    shared = workdir_of(root, owner, SHARED, seed)
-    workdir = shared if arm == SHARED else workdir_of(root, study, arm, seed)
-    args = [sys.executable, str(ROOT / "run.py"), stage]
-    # A task's entries are gin files (``*.gin``, added after the study's) and bindings.
-    task_items = study.tasks[task] if task is not None else []
-    task_gin = [item for item in task_items if item.endswith(".gin")]
-    for gin_file in [*study.gin, *overrides, *task_gin]:
-        args += ["-g", gin_file]
-    # The arm's bindings come after the chaining ones, so an arm may override an input (e.g.
-    # probe_loop.pretrained = None: the random-encoder control); extra (-b) ones come last.
-    chain = chain_bindings(study, workdir, shared, stage)
-    if task is not None:
-        workdir = os.path.join(workdir, task)
-    bindings = [*study.bindings, f"WORKDIR = '{workdir}'", *chain, *study.arms.get(arm, []),
-                *(item for item in task_items if not item.endswith(".gin")), *extra]
-    for binding in bindings:
-        args += ["-b", binding]
-    tagged = owner if arm == SHARED else study
-    tags = [STUDY_TAG + tagged.name, ARM_TAG + arm] + ([TASK_TAG + task] if task is not None else [])
-    return args + [word for tag in tags for word in ("--tag", tag)] + ["with", f"seed={seed}"]
+from lvmae.experiments.reporting.study_file import SHARED, Study, load_study, prepare_owner
+from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
+from lvmae.experiments.reporting.study_runs import runs_source, stored_runs, study_runs
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
               seeds: list[int], dry_run: bool, stages: list[str] | None = None, jobs: int = 1) -> int:
-    """Runs every (arm, seed, stage) not yet COMPLETED, seed after seed, or ``jobs`` seeds at once
-    (each seed's chain in order; its output in ``<root>/<study>/logs/seed_<s>.log``; the runs get
-    ``OMP_NUM_THREADS`` = cores // jobs unless it is set). Returns 1 if any stage failed."""
+    """Runs every (arm, seed, stage) without a COMPLETED run of its current configuration hash,
+    seed after seed, or ``jobs`` seeds at once (each seed's chain in order; its output in
+    ``<root>/<study>/logs/seed_<s>.log``; the runs get ``OMP_NUM_THREADS`` = cores // jobs unless
+    it is set). Returns 1 if any stage failed."""
     owner = prepare_owner(study)
     done = set()
     if not dry_run:
         mine = stored_runs(study.name)
         owners = mine if owner is study else stored_runs(owner.name)
-        done = {(r.arm, r.seed, r.command, r.task) for r in mine if r.arm != SHARED}
-        done |= {(r.arm, r.seed, r.command, r.task) for r in owners if r.arm == SHARED}
+        # Tags alone do not make a run done: its configuration must be the one this study file gives now.
+        done = {(r.arm, r.seed, r.command, r.task) for r in mine if r.arm != SHARED
+                and r.config == config_hash(study, r.arm, r.seed, r.command, overrides, extra, r.task)}
+        done |= {(r.arm, r.seed, r.command, r.task) for r in owners if r.arm == SHARED
+                 and r.config == config_hash(owner, SHARED, r.seed, r.command, overrides, extra)}
     plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:
@@ -223,6 +180,10 @@ def main(argv: list[str]) -> int:
     report.add_argument("studies", nargs="+")
     report.add_argument("--write", type=Path, default=None, help="markdown file to write (e.g. docs/results.md)")
     report.add_argument("--plots", type=Path, default=None, help="plot folder (default: <write's folder>/results)")
+    report.add_argument("--override", action="append", default=[], metavar="GIN",
+                        help="gin file the runs were made with after the study's (as given to study run)")
+    report.add_argument("-b", "--bind", action="append", default=[],
+                        help="extra binding the runs were made with (as given to study run)")
     args = parser.parse_args(argv)
     if args.action == "run":
         study = load_study(args.study)
@@ -250,10 +211,11 @@ def main(argv: list[str]) -> int:
     studies = [load_study(path) for path in args.studies]
     docs_dir = args.write.parent if args.write else None
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
-    runs = {study.name: study_runs(study) for study in studies}
-    sections = [render_study(study, runs[study.name], plot_dir, docs_dir) for study in studies]
-    text = "\n".join([HEADER, f"This report read the runs from {runs_source()}.\n", *sections,
-                      *summary(studies, runs)])
+    analyses = [analyse(study, study_runs(study), args.override, args.bind) for study in studies]
+    sections = [render_study(analysis, plot_dir, docs_dir) for analysis in analyses]
+    stale = sum(analysis.stale for analysis in analyses)
+    text = "\n".join([HEADER, (f"This report read the runs from {runs_source()}; {stale} stale run(s) ignored "
+                      "(another configuration than the study files give now).\n"), *sections, *summary(analyses)])
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         temporary = args.write.with_suffix(args.write.suffix + ".tmp")

@@ -1,7 +1,10 @@
 """A study file (``gin/studies/*.yaml``), read and validated: the gin files and bindings every
 run uses, the stages chained per (arm, seed), the ``prepare`` stages shared by every arm (or
 another study's, ``prepared_by``), extra evaluation ``tasks``, the seeds, the arms, the
-reference arm and the metric. Errors name the file and the key at fault.
+reference arm, the primary metric (the only one verdicts use), the kind of each arm's comparison
+with the reference (``comparisons``: superiority, or equivalence within a margin), and what
+bounds the metric (``ceiling``, ``random_control``, ``saturation_margin``). Errors name the file
+and the key at fault.
 """
 from __future__ import annotations
 
@@ -14,6 +17,21 @@ STAGES = ("pretrain_tokenizer", "precompute", "pretrain", "finetune", "probe")
 SHARED = "_shared"
 EVALUATED = ("finetune", "probe")
 REQUIRED = ("name", "question", "gin", "stages", "seeds", "arms", "reference", "metric")
+OPTIONAL = ("bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages", "reuse", "controls",
+            "comparisons", "ceiling", "random_control", "saturation_margin", "descriptive_metrics")
+SUPERIORITY, EQUIVALENCE = "superiority", "equivalence"
+# Two points of accuracy: closer than this to the ceiling or to a random encoder, an arm is
+# "saturated" (the task cannot tell it from either end) unless the study file says otherwise.
+SATURATION_MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How an arm is compared with the reference: ``superiority`` (two-sided t-test; the claim is
+    that the reference is higher) or ``equivalence`` (TOST: the difference lies within ±margin)."""
+
+    kind: str = SUPERIORITY
+    margin: float | None = None
 
 
 @dataclass
@@ -38,6 +56,14 @@ class Study:
     task_stages: list[str] = field(default_factory=list)        # the evaluated stages run on the tasks
     reuse: dict[str, tuple[str, str]] = field(default_factory=dict)  # arm → (study, arm) run identically there
     controls: list[str] = field(default_factory=list)   # arms shown and tested, but outside the claim
+    comparisons: dict[str, Comparison] = field(default_factory=dict)   # arm → kind (superiority if absent)
+    ceiling: float | str | None = None      # the metric's ceiling: a number, or an arm (oracle, supervised)
+    random_control: str | None = None       # the randomly initialised encoder's arm
+    saturation_margin: float = SATURATION_MARGIN
+    descriptive_metrics: list[str] = field(default_factory=list)   # shown, never tested
+
+    def comparison(self, arm: str) -> Comparison:
+        return self.comparisons.get(arm, Comparison())
 
     def evaluations(self) -> list[tuple[str, str | None]]:
         """(evaluated stage, task) pairs: each evaluated stage on the study's own data (task
@@ -68,8 +94,7 @@ def load_study(path: str) -> Study:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise SystemExit(f"study: {path}: missing key(s) {missing}")
-    unknown = set(data) - set(REQUIRED) - {"bindings", "notes", "prepare", "claim", "prepared_by", "tasks", "task_stages",
-                                                  "reuse", "controls"}
+    unknown = set(data) - set(REQUIRED) - set(OPTIONAL)
     if unknown:
         raise SystemExit(f"study: {path}: unknown key(s) {sorted(unknown)}")
     stages, prepare = list(data["stages"]), list(data.get("prepare") or [])
@@ -135,7 +160,61 @@ def load_study(path: str) -> Study:
     study.controls = [str(arm) for arm in data.get("controls") or []]
     if any(arm not in arms or arm == study.reference for arm in study.controls):
         raise SystemExit(f"study: {path}: controls {study.controls} must be arms other than the reference")
+    _read_evidence(study, data)
     return study
+
+
+def _read_evidence(study: Study, data: dict) -> None:
+    """The keys that say how the report decides: the primary ``metric``, ``comparisons``,
+    ``ceiling``, ``random_control``, ``saturation_margin`` and ``descriptive_metrics``."""
+    path = study.path
+    if not isinstance(data["metric"], str) or not data["metric"].strip():
+        raise SystemExit(f"study: {path}: metric must name the one metric verdicts use, got {data['metric']!r}")
+    comparisons = data.get("comparisons") or {}
+    if not isinstance(comparisons, dict):
+        raise SystemExit(f"study: {path}: comparisons must map arm names to {{kind: {SUPERIORITY}}} or "
+                         f"{{kind: {EQUIVALENCE}, margin: <number>}}")
+    for arm, spec in comparisons.items():
+        where = f"study: {path}: comparisons: {arm}"
+        if str(arm) not in study.arms or str(arm) == study.reference:
+            raise SystemExit(f"{where}: must be an arm other than the reference {study.reference!r} ({list(study.arms)})")
+        spec = {"kind": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or set(spec) - {"kind", "margin"} or spec.get("kind") not in (SUPERIORITY,
+                                                                                                 EQUIVALENCE):
+            raise SystemExit(f"{where}: expected {{kind: {SUPERIORITY}}} or {{kind: {EQUIVALENCE}, margin: "
+                             f"<number>}}, got {spec!r}")
+        margin = spec.get("margin")
+        if spec["kind"] == EQUIVALENCE and not _positive_number(margin):
+            raise SystemExit(f"{where}: an {EQUIVALENCE} comparison needs margin: a number > 0, got {margin!r}")
+        if spec["kind"] == SUPERIORITY and margin is not None:
+            raise SystemExit(f"{where}: margin is only for {EQUIVALENCE} comparisons")
+        study.comparisons[str(arm)] = Comparison(spec["kind"], None if margin is None else float(margin))
+    ceiling = data.get("ceiling")
+    if ceiling is not None:
+        if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float, str)) or (
+                isinstance(ceiling, str) and ceiling not in study.arms):
+            raise SystemExit(f"study: {path}: ceiling must be a number (e.g. 1.0) or an arm ({list(study.arms)}), "
+                             f"got {ceiling!r}")
+        study.ceiling = ceiling if isinstance(ceiling, str) else float(ceiling)
+    control = data.get("random_control")
+    if control is not None:
+        if str(control) not in study.arms or str(control) == study.ceiling:
+            raise SystemExit(f"study: {path}: random_control must be an arm other than the ceiling "
+                             f"({list(study.arms)}), got {control!r}")
+        study.random_control = str(control)
+    margin = data.get("saturation_margin", SATURATION_MARGIN)
+    if not _positive_number(margin):
+        raise SystemExit(f"study: {path}: saturation_margin must be a number > 0, got {margin!r}")
+    study.saturation_margin = float(margin)
+    descriptive = data.get("descriptive_metrics") or []
+    if not isinstance(descriptive, list) or any(not isinstance(m, str) or m == study.metric for m in descriptive):
+        raise SystemExit(f"study: {path}: descriptive_metrics must list metric names other than metric "
+                         f"{study.metric!r}, got {descriptive!r}")
+    study.descriptive_metrics = list(descriptive)
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _reused_arm(study: Study, arm: str, source: str) -> tuple[str, str]:

@@ -1,18 +1,23 @@
 """The completed runs of a study, read back from the database (``LVMAE_MONGO_URL`` or the local
 SecantusDB) or, with ``LVMAE_OBSERVER=file``, from the run folders under ``$LVMAE_RUNS_DIR``:
-per run its command, arm, seed, extra task and the last value of every metric.
+per run its command, study, arm, seed, extra task, configuration hash, start and the last value
+of every metric; and the runs that count (``current_runs``): those whose configuration hash is
+the study file's, the newest per (arm, seed, stage, task).
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lvmae.experiments.reporting.study_file import SHARED, Study
 
-STUDY_TAG, ARM_TAG, TASK_TAG = "study=", "arm=", "task="
+STUDY_TAG, ARM_TAG, TASK_TAG, CONFIG_TAG = "study=", "arm=", "task=", "config="
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,6 +29,63 @@ class StoredRun:
     seed: int
     finals: dict[str, float]   # metric → last logged value
     task: str | None = None    # the extra evaluation task (None: the study's own data)
+    study: str = ""            # the study it is tagged with (another one for shared or reused runs)
+    origin_arm: str = ""       # its arm as tagged (``arm`` may be this study's name for a reused arm)
+    config: str | None = None  # the configuration hash it was run with (None: run before hashes)
+    started: float = -math.inf  # start time (POSIX seconds; -inf when not recorded)
+
+    @property
+    def key(self) -> tuple[str, int, str, str | None]:
+        return self.arm, self.seed, self.command, self.task
+
+    @property
+    def order(self) -> tuple[float, int]:
+        """Newer sorts later: start time, then the run id as a number (never as a string, where
+        "9" would sort after "10")."""
+        return self.started, _numeric_id(self.run_id)
+
+
+def _numeric_id(run_id: object) -> int:
+    try:
+        return int(str(run_id))
+    except ValueError:
+        return -1
+
+
+def _start(value: object) -> float:
+    """A run's start time (datetime from the database, ISO text from a run folder) in seconds."""
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return -math.inf
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=value.tzinfo or datetime.timezone.utc).timestamp()
+    return -math.inf
+
+
+def _stored(run_id: object, command: str, tags: list[str], seed: object, start: object) -> StoredRun:
+    arm = _tag_value(tags, ARM_TAG)
+    return StoredRun(run_id, command, arm, seed, {}, _tag_value(tags, TASK_TAG), _tag_value(tags, STUDY_TAG) or "",
+                     arm or "", _tag_value(tags, CONFIG_TAG), _start(start))
+
+
+def current_runs(runs: list[StoredRun], expected: Callable[[StoredRun], str]) -> tuple[list[StoredRun], int, int]:
+    """The runs that count: those whose configuration hash equals ``expected(run)`` (the hash the
+    study file gives that run now), the newest per (arm, seed, stage, task). Returns them, the
+    number of stale runs (another hash, or none) and the number of older matching repeats."""
+    newest: dict[tuple, StoredRun] = {}
+    stale = repeats = 0
+    for run in runs:
+        if run.config is None or run.config != expected(run):
+            stale += 1
+            continue
+        if run.key in newest:
+            repeats += 1
+            if run.order <= newest[run.key].order:
+                continue
+        newest[run.key] = run
+    return list(newest.values()), stale, repeats
 
 
 def _tag_value(tags: list[str], prefix: str) -> str | None:
@@ -79,8 +141,8 @@ def _file_runs(study_name: str) -> list[StoredRun]:
         if STUDY_TAG + study_name not in tags or record.get("status") != "COMPLETED":
             continue
         finals = {name: float(series["values"][-1]) for name, series in metrics.items() if series.get("values")}
-        runs.append(StoredRun(folder.parent.name, record.get("command", ""), _tag_value(tags, ARM_TAG),
-                              config.get("seed"), finals, _tag_value(tags, TASK_TAG)))
+        run = _stored(folder.parent.name, record.get("command", ""), tags, config.get("seed"), record.get("start_time"))
+        runs.append(dataclasses.replace(run, finals=finals))
     return runs
 
 
@@ -97,9 +159,9 @@ def _mongo_runs(study_name: str) -> list[StoredRun]:
     with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
         database = client[os.environ.get("LVMAE_MONGO_DB", "lvmae")]
         docs = list(database.runs.find({"meta.tags": STUDY_TAG + study_name, "status": "COMPLETED"},
-                                       {"_id": 1, "command": 1, "meta.tags": 1, "config.seed": 1}))
-        runs = {doc["_id"]: StoredRun(doc["_id"], doc.get("command", ""), _tag_value(doc["meta"]["tags"], ARM_TAG),
-                                      doc.get("config", {}).get("seed"), {}, _tag_value(doc["meta"]["tags"], TASK_TAG))
+                                       {"_id": 1, "command": 1, "meta.tags": 1, "config.seed": 1, "start_time": 1}))
+        runs = {doc["_id"]: _stored(doc["_id"], doc.get("command", ""), doc["meta"]["tags"],
+                                    doc.get("config", {}).get("seed"), doc.get("start_time"))
                 for doc in docs}
         for doc in database.metrics.find({"run_id": {"$in": list(runs)}}, {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
             if doc["values"]:
