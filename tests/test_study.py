@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lvmae.experiments.reporting import stats
 from lvmae.experiments.reporting import study as study_module
 from lvmae.experiments.reporting.study import stage_command
 from lvmae.experiments.reporting.study_analysis import analyse, arm_stats, verdict
@@ -359,3 +360,153 @@ def test_the_gpu_override_builds_every_arm_at_vit_b(tmp_path, monkeypatch):
     study = load_study(str(Path(study_module.ROOT) / "gin" / "studies" / "decoder_masking.yaml"))
     assert study_module.check_study(study, str(tmp_path / "out"), ["gin/studies/gpu_vit_b.gin"], [],
                                     list(study.arms), 1) == []
+
+
+def test_config_hash_is_machine_independent_and_covers_what_defines_the_run(tmp_path):
+    study = load_study(_write(tmp_path, BASE))
+    base = config_hash(study, "b", 2, "finetune", [], [])
+    # The --root (absolute folder of this machine) is not in it; the command carries it as a tag.
+    for root in (tmp_path / "one", tmp_path / "two"):
+        args = stage_command(study, "b", 2, "finetune", str(root), [], [])
+        assert f"config={base}" in args and args[args.index(f"config={base}") - 1] == "--tag"
+    # Everything that defines the run is.
+    assert len({base, config_hash(study, "a", 2, "finetune", [], []), config_hash(study, "b", 3, "finetune", [], []),
+                config_hash(study, "b", 2, "pretrain", [], []), config_hash(study, "b", 2, "finetune", ["gpu.gin"], []),
+                config_hash(study, "b", 2, "finetune", [], ["x.y = 1"])}) == 6
+    changed = load_study(_write(tmp_path, BASE.replace('"pretrain_loop.steps = 2"', '"pretrain_loop.steps = 3"')))
+    assert config_hash(changed, "b", 2, "finetune", [], []) != base
+    assert config_hash(changed, "a", 2, "finetune", [], []) == config_hash(study, "a", 2, "finetune", [], [])
+
+
+def test_a_stale_run_is_neither_done_nor_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    old = load_study(_write(tmp_path, BASE))
+    runs_dir = tmp_path / "runs"
+    _store(runs_dir, 1, "b", 1, 0.9, of=old, command="pretrain")             # b's bindings change below
+    _store(runs_dir, 2, "a", 1, 0.5, of=old, command="pretrain")             # a's do not: still current
+    _store(runs_dir, 3, "a", 2, 0.5, command="pretrain")                     # tags only, no hash: stale
+    _store(runs_dir, 4, "a", 1, 0.5, of=old)
+    study = load_study(_write(tmp_path, BASE.replace('"pretrain_loop.steps = 2"', '"pretrain_loop.steps = 3"')))
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(args, cwd, env, stdout, stderr):
+        calls.append((args[2], args[args.index("--tag") + 3], args[-1]))
+        return Done()
+
+    monkeypatch.setattr(study_module.subprocess, "run", fake_run)
+    assert study_module.run_study(study, str(tmp_path / "out"), [], [], list(study.arms), [1, 2], False) == 0
+    assert ("pretrain", "arm=a", "seed=1") not in calls and ("finetune", "arm=a", "seed=1") not in calls
+    assert ("pretrain", "arm=b", "seed=1") in calls and ("pretrain", "arm=a", "seed=2") in calls
+    analysis = analyse(study, stored_runs("toy"))
+    assert analysis.stale == 2 and sorted(r.run_id for r in analysis.runs) == ["2", "4"]
+    assert "**2 stale**" in render_study(analysis, None, None)
+
+
+def test_the_newest_run_of_a_seed_counts(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(_write(tmp_path, BASE))
+    # Run ids 9 and 10 of the same seed, no start time recorded: 10 is newer (as a number; as text
+    # "9" > "10").
+    _store(tmp_path / "runs", 10, "a", 1, 0.7, of=study)
+    _store(tmp_path / "runs", 9, "a", 1, 0.4, of=study)
+    analysis = analyse(study, stored_runs("toy"))
+    assert [(r.run_id, r.finals["eval/top1"]) for r in analysis.runs] == [("10", 0.7)] and analysis.repeats == 1
+    # With start times, the later start wins whatever the ids.
+    for run_id, start in ((9, "2026-01-02T00:00:00"), (10, "2026-01-01T00:00:00")):
+        record = json.loads((tmp_path / "runs" / str(run_id) / "run.json").read_text())
+        (tmp_path / "runs" / str(run_id) / "run.json").write_text(json.dumps({**record, "start_time": start}))
+    assert [r.run_id for r in analyse(study, stored_runs("toy")).runs] == ["9"]
+
+
+SATURATING = BASE.replace('  b: ["pretrain_loop.steps = 2"]', '  b: ["pretrain_loop.steps = 2"]\n  rnd: []\n  oracle: []')
+
+
+def test_saturated_arms_are_flagged_and_cannot_rank(tmp_path):
+    top, mid, low = [0.99, 0.985, 0.995, 0.99, 0.98], [0.80, 0.82, 0.79, 0.81, 0.80], [0.50, 0.52, 0.49, 0.51, 0.5]
+    study = load_study(_write(tmp_path, SATURATING + "ceiling: 1.0\nrandom_control: rnd\ncontrols: [rnd, oracle]\n"))
+    analysis = _analysed(study, {"a": mid, "b": top, "rnd": [v + 0.005 for v in low], "oracle": top})
+    rows = {row.stats.arm: row for row in analysis.tables[0].rows}
+    assert rows["b"].saturated == "at ceiling" and rows["oracle"].saturated == "at ceiling"
+    assert rows["a"].saturated == "" and rows["rnd"].saturated == ""      # the control is not measured against itself
+    assert rows["b"].outcome == "cannot rank (saturated)" and rows["b"].test.p < 0.001      # significant, still no rank
+    assert "saturated, cannot rank: b" in verdict(study, analysis.tables[0])
+    # An arm at the random control's level is saturated too; so is a random control at the ceiling.
+    analysis = _analysed(study, {"a": mid, "b": low, "rnd": [v + 0.01 for v in low]})
+    assert {r.stats.arm: r.saturated for r in analysis.tables[0].rows}["b"] == "at random control"
+    analysis = _analysed(study, {"a": mid, "b": low, "rnd": top})
+    assert {r.stats.arm: r.saturated for r in analysis.tables[0].rows}["rnd"] == "at ceiling"
+    # The ceiling may be an arm (an oracle or supervised model), and the margin the study's.
+    study = load_study(_write(tmp_path, SATURATING + "ceiling: oracle\nsaturation_margin: 0.25\n"))
+    analysis = _analysed(study, {"a": mid, "b": low, "oracle": top})
+    rows = {row.stats.arm: row for row in analysis.tables[0].rows}
+    assert rows["a"].saturated == "at ceiling" and rows["b"].saturated == "" and rows["oracle"].saturated == ""
+    assert analysis.tables[0].ceiling == pytest.approx(sum(top) / 5)
+    text = render_study(analysis, None, None)
+    assert "saturated = within 0.25 of the ceiling 0.988 (`oracle`)" in text
+
+
+def test_equivalence_comparisons_use_tost(tmp_path):
+    text = BASE + "comparisons:\n  b: {kind: equivalence, margin: 0.02}\n"
+    study = load_study(_write(tmp_path, text))
+    ref = [0.80, 0.84, 0.78, 0.82, 0.81]
+    same = _analysed(study, {"a": ref, "b": [v + 0.003 * (-1) ** i for i, v in enumerate(ref)]})
+    row = same.tables[0].rows[1]
+    assert row.outcome == "equivalent" and verdict(study, same.tables[0]).startswith("held: a equivalent to b (TOST)")
+    assert "TOST ±0.02, paired" in render_study(same, None, None)
+    apart = _analysed(study, {"a": ref, "b": [v - 0.05 for v in ref]})
+    assert apart.tables[0].rows[1].outcome == "not shown equivalent"
+    assert verdict(study, apart.tables[0]).startswith("not shown (not shown equivalent: b")
+
+
+def test_holm_adjusts_over_every_test_of_the_study(tmp_path):
+    text = SATURATING.replace("stages: [pretrain, finetune]", "stages: [pretrain, finetune, probe]")
+    study = load_study(_write(tmp_path, text))
+    values = {"a": [0.80, 0.84, 0.78, 0.82, 0.81], "b": [0.79, 0.845, 0.77, 0.80, 0.815],
+              "rnd": [0.70, 0.76, 0.69, 0.71, 0.72], "oracle": [0.81, 0.86, 0.78, 0.83, 0.83]}
+    runs = [StoredRun(f"{command}{arm}{seed}", command, arm, seed, {"eval/top1": value}, study="toy", origin_arm=arm,
+                      config=config_hash(study, arm, seed, command, [], []))
+            for command in ("finetune", "probe") for arm, vs in values.items() for seed, value in enumerate(vs, 1)]
+    analysis = analyse(study, runs)
+    rows = [row for table in analysis.tables for row in table.rows if row.p is not None]
+    assert analysis.tests == len(rows) == 6          # 3 arms × 2 stages
+    assert [row.p_adjusted for row in rows] == pytest.approx(stats.holm([row.p for row in rows]))
+    assert any(row.p < 0.05 <= row.p_adjusted for row in rows)       # significant alone, not in the family
+    text = render_study(analysis, None, None)
+    assert "p Holm-adjusted over the study's 6 tests" in text
+
+
+def test_study_file_evidence_keys_are_validated(tmp_path):
+    path = tmp_path / "s.yaml"
+    _refused(path, BASE + "comparisons: {c: {kind: equivalence, margin: 0.02}}\n", r"comparisons: c.*arm other")
+    _refused(path, BASE + "comparisons: {a: {kind: equivalence, margin: 0.02}}\n", r"comparisons: a.*reference")
+    _refused(path, BASE + "comparisons: {b: {kind: equivalence}}\n", r"s\.yaml: comparisons: b.*margin")
+    _refused(path, BASE + "comparisons: {b: {kind: better}}\n", r"comparisons: b: expected")
+    _refused(path, BASE + "comparisons: {b: {kind: superiority, margin: 0.1}}\n", "margin is only for equivalence")
+    _refused(path, BASE + "ceiling: oracle\n", r"s\.yaml: ceiling must be a number.*'oracle'")
+    _refused(path, BASE + "random_control: nobody\n", r"random_control must be an arm")
+    _refused(path, BASE + "saturation_margin: -1\n", r"saturation_margin must be a number > 0")
+    _refused(path, BASE.replace("metric: eval/top1", "metric: ''"), r"metric must name")
+    _refused(path, BASE + "descriptive_metrics: [eval/top1]\n", r"descriptive_metrics")
+    study = load_study(_write(tmp_path, BASE + "comparisons: {b: superiority}\nceiling: 1\n"))
+    assert study.comparison("b").kind == "superiority" and study.ceiling == 1.0 and study.saturation_margin == 0.02
+
+
+def test_report_command_writes_the_results_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(_write(tmp_path, BASE + "descriptive_metrics: [eval/loss]\n"))
+    for i, (arm, values) in enumerate((("a", B_VALUES), ("b", A_VALUES))):
+        for seed, value in enumerate(values, start=1):
+            _store(tmp_path / "runs", 10 * i + seed, arm, seed, value, of=study)
+    _store(tmp_path / "runs", 99, "b", 1, 0.99, config="0123456789abcdef")       # another configuration
+    out = tmp_path / "docs" / "results.md"
+    assert study_module.main(["report", study.path, "--write", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "1 stale run(s) ignored" in text and "paired t-test" in text and "Holm" in text
+    assert "| toy |" in text and "held: a significantly higher than b" in text
+    assert "Descriptive metrics of **finetune**" in text and (tmp_path / "docs" / "results" / "toy.png").is_file()

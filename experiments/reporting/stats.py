@@ -10,6 +10,7 @@ Every test compares ``arm − reference``: a positive ``diff`` means the arm sco
 """
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -78,8 +79,10 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(q: float, df: float) -> float:
-    """The t with P(T ≤ t) = q (bisection on ``t_cdf``; the CDF is monotone)."""
+    """The t with P(T ≤ t) = q (bisection on ``t_cdf``; the CDF is monotone). Cached: a report asks
+    for the same (q, df) — paired tests over n seeds all have df = n − 1 — many times."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"t_quantile: q must be in (0, 1), got {q}")
     if q < 0.5:
