@@ -225,6 +225,8 @@ def test_prepared_by_shares_the_owner_tokenizer_and_its_runs(tmp_path, monkeypat
     owner_shared = root / "owner" / "_shared" / "seed_1"
     tokenizer = stage_command(study, "_shared", 1, "pretrain_tokenizer", str(root), [], [])
     assert f"WORKDIR = '{owner_shared}'" in tokenizer and "study=owner" in tokenizer and "study=user" not in tokenizer
+    owner_study = load_study(str(tmp_path / "owner.yaml"))       # the user's shared runs are the owner's, hash included
+    assert "config=" + config_hash(owner_study, "_shared", 1, "pretrain_tokenizer", [], []) in tokenizer
     pretrain = stage_command(study, "a", 1, "pretrain", str(root), [], [])
     assert f"TOKENIZER_CHECKPOINT = '{owner_shared}/tokenizer/last.pt'" in pretrain and "study=user" in pretrain
     # The owner's completed tokenizer run counts for the user study (not run again) and shows in its report.
