@@ -282,7 +282,7 @@ def test_reuse_takes_an_identical_arm_from_another_study(tmp_path, monkeypatch):
     runs = study_runs(study)       # the other study's arm a, not its b nor this study's own a
     assert [(r.arm, r.finals["eval/top1"]) for r in runs] == [("a", 0.7)]
     analysis = analyse(study, runs)     # hashed as the other study ran it: it counts
-    assert [(r.arm, r.finals["eval/top1"]) for r in analysis.runs] == [("a", 0.7)] and analysis.stale == 0
+    assert [(r.arm, r.finals["eval/top1"]) for r in analysis.runs] == [("a", 0.7)] and analysis.stale == []
     assert "`a` = `other`'s `a`" in render_study(analysis, None, None)
     # Arms that would not run identically cannot be shared.
     _refused(user, BASE.replace("name: toy", "name: user\nreuse: {b: other/a}"), "arm bindings")
@@ -404,7 +404,7 @@ def test_a_stale_run_is_neither_done_nor_reported(tmp_path, monkeypatch):
     assert ("pretrain", "arm=a", "seed=1") not in calls and ("finetune", "arm=a", "seed=1") not in calls
     assert ("pretrain", "arm=b", "seed=1") in calls and ("pretrain", "arm=a", "seed=2") in calls
     analysis = analyse(study, stored_runs("toy"))
-    assert analysis.stale == 2 and sorted(r.run_id for r in analysis.runs) == ["2", "4"]
+    assert len(analysis.stale) == 2 and sorted(r.run_id for r in analysis.runs) == ["2", "4"]
     assert "**2 stale**" in render_study(analysis, None, None)
 
 

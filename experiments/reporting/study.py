@@ -47,13 +47,13 @@ from pathlib import Path
 from lvmae.experiments.reporting.study_analysis import analyse
 from lvmae.experiments.reporting.study_command import (  # noqa: F401  (stage_command, workdir_of: public here too)
     ROOT,
-    config_hash,
+    expected_hash,
     stage_command,
     workdir_of,
 )
 from lvmae.experiments.reporting.study_file import SHARED, Study, load_study, prepare_owner
 from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
-from lvmae.experiments.reporting.study_runs import runs_source, stored_runs, study_runs
+from lvmae.experiments.reporting.study_runs import current_runs, runs_source, stored_runs, study_runs
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
@@ -67,11 +67,9 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     if not dry_run:
         mine = stored_runs(study.name)
         owners = mine if owner is study else stored_runs(owner.name)
-        # Tags alone do not make a run done: its configuration must be the one this study file gives now.
-        done = {(r.arm, r.seed, r.command, r.task) for r in mine if r.arm != SHARED
-                and r.config == config_hash(study, r.arm, r.seed, r.command, overrides, extra, r.task)}
-        done |= {(r.arm, r.seed, r.command, r.task) for r in owners if r.arm == SHARED
-                 and r.config == config_hash(owner, SHARED, r.seed, r.command, overrides, extra)}
+        # Tags alone do not make a run done: its configuration must be the one the study files give now.
+        mine = [r for r in mine if r.arm != SHARED] + [r for r in owners if r.arm == SHARED]
+        done = {r.key for r in current_runs(mine, expected_hash(study, overrides, extra))[0]}
     plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:
@@ -213,7 +211,7 @@ def main(argv: list[str]) -> int:
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
     analyses = [analyse(study, study_runs(study), args.override, args.bind) for study in studies]
     sections = [render_study(analysis, plot_dir, docs_dir) for analysis in analyses]
-    stale = sum(analysis.stale for analysis in analyses)
+    stale = len({(run.study, run.run_id) for analysis in analyses for run in analysis.stale})   # shared runs once
     text = "\n".join([HEADER, (f"This report read the runs from {runs_source()}; {stale} stale run(s) ignored "
                       "(another configuration than the study files give now).\n"), *sections, *summary(analyses)])
     if args.write:

@@ -87,7 +87,7 @@ class Table:
 class Analysis:
     study: Study
     runs: list[StoredRun]                # the runs that count (hash matches; newest per seed)
-    stale: int = 0                       # runs of another configuration (or none recorded): ignored
+    stale: list[StoredRun] = field(default_factory=list)   # of another configuration (or none recorded): ignored
     repeats: int = 0                     # older runs of a matching (arm, seed, stage, task): superseded
     tables: list[Table] = field(default_factory=list)
 

@@ -206,7 +206,7 @@ def _runs_line(analysis: Analysis) -> str:
     """How many stored runs the section uses, and how many it ignores and why."""
     text = f"Runs used: {len(analysis.runs)} of the current configuration"
     if analysis.stale:
-        text += (f"; **{analysis.stale} stale** (their configuration hash is not the study file's now, or they "
+        text += (f"; **{len(analysis.stale)} stale** (their configuration hash is not the study file's now, or they "
                  "have none): ignored")
     if analysis.repeats:
         text += f"; {analysis.repeats} older repeat(s) of a seed superseded by the newest run"

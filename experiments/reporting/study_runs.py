@@ -70,15 +70,16 @@ def _stored(run_id: object, command: str, tags: list[str], seed: object, start: 
                      arm or "", _tag_value(tags, CONFIG_TAG), _start(start))
 
 
-def current_runs(runs: list[StoredRun], expected: Callable[[StoredRun], str]) -> tuple[list[StoredRun], int, int]:
+def current_runs(runs: list[StoredRun], expected: Callable[[StoredRun], str | None]
+                 ) -> tuple[list[StoredRun], list[StoredRun], int]:
     """The runs that count: those whose configuration hash equals ``expected(run)`` (the hash the
     study file gives that run now), the newest per (arm, seed, stage, task). Returns them, the
-    number of stale runs (another hash, or none) and the number of older matching repeats."""
+    stale runs (another hash, or none) and the number of older matching repeats."""
     newest: dict[tuple, StoredRun] = {}
-    stale = repeats = 0
+    stale, repeats = [], 0
     for run in runs:
         if run.config is None or run.config != expected(run):
-            stale += 1
+            stale.append(run)
             continue
         if run.key in newest:
             repeats += 1
