@@ -120,6 +120,10 @@ class ArrowOfTime(Dataset):
     and the videos' paths and sizes, so changing either never serves shards already written.
     """
 
+    # A flip or a crop of a window plays it in the same direction (the writer applies both
+    # itself); only a reversal in time would swap the labels, and the pipeline has none.
+    label_preserving_augmentations = ("crop", "flip")
+
     def __init__(self, root: str = "data", videos: str | Sequence[str] | None = None, clip_frames: int = 16,
                  frame_stride: int = 2, image_size: int = 32, crop_scale: tuple[float, float] = (0.5, 1.0),
                  val_fraction: float = 0.3, train_windows: int = 512, val_windows: int = 128,
@@ -209,4 +213,5 @@ class ArrowOfTime(Dataset):
                                   staging, split, p["samples_per_shard"])
             splits[split] = Split(shards=f"{split}-{{000000..{shards - 1:06d}}}.tar", samples=2 * count)
         return Manifest(name="arrow_of_time", splits=splits, heads={"label": list(CLASSES)},
-                        fps=windows.fps[0], clip_frames=p["clip_frames"])
+                        fps=windows.fps[0], clip_frames=p["clip_frames"],
+                        unsafe_augmentations=self.unsafe_augmentations())

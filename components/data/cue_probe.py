@@ -36,6 +36,10 @@ class CueProbe(ProceduralDataset):
     """Label = (probe colour − cue colour) mod ``num_colours``; see the module docstring."""
 
     name = "cue_probe"
+    # Colours and the early/late order decide the label, not where a ring is: a mirror keeps it;
+    # a crop keeps a ring a ring (an arc, not a disc) or cuts the flash away (the label stays
+    # right, unseen — the oracle ceiling's case, not a changed label).
+    label_preserving_augmentations = ("crop", "flip")
 
     def __init__(self, root: str = "data", clip_frames: int = 128, image_size: int = 32,
                  num_colours: int = 4, flash_frames: int = 2, event_fraction: float = 0.25,

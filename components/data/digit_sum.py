@@ -8,6 +8,9 @@ Distractors are single lit segments flashing at random times — glyph parts, no
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 
 from lvmae.components.data.procedural import ProceduralDataset
@@ -46,6 +49,12 @@ class DigitSum(ProceduralDataset):
     """Label = (sum of the ``num_digits`` shown digits) mod 10; see the module docstring."""
 
     name = "digit_sum"
+    # Seven-segment glyphs read as other digits under both (segments: SEGMENTS_OF_DIGIT).
+    label_preserving_augmentations = ()
+    label_changes: ClassVar[Mapping[str, str]] = {"flip": "a mirrored seven-segment 2 is a 5 (and a 5 a 2), so the sum changes under "
+                             "a horizontal flip",
+                     "crop": "a crop edge through a glyph leaves another digit's segments (an 8 cut "
+                             "left of its vertical bars reads as a 3), so the sum changes"}
 
     def __init__(self, root: str = "data", clip_frames: int = 128, image_size: int = 32,
                  num_digits: int = 4, show_frames: int = 2, glyph_height: int = 14, glyph_width: int = 8,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 
+from lvmae.components.data.label_safety import check_reasons
+
 CODECS = ("mp4", "npy")
 PRECOMPUTED_FIELDS = ("latents", "indices", "scores")
 
@@ -82,6 +84,9 @@ class Manifest:
     short_side: int = 0            # stored short side in pixels (0 = as the source)
     fields: list[str] = dataclasses.field(default_factory=list)   # precomputed fields present
     view: View = dataclasses.field(default_factory=View)
+    # augmentation → why it changes these labels (components/data/label_safety.py); the data
+    # pipeline refuses to apply them (e.g. {flip: "classes name left and right"} for SSv2)
+    unsafe_augmentations: dict[str, str] = dataclasses.field(default_factory=dict)
     schema_version: int = 1
     root: str = ""                 # filled in when loaded: the manifest's folder
 
@@ -93,6 +98,7 @@ class Manifest:
             raise ValueError(f"manifest fields {unknown} unknown; allowed: {PRECOMPUTED_FIELDS}")
         if self.fields and self.view.frames <= 0:
             raise ValueError("manifest declares precomputed fields but no view (view.frames > 0)")
+        check_reasons(self.unsafe_augmentations, "manifest key unsafe_augmentations")
 
     @property
     def primary_head(self) -> str:

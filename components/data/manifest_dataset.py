@@ -7,6 +7,9 @@ When the samples carry an oracle field — ``events``, the stored-frame ranges `
 the label depends on (procedural sets write them; ``write_shards`` stores a generic CSV's
 ``events`` column) — ``oracle_ceiling`` works as for the procedural sets, so ``python run.py
 oracle_ceiling`` runs on any such manifest.
+
+The augmentations that change the labels are the manifest's ``unsafe_augmentations``
+(``write_shards`` declares the flip there when class names speak of left or right, as SSv2's do).
 """
 from __future__ import annotations
 
@@ -33,6 +36,15 @@ class ManifestDataset(Dataset):
 
     def prepare(self) -> Manifest:
         return load_manifest(self.path)
+
+    def unsafe_augmentations(self) -> dict[str, str]:
+        """The class's declaration plus the manifest's ``unsafe_augmentations`` (reads only the
+        manifest file)."""
+        return {**super().unsafe_augmentations(), **self.prepare().unsafe_augmentations}
+
+    @property
+    def display_name(self) -> str:
+        return f"{super().display_name} ({self.path})"
 
     def oracle_ceiling(self, clip_frames: int, stride: int = 1, start: StartMode = "random",
                        clips: int = 500, split: str | None = None) -> dict[str, float]:

@@ -54,7 +54,9 @@ from webdataset.shardlists import expand_urls
 
 from lvmae import registry
 from lvmae.components.data.augment import SpatialAugment, crop_resize, normalise, short_side_boxes
+from lvmae.components.data.base import Dataset
 from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
+from lvmae.components.data.label_safety import UnsafeAugmentationError
 from lvmae.components.data.loader import to_device
 from lvmae.components.data.manifest import Manifest, View, load_manifest
 from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, CorruptSampleError, raw_stream
@@ -114,8 +116,9 @@ class DataPipeline:
       resize: evaluation: the short side is resized to this before the centred crop(s)
         (0 = ``size``: the crop is the whole short side).
       scale, ratio: training random resized crop: area fraction and aspect range.
-      flip: training horizontal flip with probability ½ (turn off when left/right matters,
-        e.g. Something-Something v2).
+      flip: training horizontal flip with probability ½. A dataset whose labels it changes
+        (left/right classes, e.g. Something-Something v2) declares so, and the pipeline refuses
+        it (components/data/label_safety.py); ``scale`` = (1, 1) turns the random crop off.
       temporal_views, spatial_views: evaluation windows spread evenly over the clip × squares
         spread evenly along the long side.
       mean, std: normalisation per channel, on [0, 1] pixels.
@@ -164,6 +167,39 @@ class DataPipeline:
         self.mean, self.std = tuple(mean), tuple(std)
         self.workers, self.prefetch, self.pin_memory = workers, prefetch, pin_memory
         self.persistent_workers, self.shuffle_buffer, self.corrupt = persistent_workers, shuffle_buffer, corrupt
+        scope = gin.current_scope_str()     # "tokenizer" for @tokenizer/data_pipeline()
+        self.gin_name = f"{scope}/data_pipeline" if scope else "data_pipeline"
+
+    # -- label safety ---------------------------------------------------------------------------
+    def augmentation_bindings(self) -> dict[str, tuple[str, str]]:
+        """The augmentations training applies → (the binding that turns it on, as set; the one
+        that turns it off), e.g. {"flip": ("data_pipeline.flip = True", "data_pipeline.flip = False")}."""
+        active = {}
+        if self.train_augment.flip_prob > 0:
+            active["flip"] = (f"{self.gin_name}.flip = True", f"{self.gin_name}.flip = False")
+        if self.train_augment.scale[0] < 1:     # scale (1, 1): the whole frame, whatever ``ratio``
+            active["crop"] = (f"{self.gin_name}.scale = {tuple(self.train_augment.scale)}",
+                              f"{self.gin_name}.scale = (1.0, 1.0)")
+        return active
+
+    def check_labels_kept(self, dataset, used_as: str = "") -> None:
+        """Refuses (:class:`UnsafeAugmentationError`) when this pipeline would apply an augmentation
+        that ``dataset`` (a ``Dataset`` or a ``Manifest``) declares changes its labels; the message
+        names each such binding, the dataset (``used_as``: the binding that gives it) and why."""
+        if isinstance(dataset, Manifest):
+            unsafe = dataset.unsafe_augmentations
+            name = f"manifest {os.path.join(dataset.root, 'manifest.yaml')} ({dataset.name!r})"
+        else:
+            unsafe, name = dataset.unsafe_augmentations(), dataset.display_name
+        refused = [(binding, off, unsafe[aug]) for aug, (binding, off) in self.augmentation_bindings().items()
+                   if aug in unsafe]
+        if not refused:
+            return
+        where = f"{name}{f' ({used_as})' if used_as else ''}"
+        raise UnsafeAugmentationError(
+            "; ".join(f"{binding} is refused for {where}: {why}" for binding, _, why in refused)
+            + ". Bind " + " and ".join(f"{off}" for _, off, _ in refused)
+            + " (the dataset declares which augmentations keep its labels: docs/data.md).")
 
     # -- per sample (runs in the workers) -----------------------------------------------------
     def sampler(self, sample: RawSample, mode: Mode) -> TemporalSampler:
@@ -259,8 +295,15 @@ class DataPipeline:
                device: torch.device | str | None = None) -> PipelineLoader:
         """Batches of ``split`` of ``manifest`` (a Manifest, a manifest path or a ``dataset.*``).
         Training: endless, shuffled, equal batches on every rank, full batches only.
-        Evaluation: every sample once, in file order, the last batch possibly smaller."""
-        return PipelineLoader(self, _as_manifest(manifest), split, mode, batch_size, seed, rank, world_size, device)
+        Evaluation: every sample once, in file order, the last batch possibly smaller.
+        A training loader refuses an augmentation the dataset (or the manifest) declares
+        changes its labels (:meth:`check_labels_kept`)."""
+        if mode == "train" and isinstance(manifest, Dataset):
+            self.check_labels_kept(manifest)
+        manifest = _as_manifest(manifest)
+        if mode == "train":
+            self.check_labels_kept(manifest)
+        return PipelineLoader(self, manifest, split, mode, batch_size, seed, rank, world_size, device)
 
 
 def _as_manifest(manifest) -> Manifest:

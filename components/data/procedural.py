@@ -49,6 +49,8 @@ class ProceduralDataset(Dataset):
     clip``; oracle ceilings need only the cheap ``draw``.
     The fingerprint hashes every generation parameter, so changing one never overwrites
     shards already written; the folder appears atomically (staging folder + rename).
+    Each task declares the augmentations that keep its labels (``Dataset``); the base's
+    declaration — all of them — is inherited until a task sets its own.
     """
 
     name: str = ""
@@ -119,7 +121,8 @@ class ProceduralDataset(Dataset):
             splits[split] = Split(shards=f"{split}-{{000000..{shards - 1:06d}}}.tar",
                                   samples=p[f"{split}_samples"], frames=FrameStats(n, float(n), n))
         return Manifest(name=self.name, splits=splits, heads=self.heads(), fps=p["fps"],
-                        clip_frames=p["clip_frames"], codec=p["codec"])
+                        clip_frames=p["clip_frames"], codec=p["codec"],
+                        unsafe_augmentations=self.unsafe_augmentations())
 
     def oracle_ceiling(self, clip_frames: int, stride: int = 1, start: StartMode = "random",
                        clips: int = 500, split: str = "val") -> dict[str, float]:

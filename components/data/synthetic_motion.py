@@ -7,7 +7,8 @@ to check that pre-training and fine-tuning run and learn.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,6 +46,11 @@ class SyntheticMotion(Dataset):
     every generation parameter, so changing one never overwrites shards already written.
     """
 
+    # A crop (even one that cuts the wrapping square away) keeps the direction; a mirror does not.
+    label_preserving_augmentations = ("crop",)
+    label_changes: ClassVar[Mapping[str, str]] = {"flip": "direction labels change under a horizontal flip (a square moving left "
+                             "moves right in the mirrored clip)"}
+
     def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
                  train_samples: int = 512, val_samples: int = 256, samples_per_shard: int = 128,
                  square: int = 6, noise: float = 8.0, seed: int = 0, fps: float = 8.0):
@@ -77,4 +83,5 @@ class SyntheticMotion(Dataset):
                                   staging, split, p["samples_per_shard"])
             splits[split] = Split(shards=f"{split}-{{000000..{shards - 1:06d}}}.tar", samples=count)
         return Manifest(name="synthetic_motion", splits=splits, heads={"label": list(DIRECTIONS)},
-                        fps=p["fps"], clip_frames=p["clip_frames"])
+                        fps=p["fps"], clip_frames=p["clip_frames"],
+                        unsafe_augmentations=self.unsafe_augmentations())

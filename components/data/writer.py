@@ -18,6 +18,10 @@ Old shards being replaced wait in ``.replaced/`` until the split is complete (a 
 them reusable); the manifest entry of a split is removed before its shards change and
 written back after, so a manifest never describes shards that are not on disk.
 
+**Label safety.** When a class name speaks of left or right (SSv2's "from left to right"),
+the manifest declares the horizontal flip unsafe (``unsafe_augmentations``), so the data
+pipeline refuses it; a declaration already in the manifest is kept.
+
 **Checked before encoding.** Every split's annotations are read and given one vocabulary;
 every source is resolved and opened cheaply (declared frame count, rate); annotated ranges are
 compared with the declared length. Under ``on_error='fail'`` every problem found is reported at
@@ -74,6 +78,9 @@ REPLACED = ".replaced"            # old shards wait here while their split is re
 # Bump when the same inputs would give other bytes (a change of encoder or schema): every
 # fingerprint changes, so a rerun rewrites everything instead of mixing two writers' output.
 WRITER_VERSION = 2
+# Class names with these words change meaning under a horizontal flip (SSv2's "Pushing something
+# from left to right"): the manifest then declares the flip unsafe (label_safety.py).
+MIRRORED_WORDS = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 OnError = Literal["skip", "fail"]
 log = logging.getLogger(__name__)
 
@@ -409,6 +416,8 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
     os.makedirs(out_dir, exist_ok=True)
     manifest = existing or Manifest(name=name or os.path.basename(os.path.normpath(out_dir)))
     manifest.heads = heads
+    # What the manifest already declares (a user's edit) wins over what the names suggest.
+    manifest.unsafe_augmentations = {**mirrored_classes(heads), **manifest.unsafe_augmentations}
     summaries = {}
     for split, split_clips in clips.items():
         fingerprints = {spec.key: sample_fingerprint(spec, sources[spec.key], options) for spec in split_clips}
@@ -519,6 +528,17 @@ def _split_entry(split: str, sidecars: list[dict], summary: WriteSummary) -> Spl
                  frames=FrameStats(min(frames, default=0), float(np.mean(frames)) if frames else 0.0,
                                    max(frames, default=0)),
                  fingerprint=split_fingerprint(e["fingerprint"] for e in written), summary=summary)
+
+
+def mirrored_classes(heads: dict[str, list[str]]) -> dict[str, str]:
+    """``{"flip": why}`` when some class name speaks of left or right, else {}."""
+    named = [f"{head} {name!r}" for head, names in heads.items() for name in names if MIRRORED_WORDS.search(name)]
+    if not named:
+        return {}
+    log.info("%d class name(s) speak of left or right (%s): the manifest declares the flip unsafe",
+             len(named), named[0])
+    return {"flip": f"{len(named)} class name(s) speak of left or right (e.g. {named[0]}): a horizontal "
+                    f"flip turns one into another"}
 
 
 def _finish_manifest(manifest: Manifest, options: WriteOptions, out_dir: str) -> None:

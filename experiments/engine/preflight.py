@@ -16,7 +16,9 @@ folder in the file store) and is reported in one short paragraph. In order:
 5. every configured object the command's entry point is given (``pretrain_loop.model =
    @model.mae()``, ``%DATASET``...) is built — so a component's own validation runs — and
    each built component (a model and its parts) goes through the plugin kit's
-   ``preflight_components``, which calls it once on the real token grid with a dummy batch.
+   ``preflight_components``, which calls it once on the real token grid with a dummy batch;
+6. every dataset keeps its labels under the augmentations of the data pipeline that reads it
+   (``check_augmentations``: a flip on a left/right task is refused, naming both).
 
 Only what the command reaches is checked for paths and built: the entry point
 (``<command>_loop`` / ``<command>_job``, or the gin functions of the command's module) and
@@ -412,6 +414,46 @@ def build_objects(roots: list[str], skip_missing_inputs: bool = False) -> dict[s
     return built
 
 
+PIPELINE_PARAMETER = "pipeline"
+
+
+def _reads_default_pipeline(root: str) -> bool:
+    """Whether the entry point reads its dataset through the gin-bound ``data_pipeline`` when its
+    ``pipeline`` parameter is left unset (annotated ``DataPipeline | None``, as every loop is)."""
+    from lvmae.components.data.pipeline import DataPipeline
+    configurable = gin_lib._REGISTRY.get_match(root)  # pylint: disable=protected-access
+    if configurable is None:
+        return False
+    hint = _hints(configurable.wrapped).get(PIPELINE_PARAMETER)
+    return hint is DataPipeline or DataPipeline in typing.get_args(hint)
+
+
+def check_augmentations(roots: list[str], built: dict[str, Any], check_inputs: bool = True) -> None:
+    """Every dataset an entry point reads through a data pipeline (its ``pipeline`` binding, else
+    the gin-bound ``data_pipeline``) keeps its labels under that pipeline's augmentations
+    (components/data/label_safety.py): a horizontal flip on a left/right task stops here."""
+    from lvmae.components.data.base import Dataset
+    from lvmae.components.data.pipeline import DataPipeline
+    for root in roots:
+        prefix = _display(root) + "."
+        mine = {name: obj for name, obj in built.items() if name.startswith(prefix)}
+        datasets = {name: obj for name, obj in mine.items() if isinstance(obj, Dataset)}
+        if not datasets:
+            continue
+        pipelines = [obj for obj in mine.values() if isinstance(obj, DataPipeline)]
+        if not pipelines and _reads_default_pipeline(root):
+            pipelines = [DataPipeline()]
+        for pipeline in pipelines:
+            for name, dataset in datasets.items():
+                try:
+                    pipeline.check_labels_kept(dataset, used_as=name)
+                except FileNotFoundError as error:     # a manifest an earlier stage writes
+                    if check_inputs:
+                        raise PreflightError(str(error)) from None
+                except ValueError as error:     # refused, or a manifest that cannot be read
+                    raise PreflightError(str(error)) from None
+
+
 def _missing_file(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is a missing file or folder."""
     while error is not None:
@@ -478,5 +520,6 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     if not build:
         return {}
     built = build_objects(roots, skip_missing_inputs=not check_inputs)
+    check_augmentations(roots, built, check_inputs)
     check_components(built)
     return built
