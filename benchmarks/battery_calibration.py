@@ -1,0 +1,352 @@
+"""Battery calibration: does a pixel-MAE encoder pre-trained at CPU size beat a random one?
+
+For every seed, one pixel MAE (gin/battery/battery_cpu.gin: ViT-tiny, 16 frames at 32²,
+tube encoder masking, random decoder masking, norm-pix targets) pre-trains on the
+procedural world (``dataset.battery_world``); its encoder is kept at each of ``--steps``
+(step 0 is the randomly initialised encoder of that seed: the random-init control). Each kept
+encoder is then, per task of the battery (gin/battery/<task>.gin):
+
+- **probed frozen**: features of the chosen blocks (``--layers``) of every labelled and
+  validation clip, standardised per dimension on the labelled clips; a grid of heads
+  (attentive and linear × learning rates) trains on ``--labelled`` clips minus a held-out
+  quarter; the head best on the held-out quarter is reported on the validation split;
+- optionally **fine-tuned** (``--finetune-steps`` > 0): encoder + attentive head on the same
+  labelled clips (step 0: the no-pre-training "scratch" control);
+- optionally the **ceiling** (``--ceiling-steps`` > 0, step 0 only): a supervised fine-tune
+  from scratch on every training clip with a generous budget.
+
+One JSON line per (seed, steps, task, mode) goes to ``--out`` (kept: rerunning skips what is
+there, so a run can be continued); ``--report`` prints per task and steps the mean ± std over
+seeds and a paired t-test (same seed) against step 0, and draws the probe top-1 vs
+pre-training steps curve to ``--plot``.
+
+    python benchmarks/battery_calibration.py --seeds 1 2 3 4 5 --steps 0 300 1000
+    python benchmarks/battery_calibration.py --report
+
+Clips come straight from the datasets' generators (no shards), normalised like the data
+pipeline (ImageNet mean/std); pre-training applies a random horizontal flip (the world's
+labels are unused), no crop. Each process uses ``OMP_NUM_THREADS`` threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import gin
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lvmae import registry
+from lvmae.components.data.augment import normalise
+from lvmae.registry import discover
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("shape_class", "motion_direction", "temporal_order", "playback_speed")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def task_dataset(task: str, data_root: str, labelled: int):
+    """The task's dataset as gin/battery/<task>.gin configures it (the data root and the number
+    of training clips generated overridden)."""
+    gin.clear_config()
+    entry = registry.get(f"dataset.{task}")
+    gin.parse_config_files_and_bindings([str(ROOT / "gin" / "battery" / f"{task}.gin")], [
+        f"dataset.{task}.root = '{data_root}'", f"dataset.{task}.train_samples = {labelled}"])
+    dataset = entry.obj()
+    gin.clear_config()
+    return dataset
+
+
+def clips_tensor(dataset, split: str, cache: str, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, c, t, h, w) clips and (N,) labels of a split, cached under ``cache``."""
+    key = json.dumps(getattr(dataset, "params", {}), sort_keys=True, default=str)
+    path = os.path.join(cache, f"{type(dataset).__name__}_{split}_{abs(hash(key)) % 10**12}.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    xs, ys = [], []
+    for clip, label, _ in tqdm(dataset.clips(split), desc=desc, unit="clip", mininterval=2):
+        xs.append(torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2))
+        ys.append(int(label))
+    out = torch.stack(xs), torch.tensor(ys)
+    os.makedirs(cache, exist_ok=True)
+    torch.save(out, path)
+    return out
+
+
+def build_mae(bindings: list[str]):
+    """The pixel MAE of gin/battery/battery_cpu.gin (+ ``bindings``), freshly initialised."""
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([str(ROOT / "gin" / "battery" / "battery_cpu.gin")], bindings)
+    model = registry.get("model.mae").obj()
+    world = gin.query_parameter("%DATASET").scoped_configurable_fn()
+    gin.clear_config()
+    return model, world
+
+
+def cosine(step: int, steps: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def pretrain(args, seed: int, keep_at: list[int], folder: str) -> dict[int, str]:
+    """Pre-trains one pixel MAE; → {steps: encoder state path} for every step in ``keep_at``."""
+    paths = {s: os.path.join(folder, f"seed{seed}_enc_{s}.pt") for s in keep_at}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    torch.manual_seed(seed)
+    model, world = build_mae(args.bind)
+    video, _ = clips_tensor(world, "train", args.cache, "world clips")
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    other = [p for p in model.parameters() if p.ndim <= 1]
+    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
+                                  lr=args.pretrain_lr, betas=(0.9, 0.95))
+    total = max(keep_at)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: cosine(s, total, 10))
+    rows, masks = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 10_000)
+    model.train()
+    progress = tqdm(range(total + 1), desc=f"pretrain seed {seed}", mininterval=5)
+    for step in progress:
+        if step in paths:
+            torch.save(model.encoder.state_dict(), paths[step])
+        if step == total:
+            break
+        batch = video[torch.randint(len(video), (args.batch_size,), generator=rows)]
+        flip = torch.rand(len(batch), generator=rows) < 0.5
+        batch = torch.where(flip[:, None, None, None, None], batch.flip(-1), batch)
+        losses, _, _ = model({"video": normalise(batch, MEAN, STD)}, masks)
+        optimiser.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{losses['loss'].item():.3f}")
+    return paths
+
+
+@torch.no_grad()
+def extract(encoder, video: torch.Tensor, layers: tuple[int, ...], batch: int = 64) -> torch.Tensor:
+    """(N, n, d · len(layers)) float16 features of the chosen blocks."""
+    encoder.eval()
+    parts = [torch.cat(encoder.forward_layers(normalise(video[i:i + batch], MEAN, STD), layers), -1).half()
+             for i in range(0, len(video), batch)]
+    return torch.cat(parts)
+
+
+def train_head(kind: str, x: torch.Tensor, y: torch.Tensor, classes: int, lr: float, steps: int,
+               seed: int, weight_decay: float = 0.05):
+    torch.manual_seed(seed)
+    dim = x.shape[-1]
+    if kind == "attentive":
+        head = registry.get("head.class_attention").obj(dim=dim, num_classes=classes, heads=3 if dim % 64 else 0)
+    else:
+        head = registry.get("head.mean_linear").obj(dim=dim, num_classes=classes)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: cosine(s, steps, 20))
+    rows = torch.Generator().manual_seed(seed)
+    head.train()
+    for _ in range(steps):
+        index = torch.randint(len(x), (min(64, len(x)),), generator=rows)
+        loss = F.cross_entropy(head(x[index].float()), y[index])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    predictions = torch.cat([model(x[i:i + batch].float()).argmax(-1) for i in range(0, len(x), batch)])
+    return float((predictions == y).float().mean())
+
+
+def probe(args, encoder, train: tuple, val: tuple, classes: int, seed: int) -> dict:
+    """The probe grid on frozen features: each head's held-out and validation top-1, and the
+    selected head (best held-out) as ``top1``."""
+    layers = tuple(args.layers)
+    train_x, val_x = extract(encoder, train[0], layers), extract(encoder, val[0], layers)
+    mean = train_x.float().mean((0, 1), keepdim=True)
+    std = train_x.float().std((0, 1), keepdim=True) + 1e-5
+    train_x, val_x = ((train_x.float() - mean) / std).half(), ((val_x.float() - mean) / std).half()
+    held = max(1, len(train_x) // 4)
+    heads = []
+    for kind in args.kinds:
+        for lr in args.probe_lrs:
+            lr = lr * 10 if kind == "linear" else lr
+            head = train_head(kind, train_x[held:], train[1][held:], classes, lr, args.probe_steps, seed)
+            heads.append({"kind": kind, "lr": lr, "held_out": accuracy(head, train_x[:held], train[1][:held]),
+                          "val": accuracy(head, val_x, val[1])})
+    best = max(heads, key=lambda h: h["held_out"])
+    return {"top1": best["val"], "selected": {k: best[k] for k in ("kind", "lr")}, "heads": heads}
+
+
+class Finetuned(torch.nn.Module):
+    def __init__(self, encoder, classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = registry.get("head.class_attention").obj(dim=encoder.dim, num_classes=classes)
+
+    def forward(self, video):
+        return self.head(self.encoder(normalise(video, MEAN, STD)))
+
+
+def finetune(encoder, train: tuple, val: tuple, classes: int, steps: int, lr: float, seed: int) -> dict:
+    """Encoder + attentive head trained end to end on the labelled clips; validation top-1."""
+    torch.manual_seed(seed)
+    model = Finetuned(encoder, classes)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: cosine(s, steps, 10))
+    rows = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(len(train[0]), (16,), generator=rows)
+        loss = F.cross_entropy(model(train[0][index]), train[1][index])
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+    model.eval()
+    return {"top1": accuracy(model, val[0], val[1], batch=64)}
+
+
+def done_keys(path: str) -> set:
+    if not os.path.exists(path):
+        return set()
+    with open(path, encoding="utf-8") as handle:
+        return {row["key"] for row in map(json.loads, handle) if "key" in row}
+
+
+def run(args) -> None:
+    os.makedirs(args.work, exist_ok=True)
+    done = done_keys(args.out)
+    config = {"layers": list(args.layers), "labelled": args.labelled, "probe_steps": args.probe_steps,
+              "kinds": list(args.kinds), "probe_lrs": list(args.probe_lrs), "bind": list(args.bind),
+              "pretrain_lr": args.pretrain_lr, "batch_size": args.batch_size}
+    tag = json.dumps(config, sort_keys=True)
+    data = {}
+    for task in args.tasks:
+        dataset = task_dataset(task, args.data_root, args.labelled_pool)
+        data[task] = (clips_tensor(dataset, "train", args.cache, f"{task} train"),
+                      clips_tensor(dataset, "val", args.cache, f"{task} val"), dataset.num_classes)
+    for seed in args.seeds:
+        paths = pretrain(args, seed, sorted(set(args.steps)), args.work)
+        for steps in sorted(set(args.steps)):
+            encoder, _ = build_mae(args.bind)
+            encoder = encoder.encoder
+            encoder.load_state_dict(torch.load(paths[steps]))
+            for task, ((train_x, train_y), val, classes) in data.items():
+                train = train_x[:args.labelled], train_y[:args.labelled]
+                modes = ["probe"] + (["finetune"] if args.finetune_steps else []) + (
+                    ["ceiling"] if args.ceiling_steps and steps == 0 else [])
+                for mode in modes:
+                    key = f"{tag}|{seed}|{steps}|{task}|{mode}"
+                    if key in done:
+                        continue
+                    start = time.time()
+                    if mode == "probe":
+                        result = probe(args, encoder, train, val, classes, seed)
+                    elif mode == "finetune":
+                        result = finetune(_copy(encoder), train, val, classes, args.finetune_steps, args.finetune_lr,
+                                          seed)
+                    else:
+                        result = finetune(_copy(encoder), (train_x, train_y), val, classes, args.ceiling_steps,
+                                          args.finetune_lr, seed)
+                    row = {"key": key, "config": config, "seed": seed, "pretrain_steps": steps, "task": task,
+                           "mode": mode, "val_clips": len(val[1]), **result,
+                           "seconds": round(time.time() - start, 1)}
+                    with open(args.out, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    print(f"seed {seed} steps {steps} {task} {mode}: top-1 {result['top1']:.3f}", flush=True)
+
+
+def _copy(encoder):
+    import copy
+    return copy.deepcopy(encoder)
+
+
+def load_rows(path: str, match: dict | None = None) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [r for r in rows if all(r["config"].get(k) == v for k, v in (match or {}).items())]
+
+
+def report(args) -> None:
+    """Mean ± std over seeds per (task, mode, steps), the paired t-test of each probe step
+    against step 0 (same seeds), and the curve."""
+    from scipy import stats
+    rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
+            and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)]
+    table = {}
+    for r in rows:
+        table.setdefault((r["task"], r["mode"], r["pretrain_steps"]), {})[r["seed"]] = r["top1"]
+    print(f"{'task':18s} {'mode':9s} {'steps':>6s}  {'top-1 mean ± std':18s} n   Δ vs step 0 (paired)  p")
+    for (task, mode, steps), by_seed in sorted(table.items()):
+        values = np.array(list(by_seed.values()))
+        line = f"{task:18s} {mode:9s} {steps:6d}  {values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}    {len(values)}"
+        base = table.get((task, mode, 0), {})
+        seeds = sorted(set(base) & set(by_seed))
+        if steps and len(seeds) >= 2:
+            a, b = np.array([by_seed[s] for s in seeds]), np.array([base[s] for s in seeds])
+            line += f"   {np.mean(a - b):+.3f}            {stats.ttest_rel(a, b).pvalue:.2g}"
+        print(line)
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for task in sorted({t for t, m, _ in table if m == "probe"}):
+            points = sorted((s, np.array(list(v.values()))) for (t, m, s), v in table.items() if t == task and m == "probe")
+            xs = [max(s, 10) for s, _ in points]
+            axis.errorbar(xs, [v.mean() for _, v in points], yerr=[v.std() for _, v in points], marker="o",
+                          capsize=3, label=task)
+        axis.set_xscale("log")
+        axis.set_xlabel("pixel-MAE pre-training steps (step 0 = random init, drawn at 10)")
+        axis.set_ylabel("frozen probe top-1 (val)")
+        axis.set_title(f"battery: probe vs pre-training ({args.labelled} labelled clips)")
+        axis.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(args.plot, dpi=120)
+        print(f"curve: {args.plot}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--steps", type=int, nargs="+", default=[0, 300, 1000],
+                        help="pre-training steps at which the encoder is evaluated (0: random init)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--layers", type=int, nargs="+", default=[-1], help="encoder blocks the probe reads")
+    parser.add_argument("--labelled", type=int, default=256, help="labelled training clips per task")
+    parser.add_argument("--labelled-pool", type=int, default=1024, help="training clips generated per task")
+    parser.add_argument("--kinds", nargs="+", default=["attentive", "linear"])
+    parser.add_argument("--probe-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    parser.add_argument("--probe-steps", type=int, default=400)
+    parser.add_argument("--finetune-steps", type=int, default=0)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4)
+    parser.add_argument("--ceiling-steps", type=int, default=0)
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("-b", "--bind", action="append", default=[], help="gin binding for the MAE")
+    parser.add_argument("--work", default="/tmp/battery/calibration", help="encoder checkpoints")
+    parser.add_argument("--cache", default="/tmp/battery/clips", help="generated clips")
+    parser.add_argument("--data-root", default="/tmp/battery/data")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "battery_calibration.jsonl"))
+    parser.add_argument("--report", action="store_true", help="print the table (and --plot) instead of running")
+    parser.add_argument("--plot", default="")
+    args = parser.parse_args()
+    discover()
+    if args.report:
+        report(args)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
