@@ -173,23 +173,28 @@ def test_run_py_refuses_a_flip_on_a_direction_task_before_recording(tmp_path):
     assert not os.path.exists(tmp_path / "work")
 
 
-SHIPPED = sorted(glob.glob(str(ROOT / "gin" / "experiments" / "*.gin"))) + [
-    str(ROOT / "gin" / "data" / name) for name in ("digit_sum.gin", "cue_probe.gin", "synthetic_motion.gin")]
+SHIPPED = [[path] for path in sorted(glob.glob(str(ROOT / "gin" / "experiments" / "*.gin")))] + [
+    [str(ROOT / "gin" / "data" / name)] for name in ("digit_sum.gin", "cue_probe.gin", "synthetic_motion.gin")]
+# The task battery: each task file over the battery's experiment file.
+BATTERY = str(ROOT / "gin" / "battery" / "battery_cpu.gin")
+SHIPPED += [[BATTERY]] + [[BATTERY, path] for path in sorted(glob.glob(str(ROOT / "gin" / "battery" / "*.gin")))
+                          if path != BATTERY]
 WITHOUT_DATASET = {"profile_vit_b.gin", "tokenizer_flicker_cpu.gin"}    # generated clips, no shards
 COMMANDS = ("pretrain", "finetune", "probe", "evaluate", "pretrain_tokenizer", "oracle_ceiling")
 
 
-@pytest.mark.parametrize("gin_file", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
-def test_no_shipped_configuration_is_refused(gin_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("gin_files", SHIPPED, ids=lambda files: "+".join(os.path.relpath(p, ROOT) for p in files))
+def test_no_shipped_configuration_is_refused(gin_files, tmp_path, monkeypatch):
     """Every shipped gin file's datasets keep their labels under its pipelines (only datasets and
     pipelines are built: no model, no shards)."""
     monkeypatch.chdir(ROOT)
     manifest = _write_manifest(tmp_path / "any", {})
     bindings = [f"{macro} = '{manifest}'" for macro in ("MANIFEST", "SOURCE_MANIFEST", "TOKENIZER_MANIFEST")]
     bindings += ["CLIP_FRAMES = 16", "IMAGE_SIZE = 32"]
+    gin_file = gin_files[-1]
     if "/data/" not in gin_file:
         bindings = [b for b in bindings if not b.startswith(("CLIP_FRAMES", "IMAGE_SIZE"))]
-    gin_config.parse([gin_file], bindings)
+    gin_config.parse(gin_files, bindings)
     try:
         import gin.config as gin_lib
         checked = 0
