@@ -310,6 +310,10 @@ class $cls(Dataset):
     """Noise clips whose label is their brightness (replace _samples with your clips).
     Shards go to ``root/$name-<fingerprint of the parameters>/``."""
 
+    # The data pipeline's augmentations that keep the labels (brightness survives a mirror and a
+    # crop); leave out one that changes them and say why in label_changes (docs/data.md §4).
+    label_preserving_augmentations = ("crop", "flip")
+
     def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
                  train_samples: int = 8, val_samples: int = 4, samples_per_shard: int = 4,
                  seed: int = 0, fps: float = 8.0):
