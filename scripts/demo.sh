@@ -3,7 +3,9 @@
 # synthetic moving-square shards (gin/experiments/lvmae_cpu.gin): train the adaptive FSQ
 # tokenizer + learned scorer, precompute latents/indices/scores beside every clip, pre-train the
 # tiny video MAE with adaptive decoder masking (10% top + 5% random) on tokenizer-latent targets,
-# fine-tune it, and say where the runs are. About 5–6 minutes on 2 quiet cores.
+# fine-tune it, and say where the runs are. On 2 quiet CPU cores: about 6½ minutes with the
+# environment in place (6 min 33 s measured from a fresh clone), plus about 2½ minutes of setup
+# the first time; far longer when other jobs load the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

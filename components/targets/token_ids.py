@@ -54,7 +54,7 @@ class TokenIdTarget(Target):
     def forward(self, batch: dict, plan: MaskPlan, tubelet: tuple[int, int, int]) -> torch.Tensor:
         """→ (b, q) long codebook indices, or (b, q, l) per-level digits."""
         if INDICES_KEY not in batch:
-            raise KeyError("the batch has no precomputed 'indices' field: run `python run.py precompute`")
+            raise KeyError("the batch has no precomputed 'indices' field: run the `precompute` command first")
         indices = batch[INDICES_KEY]
         if tuple(indices.shape[-3:]) != (plan.grid.t, plan.grid.h, plan.grid.w):
             raise ValueError(f"batch['indices'] has grid {tuple(indices.shape[-3:])}, the MAE's token "

@@ -19,7 +19,7 @@ LATENTS_KEY = "latents"
 def grid_tokens(batch: dict, key: str, plan: MaskPlan) -> torch.Tensor:
     """batch[key] (b, d, t, h, w) → tokens (b, n, d) in the plan's t-major order."""
     if key not in batch:
-        raise KeyError(f"the batch has no precomputed {key!r} field: run `python run.py precompute` "
+        raise KeyError(f"the batch has no precomputed {key!r} field: run the `precompute` command "
                        "for this dataset (or configure a live tokenizer)")
     grid = batch[key]
     if tuple(grid.shape[-3:]) != (plan.grid.t, plan.grid.h, plan.grid.w):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """lvmae's command line (``python run.py`` or the ``lvmae`` console script): ``COMMAND [-g FILE]... [-b BINDING]... [with ...]``.
 
-``python run.py --help`` lists every command with one line. Short options, repeatable and
+``lvmae --help`` (``python run.py --help``) lists every command with one line; usage lines and
+messages name the program the user typed (``program.py``). Short options, repeatable and
 translated to Sacred config before Sacred parses the line:
   -g FILE,    --gin FILE        add a gin file        (config entry gin_files)
   -b BINDING, --bind BINDING    add a gin binding     (config entry gin_bindings)
@@ -10,7 +11,8 @@ translated to Sacred config before Sacred parses the line:
 Sacred's own heartbeat option stays available as ``--beat-interval``.
 Before Sacred records a run, the configuration goes through preflight
 (``experiments/engine/preflight.py``): a bad binding, macro, path or component prints one
-paragraph and exits with status 2, leaving no run behind.
+paragraph and exits with status 2, leaving no run behind; so does every other refused input
+(an unknown command or option, ``--resume-run`` of a run that does not exist).
 Tracking tools with their own options (not Sacred runs; ``--help`` on each):
   python run.py db [start|stop|status|replay FILE]   the local SecantusDB server
   python run.py board                               Omniboard on 127.0.0.1
@@ -23,9 +25,12 @@ Everything else is Sacred's command line, e.g.
 from __future__ import annotations
 
 import ast
+import difflib
 import os
 import sys
 import warnings
+
+from lvmae.experiments import program
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
@@ -65,8 +70,12 @@ _OPTIONS = (
 )
 # Commands that need no gin (their module alone is imported).
 _GINLESS = {"list"}
+# Commands whose output is their result: Sacred's INFO lines (Running command, Completed after)
+# stay out of it (a run's log keeps them).
+_RESULT_COMMANDS = {"list", "print_config", "print_dependencies", "print_named_configs", "save_config"}
+_LOGLEVEL_OPTIONS = ("-l", "--loglevel")
 _DEBUG_FLAGS = {"-d", "--debug"}
-PREFLIGHT_STATUS = 2
+PREFLIGHT_STATUS = program.REFUSED_STATUS
 
 
 def _as_list(text: str) -> list:
@@ -92,7 +101,7 @@ def translate_argv(argv: list[str]) -> list[str]:
             continue
         if arg == key:
             if i + 1 >= len(argv):
-                raise SystemExit(f"run.py: option {key} needs a value")
+                program.refuse(f"{program.name()}: option {key} needs a value")
             extra[_SHORT[key]].append(argv[i + 1])
             i += 2
         else:
@@ -123,13 +132,13 @@ def pop_tracking_options(argv: list[str]) -> tuple[list[str], list[str], int | N
         name, _, inline = arg.partition("=")
         if name in ("--tag", "--resume-run"):
             if not inline and i + 1 >= len(argv):
-                raise SystemExit(f"run.py: option {name} needs a value")
+                program.refuse(f"{program.name()}: option {name} needs a value")
             value = inline or argv[i + 1]
             i += 1 if inline else 2
             if name == "--tag":
                 tags.append(value)
             elif not value.isdigit():
-                raise SystemExit(f"run.py: --resume-run needs a run id (an integer), got {value!r}")
+                program.refuse(f"{program.name()}: --resume-run needs a run id (an integer), got {value!r}")
             else:
                 resume_run = int(value)
             continue
@@ -156,23 +165,45 @@ def _tool(name: str):
 
 
 def help_text() -> str:
-    """``run.py --help``: every command with one line, the tools and the options."""
+    """``--help``: every command with one line, the tools and the options, under the name the
+    user typed (``lvmae`` or ``python run.py``)."""
     from lvmae.experiments.commands import command_index
     rows = [(name, info.summary) for name, info in sorted(command_index().items())]
     rows += [(name, summary) for name, summary in _SACRED_COMMANDS.items()]
     tools = [(name, summary) for name, summary in _TOOL_SUMMARIES.items()]
     width = max(len(name) for name, _ in rows + tools) + 2
-    lines = ["usage: python run.py COMMAND [-g FILE]... [-b BINDING]... [--tag TAG]... [with KEY=VALUE ...]",
+    prog = program.name()
+    lines = [f"usage: {prog} COMMAND [-g FILE]... [-b BINDING]... [--tag TAG]... [with KEY=VALUE ...]",
              "", "Commands (Sacred runs, recorded unless -u):"]
     lines += [f"  {name:<{width}}{summary}" for name, summary in rows]
-    lines += ["", "Tracking tools (their own options: python run.py TOOL --help):"]
+    lines += ["", f"Tracking tools (their own options: {prog} TOOL --help):"]
     lines += [f"  {name:<{width}}{summary}" for name, summary in tools]
     lines += ["", "Options:"]
     lines += [f"  {flags:<{width + 10}}{summary}" for flags, summary in _OPTIONS]
     lines += ["", "Examples:",
-              "  python run.py pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20' --tag smoke",
-              "  python run.py print_config -g gin/experiments/tiny_cpu.gin",
-              "  python run.py report --tag smoke"]
+              f"  {prog} pretrain -g gin/experiments/tiny_cpu.gin -b 'pretrain_loop.steps=20' --tag smoke",
+              f"  {prog} print_config -g gin/experiments/tiny_cpu.gin",
+              f"  {prog} report --tag smoke"]
+    return "\n".join(lines)
+
+
+def command_help(command: str) -> str:
+    """``COMMAND --help`` / ``help COMMAND``: its usage line, its docstring and the options."""
+    import importlib
+    import inspect
+
+    from lvmae.experiments.commands import command_index
+    prog = program.name()
+    info = command_index().get(command)
+    if info is not None:
+        text = inspect.getdoc(getattr(importlib.import_module(info.module), command)) or info.summary
+    else:
+        text = _SACRED_COMMANDS[command][0].upper() + _SACRED_COMMANDS[command][1:] + "."
+    width = max(len(flags) for flags, _ in _OPTIONS) + 2
+    lines = [f"usage: {prog} {command} [-g FILE]... [-b BINDING]... [--tag TAG]... [with KEY=VALUE ...]",
+             "", text, "", "Options:"]
+    lines += [f"  {flags:<{width}}{summary}" for flags, summary in _OPTIONS]
+    lines += ["", f"Every other command: {prog} --help"]
     return "\n".join(lines)
 
 
@@ -220,16 +251,66 @@ def run_preflight(command: str, argv: list[str], resume_run: int | None = None) 
     except (PreflightError, GinConfigError) as error:
         if _DEBUG_FLAGS.intersection(argv):
             raise
-        print(f"run.py {command}: {error}\nNothing was recorded (-d/--debug shows the traceback).",
-              file=sys.stderr)
-        raise SystemExit(PREFLIGHT_STATUS) from None
+        program.refuse(f"{program.name()} {command}: {error}\nNothing was recorded (-d/--debug shows the traceback).")
+
+
+def _known_commands() -> list[str]:
+    from lvmae.experiments.commands import command_index
+    return sorted([*command_index(), *_SACRED_COMMANDS, *_TOOLS, "help"])
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command of a translated command line: the first known word before ``with`` (a value
+    of a Sacred option such as ``-l LEVEL`` may come first), else the first word."""
+    words = [a for a in argv[1:argv.index("with") if "with" in argv else len(argv)] if not a.startswith("-")]
+    known = _known_commands()
+    return next((word for word in words if word in known), words[0] if words else
+                ("with" if "with" in argv else None))
+
+
+def check_command(command: str | None) -> None:
+    """An unknown (or missing) command is refused with the closest names, before Sacred."""
+    known = _known_commands()
+    if command in known:
+        return
+    prog = program.name()
+    if command in (None, "with"):
+        program.refuse(f"{prog}: name a command first, e.g. {prog} pretrain -g FILE; {prog} --help lists them.")
+    close = difflib.get_close_matches(command, known, n=3)
+    program.refuse(f"{prog}: unknown command {command!r}." + (f" Did you mean: {', '.join(close)}?" if close else "")
+                   + f" {prog} --help lists them.")
+
+
+def check_resume_run(command: str, resume_run: int) -> None:
+    """``--resume-run N`` continues a run that exists in the store runs are recorded in;
+    any other N is refused before anything is built or recorded."""
+    from lvmae.experiments.commands.resume import RunNotFound, stored_run
+    try:
+        stored_run(resume_run)
+    except RunNotFound as error:
+        program.refuse(f"{program.name()} {command}: --resume-run {resume_run}: cannot resume run {resume_run}: "
+                       f"{error}. Nothing was recorded.")
+
+
+def _quiet_sacred(argv: list[str], command: str) -> list[str]:
+    """``argv`` with Sacred's log level at WARNING for a command that prints a result, unless
+    the command line sets one."""
+    if command not in _RESULT_COMMANDS or any(a.split("=")[0] in _LOGLEVEL_OPTIONS for a in argv):
+        return argv
+    at = argv.index(command) + 1
+    return [*argv[:at], "--loglevel=WARNING", *argv[at:]]
 
 
 def main(argv: list[str]) -> None:
+    program.remember(argv[0])
     if len(argv) > 1 and argv[1] in _TOOLS:
         raise SystemExit(_tool(argv[1]).main(argv[2:]))
     if len(argv) == 1 or argv[1] in ("-h", "--help", "help"):
-        print(help_text())
+        if len(argv) > 2 and argv[1] == "help" and not argv[2].startswith("-"):
+            check_command(argv[2])
+            print(command_help(argv[2]) if argv[2] not in _TOOLS else help_text())
+        else:
+            print(help_text())
         return
     from lvmae.experiments import commands
 
@@ -237,25 +318,30 @@ def main(argv: list[str]) -> None:
     if resume_run is not None:      # the engine continues that run's folder (and only then)
         from lvmae.experiments.engine.run_folder import request_resume
         request_resume(resume_run)
-    command = next((a for a in argv[1:] if not a.startswith("-")), None)
+    command = _command_of(argv)
     asks_help = any(a in ("-h", "--help") for a in argv[1:])
+    check_command(command)
+    if asks_help:
+        print(command_help(command))
+        return
+    recorded = (command not in _UNOBSERVED and not asks_help and "-u" not in argv
+                and "--unobserved" not in argv and int(os.environ.get("RANK", "0")) == 0)
+    if resume_run is not None and recorded:
+        check_resume_run(command, resume_run)
     # Only `list` runs without gin: every other command parses gin files, which bind the
     # configurables of all commands, so all command modules are registered.
     ex = commands.load(command) if command in _GINLESS else commands.load_all()
     from lvmae.experiments.tracking.observers import default_observer
 
-    # Under torchrun only rank 0 records the run (one run, one set of metrics).
-    is_main_process = int(os.environ.get("RANK", "0")) == 0
     if command in commands.command_index() and command not in _GINLESS and not asks_help:
         run_preflight(command, argv, resume_run)
-    if (command not in _UNOBSERVED and not asks_help and "-u" not in argv
-            and "--unobserved" not in argv and is_main_process):
+    if recorded:     # under torchrun only rank 0 records the run (one run, one set of metrics)
         ex.observers.append(default_observer(resume_run=resume_run))
-    ex.run_commandline(argv)
+    ex.run_commandline(_quiet_sacred(argv, command))
 
 
 def console_main() -> None:
-    """The ``lvmae`` console script: the same as ``python run.py``."""
+    """The ``lvmae`` console script: the same as ``python run.py`` (messages say ``lvmae``)."""
     main(["lvmae"] + sys.argv[1:])
 
 

@@ -10,6 +10,7 @@ import tempfile
 from sacred import SETTINGS, Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 
+from lvmae.experiments import program
 from lvmae.experiments.engine import gin_config
 from lvmae.experiments.tracking import provenance, run_tags
 
@@ -30,7 +31,14 @@ def _has_git_head() -> bool:
 
 
 class LvmaeExperiment(Experiment):
-    """Sacred's Experiment with each repository listed once in the run's experiment info."""
+    """Sacred's Experiment with each repository listed once in the run's experiment info, and
+    its usage under the name the user typed (``lvmae`` or ``python run.py``, not a path)."""
+
+    def get_usage(self, program_name=None):
+        placeholder = "LVMAE_PROGRAM_NAME"      # Sacred quotes a name with a space in it
+        short, usage, internal = super().get_usage(os.path.join(self.base_dir, placeholder))
+        typed = program_name or program.name()
+        return short.replace(placeholder, typed), usage.replace(placeholder, typed), internal
 
     def get_experiment_info(self):
         info = super().get_experiment_info()
@@ -45,8 +53,10 @@ run_tags.install(ex)
 
 @ex.config
 def _config():
-    gin_files = []        # noqa: F841  (a Sacred config entry) gin files, applied in order (-g FILE)
-    gin_bindings = []     # noqa: F841  (a Sacred config entry) gin bindings after the files (-b)
+    # Sacred turns each name assigned here into a config entry and its comment into the entry's
+    # doc in print_config (pyproject.toml exempts this file from ruff's unused-variable rule).
+    gin_files = []        # gin files, applied in order (-g FILE)
+    gin_bindings = []     # gin bindings, applied after the files (-b BINDING)
 
 
 @ex.config_hook

@@ -11,11 +11,12 @@ import importlib.metadata
 import sys
 
 from lvmae import registry
+from lvmae.experiments import program
 from lvmae.experiments.commands.experiment import ex
 
 HEADER = ("Components by kind: name(parameter=default, ...)  [module — origin]\n"
           "Plugins loaded by a gin file's `import` line appear with that file: "
-          "python run.py list -g FILE")
+          f"{program.name()} list -g FILE")
 
 
 def _entry_point_packages() -> dict[str, str]:

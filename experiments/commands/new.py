@@ -15,6 +15,8 @@ import os
 import string
 import sys
 
+from lvmae.experiments import program
+
 # ---------------------------------------------------------------------------------------------
 # One template per kind: the module ($name, $cls), the gin lines that use it, and the kit check.
 
@@ -495,7 +497,7 @@ def write(kind: str, name: str, folder: str = ".", force: bool = False) -> list[
     paths = [os.path.join(folder, file) for file in files]
     existing = [path for path in paths if os.path.exists(path)]
     if existing and not force:
-        raise FileExistsError(f"run.py new: {', '.join(existing)} already exist(s); nothing written "
+        raise FileExistsError(f"{program.name()} new: {', '.join(existing)} already exist(s); nothing written "
                               "(--force overwrites)")
     os.makedirs(folder, exist_ok=True)
     for path, text in zip(paths, files.values()):
@@ -506,7 +508,7 @@ def write(kind: str, name: str, folder: str = ".", force: bool = False) -> list[
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="run.py new", description="Write a plugin module, its gin file and a contract test "
+        prog=f"{program.name()} new", description="Write a plugin module, its gin file and a contract test "
         "that passes the kit (python -m pytest test_NAME.py).")
     parser.add_argument("kind", choices=sorted(KINDS), metavar="KIND", help=f"one of: {', '.join(KINDS)}")
     parser.add_argument("name", metavar="NAME", help="snake_case; the registry name is KIND.NAME")
@@ -516,7 +518,7 @@ def main(argv: list[str]) -> int:
     try:
         paths = write(args.kind, args.name, args.dir, args.force)
     except (ValueError, FileExistsError) as error:
-        print(f"run.py new: {error}", file=sys.stderr)
+        print(f"{program.name()} new: {error}", file=sys.stderr)
         return 2
     print("wrote " + ", ".join(paths))
     print(f"test it:  cd {args.dir} && python -m pytest -q test_{args.name}.py")

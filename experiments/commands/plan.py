@@ -24,6 +24,8 @@ import re
 import sys
 from collections.abc import Callable
 
+from lvmae.experiments import program
+
 MACRO_FRAMES = "CLIP_FRAMES"
 # Kept free of the device's memory for what the model does not count: the CUDA context,
 # the caching allocator's fragmentation, cuDNN/cuBLAS workspaces.
@@ -219,7 +221,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="run.py plan", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"{program.name()} plan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-g", "--gin", action="append", default=[], metavar="FILE", help="gin file (repeatable)")
     parser.add_argument("-b", "--bind", action="append", default=[], metavar="BINDING", help="gin binding (repeatable)")
@@ -244,7 +246,7 @@ def main(argv: list[str]) -> int:
         planner = Planner(args.gin, args.bind, args.precision, args.attention)
         result = make_plan(planner, gpu_bytes, args.headroom, args.frames, args.batch)
     except (PlanError, GinConfigError) as error:
-        print(f"run.py plan: {error}", file=sys.stderr)
+        print(f"{program.name()} plan: {error}", file=sys.stderr)
         return 2
     print(render(result))
     if args.json:

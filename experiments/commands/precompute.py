@@ -46,6 +46,7 @@ from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.data.shards import to_video_tensor
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
 from lvmae.components.scorers.base import FirstFrame, check_choice
+from lvmae.experiments import program
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.training import load_checkpoint
@@ -62,7 +63,7 @@ def load_frozen_tokenizer(checkpoint: str) -> tuple[AdaptiveTokenizer, dict]:
     """A ``pretrain_tokenizer`` checkpoint → (frozen tokenizer + scorer in eval mode, its state)."""
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"precompute_job.checkpoint {checkpoint!r} does not exist: run "
-                                "`python run.py pretrain_tokenizer` first")
+                                f"`{program.name()} pretrain_tokenizer` first")
     state = load_checkpoint(checkpoint)
     if "tokenizer_config" not in state:
         raise ValueError(f"precompute_job.checkpoint {checkpoint!r} is not a pretrain_tokenizer "

@@ -37,7 +37,11 @@ import sys
 import time
 from pathlib import Path
 
+from lvmae.experiments import program
+
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
+# How a member runs: run.py in a checkout; installed there is no run.py, the CLI module runs.
+ENTRY = [str(RUN_PY)] if RUN_PY.is_file() else ["-m", "lvmae.experiments.commands.cli"]
 STATE_FILE = "sweep.json"
 COMPLETED = "COMPLETED"
 STARTED_RUN = re.compile(r'Started run with ID "?(\d+)"?')
@@ -115,8 +119,8 @@ class Sweep:
     def argv(self, member: Member, resume: bool = False) -> list[str]:
         """The member's ``run.py`` line (``resume RUN_ID`` to continue an interrupted one)."""
         if resume:
-            return [sys.executable, str(RUN_PY), "resume", str(member.run_id)]
-        line = [sys.executable, str(RUN_PY), self.command]
+            return [sys.executable, *ENTRY, "resume", str(member.run_id)]
+        line = [sys.executable, *ENTRY, self.command]
         for path in self.gin_files:
             line += ["-g", path]
         own = [f"WORKDIR={str(self.member_folder(member))!r}"] if self.own_workdir else []
@@ -180,7 +184,7 @@ def execute(sweep: Sweep, jobs: int) -> int:
                 handle.write(f"\n$ {shlex.join(sweep.argv(member, resume))}\n")
                 handle.flush()
                 process = subprocess.Popen(sweep.argv(member, resume), stdout=handle, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL)
+                                           stdin=subprocess.DEVNULL, env=program.environment())
             member.status = "RUNNING"
             running[member.key] = (member, process, log)
             sweep.save_state()
@@ -209,7 +213,7 @@ def emit(sweep: Sweep, path: Path) -> None:
 
 
 def _run_line(argv: list[str]) -> int:
-    return subprocess.run(argv, check=False).returncode
+    return subprocess.run(argv, check=False, env=program.environment()).returncode
 
 
 def submit_slurm(sweep: Sweep, folder: Path, options: list[str]) -> None:
@@ -243,7 +247,7 @@ def preflight_members(sweep: Sweep) -> None:
     from lvmae.experiments.engine.preflight import PreflightError, preflight
     info = command_index().get(sweep.command)
     if info is None:
-        raise SystemExit(f"sweep: unknown command {sweep.command!r} (python run.py --help lists them)")
+        raise SystemExit(f"sweep: unknown command {sweep.command!r} ({program.name()} --help lists them)")
     for bindings in {tuple(m.bindings) for m in sweep.members}:
         try:
             preflight(sweep.command, sweep.gin_files, [*sweep.gin_bindings, *bindings], module=info.module)
@@ -253,7 +257,7 @@ def preflight_members(sweep: Sweep) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python run.py sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"{program.name()} sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", help="the command each member runs (pretrain, finetune, ...)")
     parser.add_argument("-g", "--gin", action="append", default=[], help="gin file for every member")
@@ -295,7 +299,7 @@ def main(argv: list[str]) -> int:
     sweep.save_state()
     failed = execute(sweep, args.jobs)
     axes = [parse_grid(text)[0] for text in args.grid]
-    report = shlex.join(["python", "run.py", "report", "--tag", args.tag[0],
+    report = shlex.join([*program.name().split(), "report", "--tag", args.tag[0],
                          *itertools.chain.from_iterable(("--by", axis) for axis in axes)])
     print(f"sweep: {len(sweep.members) - failed} of {len(sweep.members)} members completed "
           f"(state {sweep.folder / STATE_FILE}); table: {report}")

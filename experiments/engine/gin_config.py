@@ -3,14 +3,18 @@ bindings into a nested plain dict (gin selectors contain dots, which MongoDB key
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util  # gin's `include` handling uses importlib.util without importing it
+import io
 import os
 import re
+import tokenize
 from typing import Any
 
 import gin
 import gin.config as gin_config
+from gin import resource_reader
 
 from lvmae import registry
 from lvmae.experiments.engine import gin_helpers
@@ -29,9 +33,16 @@ def _configurable_names() -> list[str]:
     return [selector for selector, _ in gin_config._REGISTRY.items()]  # pylint: disable=protected-access
 
 
-def _explain(error: Exception, source: str) -> str:
-    """Rewrites gin's message, adding the closest names for unknown configurables."""
+def _explain(error: Exception, source: str, top_file: str | None = None, binding: str | None = None) -> str:
+    """Rewrites gin's message: the closest names for unknown configurables, the real place of
+    a syntax error with its line, the nearest shipped file for a missing include."""
+    syntax = _syntax(error, top_file, binding)
+    if syntax:
+        return f"{source}: {syntax}"
     text = str(error)
+    missing = re.match(r"Unable to open file: (.+?)\. Searched config paths", text)
+    if missing:
+        return f"{source}: {_not_found(missing.group(1), 'an include line')}"
     unknown = re.search(r"No configurable matching (?:reference )?'@?([\w.]+)", text)
     if unknown:
         name = unknown.group(1)
@@ -60,16 +71,136 @@ def _explain(error: Exception, source: str) -> str:
 GIN_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _package_file_exists(config_path: str) -> bool:
+    """gin's package-resource existence check (``pkg/sub/file.gin`` inside an importable
+    package) without its logging: gin logs ``ERROR Path not found`` for every path that is no
+    package, i.e. for each ``include 'gin/...'`` tried in the working folder before
+    :data:`GIN_ROOT`, although the include then resolves."""
+    try:
+        return os.path.isfile(resource_reader._parse_config_path(config_path))  # pylint: disable=protected-access
+    except (ImportError, ValueError):
+        return False
+
+
+def _quiet_package_reader() -> None:
+    readers = gin_config._FILE_READERS  # pylint: disable=protected-access
+    for index, (reader, exists) in enumerate(readers):
+        if exists is resource_reader.system_path_file_exists:
+            readers[index] = (reader, _package_file_exists)
+
+
+_quiet_package_reader()
+
+
+def shipped_gin_files() -> list[str]:
+    """Every gin file lvmae ships, as ``gin/...`` paths relative to :data:`GIN_ROOT`."""
+    found = []
+    for folder, _, names in os.walk(os.path.join(GIN_ROOT, "gin")):
+        found += [os.path.relpath(os.path.join(folder, name), GIN_ROOT) for name in names if name.endswith(".gin")]
+    return sorted(found)
+
+
+def _not_found(path: str, origin: str) -> str:
+    """``gin file not found`` naming where it was looked for (each folder once) and the
+    nearest shipped file."""
+    if os.path.isabs(path):
+        places = f"{path!r} does not exist"
+    else:
+        folders = dict.fromkeys(os.path.realpath(folder) for folder in (os.getcwd(), GIN_ROOT))
+        places = "looked in " + " and ".join(repr(folder) for folder in folders)
+    close = difflib.get_close_matches(path.removeprefix("./"), shipped_gin_files(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; no shipped file is close (they are under {GIN_ROOT}/gin)"
+    return f"gin file not found: {path!r} ({origin}; {places}){hint}"
+
+
 def resolve_gin_file(path: str) -> str:
     """``path`` as given if it exists, else relative to :data:`GIN_ROOT` (the gin files lvmae
-    ships); raises GinConfigError naming the path and where it was looked for."""
+    ships); raises GinConfigError naming the path, where it was looked for and the nearest
+    shipped file."""
     if os.path.isfile(path):
         return path
     shipped = os.path.join(GIN_ROOT, path)
     if not os.path.isabs(path) and os.path.isfile(shipped):
         return shipped
-    raise GinConfigError(f"gin file not found: {path!r} (from gin_files / -g; looked in "
-                         f"{os.getcwd()!r} and in lvmae's own {GIN_ROOT!r})")
+    raise GinConfigError(_not_found(path, "from gin_files / -g"))
+
+
+def _open_brackets(text: str, stop: tuple[int, int]) -> list[tuple[str, int, int]]:
+    """Brackets still open at ``stop`` (line, column; 1-based line, 0-based column) in gin
+    ``text``, innermost last, as (bracket, line, column). Strings and comments are skipped
+    by Python's tokenizer, which gin's parser uses too."""
+    stack: list[tuple[str, int, int]] = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.start >= stop:
+                break
+            if token.type == tokenize.OP and token.string in "([{":
+                stack.append((token.string, *token.start))
+            elif token.type == tokenize.OP and token.string in ")]}" and stack:
+                stack.pop()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return stack
+
+
+def _quote(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    shown = lines[line - 1] if 0 < line <= len(lines) else ""
+    return f"\n    {shown}\n    {' ' * column}^"
+
+
+def _read_gin(path: str) -> str | None:
+    for candidate in (path, os.path.join(GIN_ROOT, path)):
+        try:
+            with open(candidate, encoding="utf-8") as handle:
+                return handle.read()
+        except OSError:
+            continue
+    return None
+
+
+def _name(path: str) -> str:
+    return path if path == "the binding" else repr(path)
+
+
+def _original(error: BaseException) -> BaseException:
+    """gin re-raises an error inside an include as a proxy without ``args`` (its message gains
+    the include's place); the original is the proxy's ``__context__``."""
+    while not error.args and error.__context__ is not None:
+        error = error.__context__
+    return error
+
+
+def _syntax(error: Exception, top_file: str | None, binding: str | None = None) -> str | None:
+    """A gin syntax error at its real place, the line quoted: an unclosed bracket where it
+    was opened (gin reports the line after it, where the parse stopped), anything else where
+    gin stopped. None when ``error`` is no syntax error."""
+    if isinstance(error, tokenize.TokenError):        # the file ended inside brackets
+        includes = re.findall(r"\binclude\s+['\"]([^'\"]+)['\"]", str(error))
+        path = includes[0] if includes else top_file     # the innermost include comes first
+        original = _original(error)
+        message = str(original.args[0]) if original.args else "unexpected end of file"
+        stop = (10**9, 0)
+    elif isinstance(error, SyntaxError) and error.lineno:
+        path, message, stop = error.filename, error.msg, (error.lineno, max(error.offset or 0, 0))
+    else:
+        return None
+    text = binding if binding is not None else _read_gin(path) if path else None
+    if text is None:
+        return None
+    if binding is not None:
+        path = "the binding"
+    unclosed = _open_brackets(text, stop)
+    if unclosed and (unclosed[-1][1] < stop[0]):
+        bracket, line, column = unclosed[-1]
+        where = (f"the end of {'the binding' if binding is not None else 'the file'}" if stop[0] == 10**9
+                 else f"line {stop[0]}")
+        return (f"gin syntax error in {_name(path)}, line {line}, column {column + 1}: {bracket!r} is never "
+                f"closed (gin stopped at {where}: {message}){_quote(text, line, column)}")
+    if stop[0] == 10**9:
+        return None
+    return (f"gin syntax error in {_name(path)}, line {stop[0]}, column {stop[1] + 1}: {message}"
+            f"{_quote(text, *stop)}")
 
 
 def _register_experiment_functions() -> None:
@@ -90,12 +221,13 @@ def parse(gin_files: list[str], gin_bindings: list[str]) -> None:
         try:
             gin.parse_config_file(path)
         except Exception as error:  # gin raises ValueError, SyntaxError, ImportError, ...
-            raise GinConfigError(_explain(error, f"in gin file {path!r}")) from error
+            raise GinConfigError(_explain(error, f"in gin file {path!r}", path)) from error
     for binding in gin_bindings:
         try:
             gin.parse_config(binding)
         except Exception as error:
-            raise GinConfigError(_explain(error, f"in gin binding {binding!r} (from gin_bindings / -b)")) from error
+            raise GinConfigError(_explain(error, f"in gin binding {binding!r} (from gin_bindings / -b)",
+                                          binding=binding)) from error
 
 
 # Macros derived by these helpers are recorded with their value (``outputs/lvmae_b_128f``), not

@@ -476,6 +476,7 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
     """The engine's resume check (seed, command, bindings) on run N's checkpoint, before run N's
     record is reopened: a refused resume leaves the run's status and stored configuration as
     they were, so ``run.py resume N`` still continues it."""
+    from lvmae.experiments import program
     from lvmae.experiments.engine import checkpoints, run_folder
     workdir = _parameter_value("", roots[0], WORKDIR_PARAMETER) if roots else None
     if not isinstance(workdir, str):
@@ -490,7 +491,7 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
     state, path = found
     if request.seed is None:
         raise PreflightError(f"--resume-run {request.run_id}: give the run's seed, `with seed={state.get('seed')}` "
-                             f"(or continue it with python run.py resume {request.run_id}); a seed is never replaced")
+                             f"(or continue it with {program.name()} resume {request.run_id}); a seed is never replaced")
     layout = {key: state.get(key) for key in RESUME_LAYOUT}     # the engine checks the batch layout
     try:
         checkpoints.check_resumable(state, path, command=command, loop=roots[0].rsplit(".", 1)[-1],

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lvmae.experiments import program
 from lvmae.experiments.tracking import local_db
 from lvmae.experiments.tracking.dead_runs import announce, mark_in_database
 from lvmae.experiments.tracking.redact import safe_url
@@ -203,7 +204,7 @@ def save_plot(groups: list[GroupStats], rows: list[RunRow], by: list[str], metri
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python run.py report", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"{program.name()} report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tag", action="append", default=[], help="runs carrying every such tag")
     parser.add_argument("--where", action="append", default=[], metavar="BINDING=VALUE",

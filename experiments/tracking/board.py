@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from lvmae.experiments import program
 from lvmae.experiments.tracking import local_db
 from lvmae.experiments.tracking.observers import DEFAULT_DB, MONGO_DB_ENV, ObserverSetupError, mongo_url
 from lvmae.experiments.tracking.redact import safe_url
@@ -81,7 +82,7 @@ def api_healthy(base: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python run.py board", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"{program.name()} board", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ import os
 import pickle
 from pathlib import Path
 
+from lvmae.experiments import program
 from lvmae.experiments.tracking import local_db
 from lvmae.experiments.tracking.redact import safe_url
 
@@ -37,7 +38,7 @@ def replay(path: Path, url: str, db_name: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python run.py db", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"{program.name()} db", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", nargs="?", default="status", choices=["start", "stop", "status", "replay"])
     parser.add_argument("files", nargs="*", type=Path, help="unflushed *.pickle files (replay)")
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
             url = local_db.ensure_server(runs, port=args.port)
         except local_db.LocalDatabaseError as error:
             raise SystemExit(f"db start: {error}") from error
-        print(f"SecantusDB at {url} (data {local_db.db_dir(runs) / 'data'}); stop with: python run.py db stop")
+        print(f"SecantusDB at {url} (data {local_db.db_dir(runs) / 'data'}); stop with: {program.name()} db stop")
     elif args.action == "stop":
         state = local_db.stop_server(runs)
         print(f"stopped SecantusDB pid {state['pid']} ({state['url']})" if state else
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
     elif args.action == "status":
         state = local_db.status(runs)
         if not state:
-            print(f"no SecantusDB server runs for {runs} (a run or `python run.py db start` starts one)")
+            print(f"no SecantusDB server runs for {runs} (a run or `{program.name()} db start` starts one)")
             return 1
         print(f"SecantusDB pid {state['pid']} at {state['url']} (data {state['storage_path']})")
         from lvmae.experiments.tracking.dead_runs import mark_at

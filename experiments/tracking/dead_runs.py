@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from lvmae.experiments import program
+
 STALE_AFTER_ENV = "LVMAE_STALE_AFTER_S"
 DEFAULT_STALE_AFTER_S = 300.0
 DEAD_STATUS = "INTERRUPTED"
@@ -42,7 +44,7 @@ def _utcnow() -> datetime.datetime:
 def reason(heartbeat, threshold_s: float, run_id) -> str:
     return (f"lvmae: no heartbeat since {heartbeat} UTC (a live run beats every few seconds; marked after "
             f"{threshold_s:.0f} s): the process ended without reporting (killed, crashed or cut off). "
-            f"Continue it with: python run.py resume {run_id}")
+            f"Continue it with: {program.name()} resume {run_id}")
 
 
 def mark_in_database(database, threshold_s: float | None = None, now: datetime.datetime | None = None) -> list:

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from lvmae.experiments import program
+
 RUNS_DIR_ENV = "LVMAE_RUNS_DIR"
 DB_PORT_ENV = "LVMAE_DB_PORT"
 DAEMON = "secantusd-py"
@@ -62,6 +64,15 @@ def daemon_path() -> str:
             "or scripts/setup.sh), point LVMAE_MONGO_URL at a MongoDB, or set LVMAE_OBSERVER=file "
             "to record runs as files")
     return found
+
+
+def daemon_installed() -> bool:
+    """Whether :func:`daemon_path` finds ``secantusd-py`` (the ``lvmae[localdb]`` extra)."""
+    try:
+        daemon_path()
+    except LocalDatabaseError:
+        return False
+    return True
 
 
 def ping(url: str, timeout_ms: int = PING_TIMEOUT_MS) -> str | None:
@@ -172,6 +183,8 @@ def ensure_server(runs: Path | None = None, port: int | None = None) -> str:
     concurrent processes (a file lock serialises them; a second daemon on the same data folder
     would fail with "Device or resource busy")."""
     folder = db_dir(runs)
+    if not (folder / "server.json").is_file():
+        daemon_path()      # not installed: say so before creating anything under <runs>/db
     with _locked(folder):
         state = status(runs)
         if state:
@@ -180,7 +193,7 @@ def ensure_server(runs: Path | None = None, port: int | None = None) -> str:
         if old and _alive(old["pid"]):
             raise LocalDatabaseError(
                 f"a SecantusDB daemon (pid {old['pid']}) holds {folder / 'data'} but does not answer "
-                f"at {old['url']}; stop it with `python run.py db stop` (log: {folder / 'server.log'})")
+                f"at {old['url']}; stop it with `{program.name()} db stop` (log: {folder / 'server.log'})")
         remembered = stored_port(runs)
         port = port or _port_from_env() or remembered
         if port is None or (port == remembered and _port_taken(port)):

@@ -34,6 +34,7 @@ from pathlib import Path
 from sacred.observers.base import RunObserver
 from sacred.observers.mongo import QueueCompatibleMongoObserver
 
+from lvmae.experiments import program
 from lvmae.experiments.tracking.redact import redact, redact_text
 
 WrappedEvent = namedtuple("WrappedEvent", "name args kwargs")
@@ -286,4 +287,4 @@ class SafeQueuedMongoObserver(RunObserver):
         metric_points = sum(len(e.args[1]["values"]) for e in payload["events"] if e.name == "log_metrics")
         print(f"lvmae tracking: {self.url_for_messages} did not take {len(events)} events "
               f"({metric_points} metric points) within {self.flush_timeout_s:.0f} s; they are kept in {path}. "
-              f"Write them later with: python run.py db replay {path}", file=sys.stderr)
+              f"Write them later with: {program.name()} db replay {path}", file=sys.stderr)

@@ -3,7 +3,9 @@
 ``LVMAE_OBSERVER`` chooses (default ``mongo``):
 
 - ``mongo``: a MongoDB — the one at ``LVMAE_MONGO_URL`` when set, else the project's local
-  SecantusDB server (``local_db.py``), started on demand and left running for the board.
+  SecantusDB server (``local_db.py``), started on demand and left running for the board. With
+  neither (no URL, the ``lvmae[localdb]`` extra not installed) there is no database to record
+  into: the run is recorded as files, as with ``file``, and says so in one line.
   The database is pinged first: when it does not answer, the run stops before it starts with a
   message naming the URL (credentials masked) — or, with ``LVMAE_DB_FALLBACK=file``, says so
   loudly and records into files instead. Writes go through ``SafeQueuedMongoObserver``.
@@ -99,6 +101,20 @@ def mongo_url() -> tuple[str, str]:
         raise ObserverSetupError(f"lvmae tracking: {error}") from error
 
 
+def observer_kind() -> ObserverKind:
+    """Where runs are recorded: ``LVMAE_OBSERVER``'s choice, except that the default database
+    with no server to reach (no ``LVMAE_MONGO_URL``, ``secantusd-py`` not installed) is files."""
+    kind = _choice(OBSERVER_ENV, get_args(ObserverKind), "mongo")
+    if kind == "mongo" and not os.environ.get(MONGO_URL_ENV) and not local_db.daemon_installed():
+        return "file"
+    return kind
+
+
+def _no_database_line(runs: str) -> str:
+    return (f"lvmae tracking: no database ({MONGO_URL_ENV} unset, {local_db.DAEMON} not installed: "
+            f"pip install 'lvmae[localdb]'); recording this run as files under {runs}/")
+
+
 def file_observer(resume_run: int | None = None) -> FileStorageObserver:
     return ResumableFileStorageObserver(os.environ.get(RUNS_DIR_ENV, "runs"), resume_run)
 
@@ -116,9 +132,10 @@ def mongo_observer(url: str, resume_run: int | None = None) -> SafeQueuedMongoOb
 
 def default_observer(resume_run: int | None = None):
     """The observer ``LVMAE_OBSERVER`` asks for; ``resume_run`` writes into that run id."""
-    kind = _choice(OBSERVER_ENV, get_args(ObserverKind), "mongo")
-    if kind == "file":
+    if observer_kind() == "file":
         runs = os.environ.get(RUNS_DIR_ENV, "runs")
+        if _choice(OBSERVER_ENV, get_args(ObserverKind), "mongo") != "file":
+            print(_no_database_line(runs), file=sys.stderr)
         dead_runs.announce(dead_runs.mark_in_folder(runs), runs)
         return file_observer(resume_run)   # or Sacred's own `--id <id>`
     url, origin = mongo_url()
