@@ -83,7 +83,7 @@ def test_resume_writes_into_the_same_run(local_run):
     assert run["omniboard"]["tags"] == ["resume"]
     assert database.metrics.find_one({"run_id": run_id, "name": "train/loss"})["steps"] == [1, 2, 3, 1, 2, 3]
     missing = run_lvmae(["tracking_check", "--resume-run", "9999"], runs)
-    assert missing.returncode != 0 and "cannot resume run 9999" in missing.stderr
+    assert missing.returncode == 2 and "cannot resume run 9999: no run 9999 in the database" in missing.stderr
 
 
 def test_report_aggregates_final_metrics_over_seeds(local_run, tmp_path):

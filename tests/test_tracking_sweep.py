@@ -99,9 +99,9 @@ def test_resume_reruns_the_stored_command_line_into_the_same_run(tmp_path):
                       LVMAE_OBSERVER="file")
     assert first.returncode == 0, first.stderr[-2000:]
     done = run_lvmae(["resume", "1"], runs, LVMAE_OBSERVER="file")
-    assert done.returncode == 1 and "is COMPLETED" in done.stdout
+    assert done.returncode == 2 and "is COMPLETED" in done.stderr
     missing = run_lvmae(["resume", "9"], runs, LVMAE_OBSERVER="file")
-    assert missing.returncode != 0 and "no run 9" in missing.stderr
+    assert missing.returncode == 2 and "no run 9" in missing.stderr
     further = run_lvmae(["resume", "1", "-b", "tracking_check_loop.steps=3"], runs, LVMAE_OBSERVER="file")
     assert further.returncode == 0, further.stderr[-2000:]
     assert "--resume-run 1" in further.stdout and not (runs / "2").exists()

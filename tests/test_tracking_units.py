@@ -28,13 +28,14 @@ def test_known_secret_is_masked_outside_urls():
     assert "Zq9-unit-secret" not in redact_text("auth failed for password Zq9-unit-secret")
 
 
-def test_tag_and_resume_options_are_moved_out_of_sacreds_line():
+def test_tag_and_resume_options_are_moved_out_of_sacreds_line(capsys):
     argv, tags, resume = run_py.pop_tracking_options(
         ["run.py", "pretrain", "--tag", "a", "--tag=b", "--resume-run", "7", "with", "x=1", "--tags=c"])
     assert tags == ["c", "a", "b"] and resume == 7
     assert argv == ["run.py", "pretrain", "with", "x=1", "--tags=c,a,b"]
-    with pytest.raises(SystemExit, match="--resume-run needs a run id"):
+    with pytest.raises(SystemExit) as refused:
         run_py.pop_tracking_options(["run.py", "pretrain", "--resume-run", "last"])
+    assert refused.value.code == 2 and "--resume-run needs a run id" in capsys.readouterr().err
 
 
 def test_observer_choice_is_validated(monkeypatch, tmp_path):
@@ -60,6 +61,27 @@ def test_unreachable_database_fails_clearly_or_falls_back_loudly(monkeypatch, tm
     monkeypatch.setenv("LVMAE_DB_FALLBACK", "file")
     assert isinstance(observers.default_observer(), FileStorageObserver)
     assert "recording this run as files" in capsys.readouterr().err
+
+
+def test_no_database_installed_records_files_saying_so_in_one_line(monkeypatch, tmp_path, capsys):
+    """No LVMAE_MONGO_URL and no secantusd-py (lvmae installed without [localdb]): the run is
+    recorded as files, one line says so, and nothing is left under <runs>/db."""
+    monkeypatch.delenv("LVMAE_OBSERVER", raising=False)
+    monkeypatch.delenv("LVMAE_MONGO_URL", raising=False)
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(observers.local_db, "DAEMON", "secantusd-py-not-installed-here")
+    assert observers.observer_kind() == "file"
+    assert isinstance(observers.default_observer(), FileStorageObserver)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no database" in err and "pip install 'lvmae[localdb]'" in err
+    assert f"recording this run as files under {tmp_path / 'runs'}/" in err
+    with pytest.raises(observers.local_db.LocalDatabaseError, match="secantusd-py-not-installed-here not found"):
+        observers.local_db.ensure_server()        # `db start`, `board`, `report`: they need the server
+    assert not (tmp_path / "runs" / "db").exists()
+    monkeypatch.setenv("LVMAE_OBSERVER", "mongo")   # asked for explicitly: the same (no server to run)
+    assert observers.observer_kind() == "file"
+    monkeypatch.setenv("LVMAE_MONGO_URL", "mongodb://127.0.0.1:1/")
+    assert observers.observer_kind() == "mongo"     # a URL given: its database, or a clear failure
 
 
 def test_board_puts_the_database_name_in_the_url_path():

@@ -315,19 +315,19 @@ def main(argv: list[str]) -> None:
     from lvmae.experiments import commands
 
     argv, _, resume_run = pop_tracking_options(translate_argv(argv))
-    if resume_run is not None:      # the engine continues that run's folder (and only then)
-        from lvmae.experiments.engine.run_folder import request_resume
-        request_resume(resume_run)
     command = _command_of(argv)
     asks_help = any(a in ("-h", "--help") for a in argv[1:])
     check_command(command)
     if asks_help:
         print(command_help(command))
         return
-    recorded = (command not in _UNOBSERVED and not asks_help and "-u" not in argv
-                and "--unobserved" not in argv and int(os.environ.get("RANK", "0")) == 0)
+    recorded = (command not in _UNOBSERVED and "-u" not in argv and "--unobserved" not in argv
+                and int(os.environ.get("RANK", "0")) == 0)
     if resume_run is not None and recorded:
         check_resume_run(command, resume_run)
+    if resume_run is not None:      # the engine continues that run's folder (and only then)
+        from lvmae.experiments.engine.run_folder import request_resume
+        request_resume(resume_run)
     # Only `list` runs without gin: every other command parses gin files, which bind the
     # configurables of all commands, so all command modules are registered.
     ex = commands.load(command) if command in _GINLESS else commands.load_all()
