@@ -69,6 +69,23 @@ class VideoViT(nn.Module):
             tokens = torch.gather(tokens, 1, enc_keep_idx[..., None].expand(-1, -1, self.dim))
         return self.norm(run_blocks(self.blocks, tokens, self.grad_checkpointing))
 
+    def forward_layers(self, video: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """video (b, c, T, H, W) → the outputs of blocks ``layers`` (0-based; negative counts
+        from the last block), each through the final norm: a list of (b, n, d) in that order.
+        Frozen evaluation reads intermediate layers this way (V-JEPA 2's ``out_layers``): an
+        MAE's last blocks specialise in reconstruction, earlier ones often probe better."""
+        depth = len(self.blocks)
+        wanted = [layer % depth if -depth <= layer < depth else None for layer in layers]
+        if None in wanted or not wanted:
+            raise ValueError(f"layers {tuple(layers)} must be block indices in [-{depth}, {depth - 1}] "
+                             f"(the encoder has {depth} blocks)")
+        outputs, tokens = {}, self.embed(video)
+        for index, block in enumerate(self.blocks[:max(wanted) + 1]):
+            tokens = block(tokens)
+            if index in wanted:
+                outputs[index] = self.norm(tokens)
+        return [outputs[index] for index in wanted]
+
     def flops(self, kept_tokens: int | None = None) -> int:
         """Forward matmul FLOPs for one clip with ``kept_tokens`` tokens (default: all)."""
         kept = self.grid.n if kept_tokens is None else kept_tokens

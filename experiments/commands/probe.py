@@ -1,31 +1,51 @@
-"""``python run.py probe``: linear or attentive probe on frozen encoder features.
+"""``python run.py probe``: frozen evaluation — a grid of probes and kNN on cached encoder features.
 
-Axis legend: N clips, n tokens, d width, k classes.
+Axis legend: N clips, v spatial views, s temporal segments, n tokens, D feature width.
 
-Cheap comparisons of pre-training variants without a full fine-tune. The frozen encoder runs
-once over each split (every token, no augmentation); features are cached in memory — the
-mean token (N, 1, d) for heads that only pool by mean (``head.mean_linear``: linear probe),
-every token (N, n, d) in float16 for heads that attend (``head.class_attention``: attentive
-probe; memory N·n·d·2 bytes). Then one head per label head trains on the cache.
-Logs ``eval/top1`` etc. like ``finetune``, so the seed sweep and reports treat both alike.
+The field's protocol (V-JEPA 2's frozen evaluation): the encoder never trains; its features
+of every clip — ``segments`` temporal windows × ``views`` spatial crops, read from the blocks
+``out_layers`` — are extracted once and cached on disk (experiments/engine/feature_cache.py),
+so every probe and every later run on the same (weights, data, views, layers) reuses them.
+One run trains a grid of probes together (``probe_grid``: attentive and linear heads ×
+learning rates × weight decays; experiments/engine/probe_grid.py), picks the best on a
+selection split and reports it on another:
+
+- the manifest has a ``test`` split: fit on ``train``, select on ``val``, report ``test``;
+- otherwise: a fixed ``select_fraction`` of ``train`` (chosen by a hash of the clip key, the
+  same for every encoder and seed) selects, the rest fits, ``val`` is reported.
+
+It also reports a weighted kNN classifier (``knn/top1``: no training, nothing to tune), a
+per-probe table and picture, predictions and confusion matrices. ``eval/top1`` is the chosen
+probe's top-1 on the reported split, like ``finetune``'s, so sweeps and reports treat both alike.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
 import tempfile
 
 import gin
 import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
+from einops import rearrange
 
 from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.classifier_setup import manifest_heads
+from lvmae.experiments.engine.feature_cache import (
+    FeatureCache,
+    FeatureSet,
+    data_fingerprint,
+    encoder_fingerprint,
+    extract,
+    pipeline_settings,
+)
 from lvmae.experiments.engine.gin_config import gin_applies
+from lvmae.experiments.engine.knn import knn_top1
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
+from lvmae.experiments.engine.probe_grid import GridProbes, ProbeGrid, needs_tokens, select, single, top1
 from lvmae.experiments.engine.run_folder import resolve_input
 from lvmae.experiments.engine.trainer import (
     GeneratedBatches,
@@ -33,98 +53,159 @@ from lvmae.experiments.engine.trainer import (
     Settings,
     Trainer,
     eval_loader,
-    inference,
     input_size,
 )
-from lvmae.experiments.engine.views import batch_labels
+from lvmae.experiments.reporting import probe_table
 
 STAGE = "probe"
+HASH_BUCKETS = 2 ** 32
 
 
-@torch.no_grad()
-def extract_features(encoder: nn.Module, batches, heads: list[str], keep_tokens: bool, description: str,
-                     device: torch.device, precision: Precision = "auto"
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
-    """→ features (N, n or 1, d), labels {head: (N,)} (on ``device``), keys."""
-    features, labels, keys = [], {h: [] for h in heads}, []
-    for batch in inference(encoder, tqdm(batches, desc=description, mininterval=0.5), device, precision):
-        tokens = encoder(batch["video"]).float()
-        features.append(tokens.half() if keep_tokens else tokens.mean(dim=1, keepdim=True))
-        for head, value in batch_labels(batch, heads).items():
-            labels[head].append(value)
-        keys.extend(batch["key"])
-    if not keys:
-        raise ValueError(f"no samples in {description}")
-    return torch.cat(features), {h: torch.cat(v) for h, v in labels.items()}, keys
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Which split fits the probes, which selects among them, which is reported."""
+
+    fit: str
+    select: str | None      # None: a held-out part of ``fit`` (``select_fraction``)
+    report: str
+
+
+def plan_splits(manifest, select_fraction: float) -> Splits:
+    if "test" in manifest.splits:
+        return Splits("train", "val", "test")
+    if not 0.0 < select_fraction < 1.0:
+        raise ValueError(f"probe_loop.select_fraction must lie in (0, 1) when the manifest {manifest.name!r} "
+                         f"has no test split (got {select_fraction}): the probe is chosen on that part of train")
+    return Splits("train", None, "val")
+
+
+def held_out(keys: list[str], fraction: float) -> torch.Tensor:
+    """Boolean (N,): clips whose key hashes below ``fraction`` (independent of seed and encoder)."""
+    return torch.tensor([int(hashlib.sha1(k.encode()).hexdigest()[:8], 16) / HASH_BUCKETS < fraction for k in keys])
 
 
 @gin_applies
-def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, head=gin.REQUIRED,
-               pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
+def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, heads: ProbeGrid | None = None,
+               head=None, pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
+               out_layers: tuple[int, ...] = (-1,), segments: int = 1, views: int = 1,
+               select_fraction: float = 0.2, knn_k: int = 20, cache_dir: str | None = "",
                steps: int = 500, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                warmup_steps: int = 20, feature_batch_size: int = 16, log_every: int = 50,
                workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto",
                pipeline: DataPipeline | None = None) -> dict:
-    """Trains ``head`` (a head factory) per label head on frozen ``encoder`` features, on the
-    training engine's device. ``pretrained``: a path, a run folder or ``run:N`` (pre-training
-    run N under ``workdir``); None probes the randomly initialised encoder (the floor to
-    compare with). Features are read through the data pipeline's centred evaluation view
-    (``pipeline``, default the gin-bound ``data_pipeline``). A probe takes seconds once the features are cached, so it writes no
-    checkpoint and is not resumed."""
+    """Frozen evaluation of ``encoder`` (see the module docstring).
+
+    ``heads``: the probe grid (default ``probe_grid()``: 16 probes); ``head``: instead, one
+    head factory trained at ``lr`` / ``weight_decay``. ``pretrained``: a path, a run folder or
+    ``run:N`` (pre-training run N under ``workdir``); None probes the randomly initialised
+    encoder (the floor every pre-trained encoder must clear). ``cache_dir``: where features are
+    cached ("" = ``<workdir>/features``, None = not on disk). A probe run writes no checkpoint
+    and is not resumed: with its features cached it takes seconds to minutes."""
+    if heads is not None and head is not None:
+        raise ValueError("probe_loop: bind either heads (a probe grid) or head (one probe), not both")
+    if segments < 1 or views < 1:
+        raise ValueError(f"probe_loop.segments and .views must be ≥ 1, got {segments}, {views}")
+    members = single(head, lr, weight_decay) if head is not None else (heads or ProbeGrid()).members()
+    keep_tokens = any(needs_tokens(m.factory) for m in members)
     settings = Settings("probe_loop", steps, 1, None, warmup_steps, 0.0, log_every, 0, 0.0, precision,
                         save_checkpoints=False)
     trainer = Trainer(run, seed, command="probe", stage=STAGE, workdir=workdir, settings=settings,
                       batch_size=batch_size, device=device)
     manifest = dataset.prepare()
     classes = manifest_heads(manifest)
+    splits = plan_splits(manifest, select_fraction)
     if pretrained:
         path = resolve_input(pretrained, workdir, "pretrain", "probe_loop.pretrained")
         print(load_pretrained_encoder(encoder, path, pretrained_grid, "probe_loop.pretrained").describe())
     encoder.requires_grad_(False)
-    probes = nn.ModuleDict({h: head(dim=encoder.dim, num_classes=k) for h, k in classes.items()})
-    keep_tokens = any(getattr(p, "needs_tokens", True) for p in probes.values())
     frames, side = input_size(encoder)
+    pipeline = pipeline or DataPipeline(clip_frames=frames, size=side)
+    cache = FeatureCache(os.path.join(workdir, "features") if cache_dir == "" else cache_dir)
+    weights = encoder_fingerprint(encoder)
 
-    def features(split: str):    # one centred view per clip, at the encoder's input size
-        batches = eval_loader(pipeline, manifest, split, feature_batch_size, frames, side, 1, 1, trainer.device)
-        return extract_features(encoder, batches, list(classes), keep_tokens, f"features {split}",
-                                trainer.device, precision)
+    def features(split: str) -> FeatureSet:
+        parts = {"encoder": weights, "data": data_fingerprint(manifest, split), "layers": list(out_layers),
+                 "segments": segments, "views": views, "frames": frames, "side": side, "tokens": keep_tokens,
+                 "pipeline": pipeline_settings(pipeline)}
 
-    train_x, train_y, _ = features("train")
-    val_x, val_y, val_keys = features("val")
-    trainer.prepare(probes, lambda module: torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay))
+        def run_encoder() -> FeatureSet:
+            batches = eval_loader(pipeline, manifest, split, feature_batch_size, frames, side, segments, views,
+                                  trainer.device)
+            return extract(encoder, batches, list(classes), tuple(out_layers), segments, views, keep_tokens,
+                           trainer.device, precision, f"features {split}")
+        return cache.get_or_extract(parts, run_encoder)
+
+    fit = features(splits.fit)
+    if splits.select is None:
+        chosen_rows = held_out(fit.keys, select_fraction)
+        if chosen_rows.all() or not chosen_rows.any():
+            raise ValueError(f"probe_loop.select_fraction={select_fraction} leaves no clip to "
+                             f"{'fit' if chosen_rows.all() else 'select'} on among {len(fit)} training clips")
+        fit, choose = fit.subset((~chosen_rows).nonzero()[:, 0]), fit.subset(chosen_rows.nonzero()[:, 0])
+    else:
+        choose = features(splits.select)
+    report = features(splits.report)
+    print(f"features: fit {len(fit)}, select {len(choose)}, report {len(report)} clips × {views} view(s) × "
+          f"{segments} segment(s), layers {tuple(out_layers)}, width {fit.features.shape[-1]} "
+          f"(cache: {len(cache.hits)} read, {len(cache.misses)} written)")
+
+    probes = GridProbes(members, fit.features.shape[-1], classes, fit.features)
+    trainer.prepare(probes, lambda module: torch.optim.AdamW(probes.param_groups()))
+    # Every (clip, view) of the fitting split is a training row (b, n, D).
+    rows = rearrange(fit.features, "N v n D -> (N v) n D").to(trainer.device)
+    row_labels = {h: y.repeat_interleave(fit.features.shape[1]).to(trainer.device) for h, y in fit.labels.items()}
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
-    count, rows_per_batch = len(train_x), min(batch_size, len(train_x))
-    # Random rows (b,) into the cached features, drawn on their device.
-    rows = trainer.data(GeneratedBatches(
-        lambda g: {"rows": torch.randint(count, (rows_per_batch,), generator=g, device=g.device)}, generator))
+    count, per_batch = len(rows), min(batch_size, len(rows))
+    batches = trainer.data(GeneratedBatches(
+        lambda g: {"rows": torch.randint(count, (per_batch,), generator=g, device=g.device)}, generator))
 
     def step(batch: dict, index: int):
-        features = train_x[batch["rows"]].float()
-        loss = sum(F.cross_entropy(probe(features), train_y[h][batch["rows"]]) for h, probe in probes.items())
-        return {"loss": loss}, None
+        picked = batch["rows"]
+        return {"loss": probes.loss(rows[picked].float(), {h: y[picked] for h, y in row_labels.items()})}, None
 
-    trainer.fit(step, rows, description="probe")
+    trainer.fit(step, batches, description=f"probe grid ({len(members)} × {len(classes)} head(s))")
+
+    select_probs = probes.predict(choose, batch_size, trainer.device)
+    report_probs = probes.predict(report, batch_size, trainer.device)
+    chosen = select(select_probs, choose.labels)
+    table = [{"label_head": h, "probe": m.name, "kind": m.kind, "lr": m.lr, "weight_decay": m.weight_decay,
+              "select_top1": top1(select_probs[h][m.name], choose.labels[h]),
+              "report_top1": top1(report_probs[h][m.name], report.labels[h]), "chosen": m.name == chosen[h]}
+             for h in classes for m in members]
     accumulator = Accumulator(classes)
-    probes.eval()
-    with torch.no_grad():
-        for start in range(0, len(val_x), batch_size):
-            part = slice(start, start + batch_size)
-            accumulator.update({h: p(val_x[part].float()) for h, p in probes.items()},
-                               {h: v[part] for h, v in val_y.items()}, val_keys[part])
+    accumulator.update({h: report_probs[h][chosen[h]].clamp_min(1e-12).log() for h in classes},
+                       report.labels, report.keys)
     metrics = accumulator.metrics()
-    trainer.log(steps, **flat_metrics(metrics, next(iter(classes))))
+    primary = next(iter(classes))
+    knn = knn_top1(fit, report, classes, knn_k)
+    scalars = flat_metrics(metrics, primary)
+    scalars |= {"knn/top1": knn[primary], **{f"knn/{h}/top1": v for h, v in knn.items()}}
+    scalars |= {f"probe/{r['label_head']}/{r['probe']}/{split}_top1": r[f"{split}_top1"]
+                for r in table for split in ("select", "report")}
+    trainer.log(steps, **scalars)
     with tempfile.TemporaryDirectory() as folder:
+        paths = [probe_table.write_table(table, os.path.join(folder, "probe_heads.csv")),
+                 probe_table.plot(table, os.path.join(folder, "probe_heads.png"),
+                                  f"probe grid: {len(members)} probes, chosen on {splits.select or 'held-out train'}, "
+                                  f"reported on {splits.report}")]
         attach_evaluation(trainer.run, accumulator, dict(manifest.heads), folder)
-    return {"top1": metrics[next(iter(classes))]["top1"], "metrics": metrics,
-            "pretrained": pretrained, "seed": seed, "cached": "tokens" if keep_tokens else "mean"}
+        if trainer.run is not None:
+            for path in paths:
+                trainer.run.add_artifact(path, os.path.basename(path))
+            trainer.run.info.update({"probe_chosen": chosen, "probe_splits": dataclasses.asdict(splits),
+                                     "feature_cache": {"read": cache.hits, "written": cache.misses}})
+    return {"top1": metrics[primary]["top1"], "metrics": metrics, "knn": knn, "chosen": chosen, "table": table,
+            "pretrained": pretrained, "seed": seed, "cached": "tokens" if keep_tokens else "mean",
+            "probes": len(members), "cache": {"read": len(cache.hits), "written": len(cache.misses)}}
 
 
 @ex.command
 def probe(_run, seed):
-    """Linear / attentive probe on frozen encoder features (``probe_loop.head``)."""
+    """Frozen evaluation: a grid of probes (or ``probe_loop.head``) and kNN on cached encoder features."""
     result = probe_loop(_run, seed)
     attach_operative_config(_run)
-    print(f"probe ({result['cached']} features) top-1: {result['top1']:.4f}")
+    print(probe_table.markdown(result.pop("table")))     # the run keeps it as probe_heads.csv
+    print(f"probe ({result['cached']} features, {result['probes']} probe(s), chosen {result['chosen']}) "
+          f"top-1: {result['top1']:.4f}   kNN top-1: {next(iter(result['knn'].values())):.4f}")
     print_metrics(result["metrics"])
     return result
