@@ -9,7 +9,6 @@ cache (b, 1, d) means instead of (b, n, d) tokens.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 

@@ -22,6 +22,7 @@ import glob
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass
 
 import torch
@@ -146,7 +147,8 @@ class FeatureCache:
                 found = FeatureSet(entry["features"], entry["labels"], list(entry["keys"]))
                 self.hits.append(path)
                 return found
-            except Exception as error:    # a damaged entry is never trusted: extract again
+            except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+                # a damaged entry is never trusted: extract again
                 print(f"feature cache: {path} unreadable ({type(error).__name__}: {error}); extracting again")
         found = extract_fn()
         if path:
