@@ -70,7 +70,7 @@ def test_undefined_and_required_macros_name_themselves():
 def test_an_unbound_required_parameter_is_named_before_the_run():
     message = _fail(["EXPERIMENT = 'x'", "probe_loop.encoder = @backbone.vit()"], command="probe",
                     files=("gin/paths.gin",))
-    assert "probe_loop needs dataset, head" in message and '-b "probe_loop.dataset = ..."' in message
+    assert "probe_loop needs dataset:" in message and '-b "probe_loop.dataset = ..."' in message
 
 
 def test_the_manifest_file_declares_its_macro_required():
