@@ -10,9 +10,11 @@ import json
 import re
 from pathlib import Path
 
+import gin
 import pytest
 
 from lvmae.components.data.manifest import load_manifest
+from lvmae.experiments.engine.preflight import PreflightError, preflight
 from tests.benchmark_shards import FORMATS, write_benchmark
 from tests.cli import run_cli
 
@@ -96,12 +98,16 @@ def test_protocol_runs_and_records_the_grid(benchmark, manifests, tmp_path):
     assert config["probe_loop"]["views"] == EXPECTED[benchmark]["probe_loop.views"]
 
 
-def test_a_flip_on_ssv2_is_refused_naming_binding_and_manifest(manifests, tmp_path):
-    result = run_cli(["probe", "-g", "gin/experiments/tiny_cpu.gin", "-g", "gin/protocols/ssv2.gin",
-                      "-b", f"MANIFEST = '{manifests['ssv2']}'", "-b", f"WORKDIR = '{tmp_path / 'work'}'",
-                      *[arg for binding in TINY for arg in ("-b", binding)],
-                      "-b", "data_pipeline.flip = True"], tmp_path / "runs", timeout=300, env=ONE_THREAD)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert f"data_pipeline.flip = True is refused for dataset.manifest ({manifests['ssv2']})" in result.stderr
-    assert "Pushing something from left to right" in result.stderr
-    assert not (tmp_path / "runs" / "1").exists()
+def test_a_flip_on_ssv2_is_refused_naming_binding_and_manifest(manifests, tmp_path, monkeypatch):
+    """Preflight (what run.py runs before recording; exit 2 is tested in test_data_label_safety)."""
+    monkeypatch.chdir(ROOT)
+    bindings = [f"MANIFEST = '{manifests['ssv2']}'", f"WORKDIR = '{tmp_path / 'work'}'", *TINY,
+                "data_pipeline.flip = True"]
+    try:
+        with pytest.raises(PreflightError) as refused:
+            preflight("probe", ["gin/experiments/tiny_cpu.gin", "gin/protocols/ssv2.gin"], bindings)
+    finally:
+        gin.clear_config()
+    message = str(refused.value)
+    assert f"data_pipeline.flip = True is refused for dataset.manifest ({manifests['ssv2']}) (probe_loop.dataset)" in message
+    assert "Pushing something from left to right" in message
