@@ -17,6 +17,13 @@ from tests.cli import run_cli
 TINY = "gin/experiments/tiny_cpu.gin"
 
 
+@pytest.fixture(autouse=True)
+def _program_name_restored(monkeypatch):
+    """cli.main records the program name for the process; later tests see the one they set."""
+    monkeypatch.setattr(program, "_typed", None)
+    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
+
+
 def _refused(argv: list[str], capsys) -> str:
     """Runs the CLI in-process; asserts exit status 2 and returns stderr."""
     with pytest.raises(SystemExit) as exit_info:
@@ -28,8 +35,7 @@ def _refused(argv: list[str], capsys) -> str:
 
 @pytest.mark.parametrize("argv0, typed", [("lvmae", "lvmae"), ("/venv/bin/lvmae", "lvmae"),
                                           ("run.py", "python run.py"), ("/repo/run.py", "python run.py")])
-def test_help_names_the_program_typed(argv0, typed, capsys, monkeypatch):
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
+def test_help_names_the_program_typed(argv0, typed, capsys):
     cli.main([argv0, "--help"])
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {typed} COMMAND")
@@ -40,9 +46,8 @@ def test_help_names_the_program_typed(argv0, typed, capsys, monkeypatch):
     assert out.startswith(f"usage: {typed} pretrain [-g FILE]") and "Pre-trains a video MAE" in out
 
 
-def test_sacred_usage_names_the_program_typed(monkeypatch):
+def test_sacred_usage_names_the_program_typed():
     from lvmae.experiments.commands import load_all
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
     program.remember("lvmae")
     short, usage, _ = load_all().get_usage()
     assert "lvmae COMMAND [(with UPDATE...)]" in usage and short.splitlines()[1].strip().startswith("lvmae [")
@@ -63,13 +68,11 @@ def test_a_child_process_names_the_parents_program(monkeypatch):
     (["lvmae", "pretrain", "-g"], "lvmae: option -g needs a value"),
     (["lvmae", "pretrain", "--resume-run", "last"], "--resume-run needs a run id (an integer), got 'last'"),
 ])
-def test_refused_command_lines_exit_2_naming_the_fault(argv, expected, capsys, monkeypatch):
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
+def test_refused_command_lines_exit_2_naming_the_fault(argv, expected, capsys):
     assert expected in _refused(argv, capsys)
 
 
 def test_resume_of_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
     monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
     err = _refused(["lvmae", "resume", "999"], capsys)
@@ -82,7 +85,6 @@ def test_resume_of_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_pat
 
 
 def test_resume_of_a_completed_run_without_new_steps_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
     monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path))
     (tmp_path / "4").mkdir()
@@ -92,8 +94,7 @@ def test_resume_of_a_completed_run_without_new_steps_exits_2(tmp_path, capsys, m
     assert "run 4 (pretrain) is COMPLETED" in err and "lvmae resume 4 -b 'pretrain_loop.steps=N'" in err
 
 
-def test_preflight_refusal_names_the_program(capsys, monkeypatch):
-    monkeypatch.delenv(program.PROGRAM_ENV, raising=False)
+def test_preflight_refusal_names_the_program(capsys):
     err = _refused(["lvmae", "pretrain", "-g", "gin/experiments/tiny_cpuu.gin"], capsys)
     assert err.startswith("lvmae pretrain: gin file not found: 'gin/experiments/tiny_cpuu.gin'")
     assert "did you mean 'gin/experiments/tiny_cpu.gin'?" in err
