@@ -30,6 +30,7 @@ labels are unused), no crop. Each process uses ``OMP_NUM_THREADS`` threads.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -44,29 +45,39 @@ from tqdm import tqdm
 
 from lvmae import registry
 from lvmae.components.data.augment import normalise
+from lvmae.experiments.engine import gin_config
 from lvmae.registry import discover
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ("shape_class", "motion_direction", "temporal_order", "playback_speed")
+# task → (the MAE's gin file, the dataset's registered name, the task's gin file)
+SUITES = {task: ("gin/battery/battery_cpu.gin", task, f"gin/battery/{task}.gin")
+          for task in ("shape_class", "motion_direction", "temporal_order", "playback_speed")}
+# The long-range task needs a 128-frame encoder of its own, pre-trained on its unlabelled clips.
+SUITES["long_range"] = ("gin/battery/long_range.gin", "cue_probe", "gin/battery/long_range.gin")
+TASKS = tuple(SUITES)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def task_dataset(task: str, data_root: str, labelled: int):
-    """The task's dataset as gin/battery/<task>.gin configures it (the data root and the number
-    of training clips generated overridden)."""
-    gin.clear_config()
-    entry = registry.get(f"dataset.{task}")
-    gin.parse_config_files_and_bindings([str(ROOT / "gin" / "battery" / f"{task}.gin")], [
-        f"dataset.{task}.root = '{data_root}'", f"dataset.{task}.train_samples = {labelled}"])
-    dataset = entry.obj()
+def gin_dataset(gin_file: str, bindings: list[str]):
+    """The dataset ``%DATASET`` of a gin file (+ ``bindings``)."""
+    gin_config.parse([gin_file], bindings)
+    dataset = gin.query_parameter("%DATASET").scoped_configurable_fn()
     gin.clear_config()
     return dataset
+
+
+def task_dataset(task: str, data_root: str, labelled: int):
+    """The task's dataset as its gin file configures it (the data root and the number of
+    training clips generated overridden)."""
+    name = SUITES[task][1]
+    return gin_dataset(SUITES[task][2], [f"dataset.{name}.root = '{data_root}'",
+                                         f"dataset.{name}.train_samples = {labelled}"])
 
 
 def clips_tensor(dataset, split: str, cache: str, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, c, t, h, w) clips and (N,) labels of a split, cached under ``cache``."""
     key = json.dumps(getattr(dataset, "params", {}), sort_keys=True, default=str)
-    path = os.path.join(cache, f"{type(dataset).__name__}_{split}_{abs(hash(key)) % 10**12}.pt")
+    path = os.path.join(cache, f"{type(dataset).__name__}_{split}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt")
     if os.path.exists(path):
         return torch.load(path)
     xs, ys = [], []
@@ -75,14 +86,15 @@ def clips_tensor(dataset, split: str, cache: str, desc: str) -> tuple[torch.Tens
         ys.append(int(label))
     out = torch.stack(xs), torch.tensor(ys)
     os.makedirs(cache, exist_ok=True)
-    torch.save(out, path)
+    torch.save(out, path + f".{os.getpid()}")
+    os.replace(path + f".{os.getpid()}", path)     # atomic: a parallel run never reads half a file
     return out
 
 
-def build_mae(bindings: list[str]):
-    """The pixel MAE of gin/battery/battery_cpu.gin (+ ``bindings``), freshly initialised."""
-    gin.clear_config()
-    gin.parse_config_files_and_bindings([str(ROOT / "gin" / "battery" / "battery_cpu.gin")], bindings)
+def build_mae(gin_file: str, bindings: list[str]):
+    """The pixel MAE of ``gin_file`` (+ ``bindings``), freshly initialised, and its pre-training
+    data (``%DATASET``)."""
+    gin_config.parse([gin_file], bindings)
     model = registry.get("model.mae").obj()
     world = gin.query_parameter("%DATASET").scoped_configurable_fn()
     gin.clear_config()
@@ -93,13 +105,16 @@ def cosine(step: int, steps: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
 
-def pretrain(args, seed: int, keep_at: list[int], folder: str) -> dict[int, str]:
-    """Pre-trains one pixel MAE; → {steps: encoder state path} for every step in ``keep_at``."""
-    paths = {s: os.path.join(folder, f"seed{seed}_enc_{s}.pt") for s in keep_at}
+def pretrain(args, gin_file: str, seed: int, keep_at: list[int]) -> dict[int, str]:
+    """Pre-trains one pixel MAE (or finds it done); → {steps: encoder state path} for every
+    step in ``keep_at``."""
+    recipe = json.dumps([gin_file, args.bind, args.pretrain_lr, args.batch_size, max(keep_at)])
+    name = f"{Path(gin_file).stem}_{hashlib.sha1(recipe.encode()).hexdigest()[:10]}_seed{seed}"
+    paths = {s: os.path.join(args.work, f"{name}_enc_{s}.pt") for s in keep_at}
     if all(os.path.exists(p) for p in paths.values()):
         return paths
     torch.manual_seed(seed)
-    model, world = build_mae(args.bind)
+    model, world = build_mae(gin_file, args.bind)
     video, _ = clips_tensor(world, "train", args.cache, "world clips")
     decay = [p for p in model.parameters() if p.ndim > 1]
     other = [p for p in model.parameters() if p.ndim <= 1]
@@ -139,7 +154,7 @@ def extract(encoder, video: torch.Tensor, layers: tuple[int, ...], batch: int = 
 
 
 def train_head(kind: str, x: torch.Tensor, y: torch.Tensor, classes: int, lr: float, steps: int,
-               seed: int, weight_decay: float = 0.05):
+               seed: int, batch: int, weight_decay: float = 0.05):
     torch.manual_seed(seed)
     dim = x.shape[-1]
     if kind == "attentive":
@@ -151,7 +166,7 @@ def train_head(kind: str, x: torch.Tensor, y: torch.Tensor, classes: int, lr: fl
     rows = torch.Generator().manual_seed(seed)
     head.train()
     for _ in range(steps):
-        index = torch.randint(len(x), (min(64, len(x)),), generator=rows)
+        index = torch.randint(len(x), (min(batch, len(x)),), generator=rows)
         loss = F.cross_entropy(head(x[index].float()), y[index])
         optimiser.zero_grad()
         loss.backward()
@@ -179,7 +194,8 @@ def probe(args, encoder, train: tuple, val: tuple, classes: int, seed: int) -> d
     for kind in args.kinds:
         for lr in args.probe_lrs:
             lr = lr * 10 if kind == "linear" else lr
-            head = train_head(kind, train_x[held:], train[1][held:], classes, lr, args.probe_steps, seed)
+            head = train_head(kind, train_x[held:], train[1][held:], classes, lr, args.probe_steps, seed,
+                              args.probe_batch)
             heads.append({"kind": kind, "lr": lr, "held_out": accuracy(head, train_x[:held], train[1][:held]),
                           "val": accuracy(head, val_x, val[1])})
     best = max(heads, key=lambda h: h["held_out"])
@@ -227,6 +243,7 @@ def run(args) -> None:
     os.makedirs(args.work, exist_ok=True)
     done = done_keys(args.out)
     config = {"layers": list(args.layers), "labelled": args.labelled, "probe_steps": args.probe_steps,
+              "probe_batch": args.probe_batch,
               "kinds": list(args.kinds), "probe_lrs": list(args.probe_lrs), "bind": list(args.bind),
               "pretrain_lr": args.pretrain_lr, "batch_size": args.batch_size}
     tag = json.dumps(config, sort_keys=True)
@@ -235,40 +252,40 @@ def run(args) -> None:
         dataset = task_dataset(task, args.data_root, args.labelled_pool)
         data[task] = (clips_tensor(dataset, "train", args.cache, f"{task} train"),
                       clips_tensor(dataset, "val", args.cache, f"{task} val"), dataset.num_classes)
+    steps_kept = sorted(set(args.steps))
     for seed in args.seeds:
-        paths = pretrain(args, seed, sorted(set(args.steps)), args.work)
-        for steps in sorted(set(args.steps)):
-            encoder, _ = build_mae(args.bind)
-            encoder = encoder.encoder
-            encoder.load_state_dict(torch.load(paths[steps]))
-            for task, ((train_x, train_y), val, classes) in data.items():
+        for gin_file in dict.fromkeys(SUITES[task][0] for task in args.tasks):
+            tasks = [task for task in args.tasks if SUITES[task][0] == gin_file]
+            # Step 0 (random init) and the last step first: the comparison the calibration is
+            # for; the steps between (the curve) after.
+            order = [steps_kept[0], *steps_kept[:0:-1]] if len(steps_kept) > 1 else steps_kept
+            wanted = [(steps, task, mode) for steps in order for task in tasks
+                      for mode in ["probe"] + (["finetune"] if args.finetune_steps and steps in (0, steps_kept[-1]) else [])
+                      + (["ceiling"] if args.ceiling_steps and steps == 0 else [])
+                      if f"{tag}|{seed}|{steps}|{task}|{mode}" not in done]
+            if not wanted:
+                continue
+            paths = pretrain(args, gin_file, seed, steps_kept)
+            for steps, task, mode in wanted:
+                model, _ = build_mae(gin_file, args.bind)
+                encoder = model.encoder
+                encoder.load_state_dict(torch.load(paths[steps]))
+                (train_x, train_y), val, classes = data[task]
                 train = train_x[:args.labelled], train_y[:args.labelled]
-                modes = ["probe"] + (["finetune"] if args.finetune_steps else []) + (
-                    ["ceiling"] if args.ceiling_steps and steps == 0 else [])
-                for mode in modes:
-                    key = f"{tag}|{seed}|{steps}|{task}|{mode}"
-                    if key in done:
-                        continue
-                    start = time.time()
-                    if mode == "probe":
-                        result = probe(args, encoder, train, val, classes, seed)
-                    elif mode == "finetune":
-                        result = finetune(_copy(encoder), train, val, classes, args.finetune_steps, args.finetune_lr,
-                                          seed)
-                    else:
-                        result = finetune(_copy(encoder), (train_x, train_y), val, classes, args.ceiling_steps,
-                                          args.finetune_lr, seed)
-                    row = {"key": key, "config": config, "seed": seed, "pretrain_steps": steps, "task": task,
-                           "mode": mode, "val_clips": len(val[1]), **result,
-                           "seconds": round(time.time() - start, 1)}
-                    with open(args.out, "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    print(f"seed {seed} steps {steps} {task} {mode}: top-1 {result['top1']:.3f}", flush=True)
-
-
-def _copy(encoder):
-    import copy
-    return copy.deepcopy(encoder)
+                start = time.time()
+                if mode == "probe":
+                    result = probe(args, encoder, train, val, classes, seed)
+                elif mode == "finetune":
+                    result = finetune(encoder, train, val, classes, args.finetune_steps, args.finetune_lr, seed)
+                else:
+                    result = finetune(encoder, (train_x, train_y), val, classes, args.ceiling_steps,
+                                      args.finetune_lr, seed)
+                row = {"key": f"{tag}|{seed}|{steps}|{task}|{mode}", "config": config, "seed": seed,
+                       "pretrain_steps": steps, "task": task, "mode": mode, "labelled": len(train[1]) if mode != "ceiling"
+                       else len(train_y), "val_clips": len(val[1]), **result, "seconds": round(time.time() - start, 1)}
+                with open(args.out, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(f"seed {seed} steps {steps} {task} {mode}: top-1 {result['top1']:.3f}", flush=True)
 
 
 def load_rows(path: str, match: dict | None = None) -> list[dict]:
@@ -277,39 +294,79 @@ def load_rows(path: str, match: dict | None = None) -> list[dict]:
     return [r for r in rows if all(r["config"].get(k) == v for k, v in (match or {}).items())]
 
 
-def report(args) -> None:
-    """Mean ± std over seeds per (task, mode, steps), the paired t-test of each probe step
-    against step 0 (same seeds), and the curve."""
+def _summary(values: list[float]) -> str:
+    values = np.asarray(values)
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3f} ± {spread:.3f}"
+
+
+def _paired(a: dict, b: dict) -> str:
+    """Mean paired difference a − b over shared seeds, its 95% interval, and the two-sided paired t-test."""
     from scipy import stats
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return "— | — | —"
+    diff = np.array([a[s] - b[s] for s in seeds])
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
+    return f"{diff.mean():+.3f} | [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}] | {p:.2g}"
+
+
+def report(args) -> None:
+    """Per task: the pre-trained encoder (the last steps) beside its controls — random init
+    (step 0) under the probe, scratch vs pre-trained fine-tuning, the ceiling — with paired
+    tests over seeds; then the probe top-1 vs pre-training steps (table and curve)."""
     rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
             and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)]
-    table = {}
+    table: dict = {}
     for r in rows:
         table.setdefault((r["task"], r["mode"], r["pretrain_steps"]), {})[r["seed"]] = r["top1"]
-    print(f"{'task':18s} {'mode':9s} {'steps':>6s}  {'top-1 mean ± std':18s} n   Δ vs step 0 (paired)  p")
-    for (task, mode, steps), by_seed in sorted(table.items()):
-        values = np.array(list(by_seed.values()))
-        line = f"{task:18s} {mode:9s} {steps:6d}  {values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}    {len(values)}"
-        base = table.get((task, mode, 0), {})
-        seeds = sorted(set(base) & set(by_seed))
-        if steps and len(seeds) >= 2:
-            a, b = np.array([by_seed[s] for s in seeds]), np.array([base[s] for s in seeds])
-            line += f"   {np.mean(a - b):+.3f}            {stats.ttest_rel(a, b).pvalue:.2g}"
-        print(line)
+    tasks = [t for t in TASKS if any(k[0] == t for k in table)]
+    last = max(k[2] for k in table)
+    lines = [(f"Frozen probe ({args.labelled} labelled clips, best of the head grid on a held-out quarter) "
+             f"and fine-tuning; pixel MAE pre-trained {last} steps; mean ± std over seeds (n); Δ, its 95% "
+             "interval and p: paired t-test over seeds (same seed = same initialisation)."), "",
+             ("| task | pixel-MAE probe | random-init probe | n | Δ | 95% CI | p | pixel-MAE fine-tune | "
+             "scratch fine-tune | n | Δ | 95% CI | p | ceiling (n) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        mae, rnd = table.get((task, "probe", last), {}), table.get((task, "probe", 0), {})
+        ft, sc = table.get((task, "finetune", last), {}), table.get((task, "finetune", 0), {})
+        ceiling = table.get((task, "ceiling", 0), {})
+        cells = [task, _summary(list(mae.values())) if mae else "—", _summary(list(rnd.values())) if rnd else "—",
+                 str(len(set(mae) & set(rnd))), _paired(mae, rnd),
+                 _summary(list(ft.values())) if ft else "—", _summary(list(sc.values())) if sc else "—",
+                 str(len(set(ft) & set(sc))), _paired(ft, sc),
+                 f"{_summary(list(ceiling.values()))} ({len(ceiling)})" if ceiling else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    steps = sorted({k[2] for k in table if k[1] == "probe"})
+    lines += ["", "Frozen probe top-1 vs pre-training steps (0 = the random initialisation), mean ± std (n):", "",
+              "| task | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    for task in tasks:
+        cells = []
+        for s in steps:
+            v = table.get((task, "probe", s), {})
+            cells.append(f"{_summary(list(v.values()))} ({len(v)})" if v else "—")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n", encoding="utf-8")
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        figure, axis = plt.subplots(figsize=(6, 4))
-        for task in sorted({t for t, m, _ in table if m == "probe"}):
-            points = sorted((s, np.array(list(v.values()))) for (t, m, s), v in table.items() if t == task and m == "probe")
-            xs = [max(s, 10) for s, _ in points]
+        figure, axis = plt.subplots(figsize=(6.5, 4))
+        for task in tasks:
+            points = [(s, np.array(list(table[(task, "probe", s)].values()))) for s in steps
+                      if (task, "probe", s) in table]
+            xs = [max(s, 30) for s, _ in points]
             axis.errorbar(xs, [v.mean() for _, v in points], yerr=[v.std() for _, v in points], marker="o",
                           capsize=3, label=task)
         axis.set_xscale("log")
-        axis.set_xlabel("pixel-MAE pre-training steps (step 0 = random init, drawn at 10)")
-        axis.set_ylabel("frozen probe top-1 (val)")
-        axis.set_title(f"battery: probe vs pre-training ({args.labelled} labelled clips)")
+        axis.set_xlabel("pixel-MAE pre-training steps (0 = random init, drawn at 30)")
+        axis.set_ylabel("frozen probe top-1 (validation)")
+        axis.set_title(f"battery: frozen probe vs pre-training ({args.labelled} labelled clips)")
         axis.legend(fontsize=8)
         figure.tight_layout()
         figure.savefig(args.plot, dpi=120)
@@ -327,7 +384,8 @@ def main() -> None:
     parser.add_argument("--labelled-pool", type=int, default=1024, help="training clips generated per task")
     parser.add_argument("--kinds", nargs="+", default=["attentive", "linear"])
     parser.add_argument("--probe-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
-    parser.add_argument("--probe-steps", type=int, default=400)
+    parser.add_argument("--probe-steps", type=int, default=300)
+    parser.add_argument("--probe-batch", type=int, default=32)
     parser.add_argument("--finetune-steps", type=int, default=0)
     parser.add_argument("--finetune-lr", type=float, default=5e-4)
     parser.add_argument("--ceiling-steps", type=int, default=0)
@@ -339,7 +397,8 @@ def main() -> None:
     parser.add_argument("--data-root", default="/tmp/battery/data")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "battery_calibration.jsonl"))
     parser.add_argument("--report", action="store_true", help="print the table (and --plot) instead of running")
-    parser.add_argument("--plot", default="")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "results" / "battery_calibration.png"))
+    parser.add_argument("--markdown", default=str(ROOT / "docs" / "results" / "battery_calibration.md"))
     args = parser.parse_args()
     discover()
     if args.report:
