@@ -6,6 +6,7 @@ print no lint comments or Sacred INFO lines."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -39,8 +40,8 @@ def test_help_names_the_program_typed(argv0, typed, capsys):
     cli.main([argv0, "--help"])
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {typed} COMMAND")
-    other = "python run.py" if typed == "lvmae" else "lvmae "
-    assert other not in out
+    other = "python run.py" if typed == "lvmae" else "lvmae"
+    assert not re.search(rf"(^|: |\n  ){re.escape(other)} ", out), out   # usage, tools, examples
     cli.main([argv0, "pretrain", "--help"])
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {typed} pretrain [-g FILE]") and "Pre-trains a video MAE" in out
@@ -70,6 +71,19 @@ def test_a_child_process_names_the_parents_program(monkeypatch):
 ])
 def test_refused_command_lines_exit_2_naming_the_fault(argv, expected, capsys):
     assert expected in _refused(argv, capsys)
+
+
+@pytest.mark.parametrize("updates, expected", [
+    (["foo=1"], "with foo=...: unknown config entry 'foo'"),
+    (["sed=3"], "unknown config entry 'sed' (did you mean 'seed'?)"),
+    (["seed=abc"], "with seed='abc': the seed must be an integer"),
+    (["gin_files=3"], "with gin_files=3: gin_files must be a string or a list of strings"),
+    (["nameless"], "with nameless: there are no named configs"),
+])
+def test_refused_sacred_updates_exit_2_before_sacred(updates, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path))
+    err = _refused(["lvmae", "tracking_check", "-u", "with", *updates], capsys)
+    assert err.startswith("lvmae tracking_check: ") and expected in err and "Traceback" not in err
 
 
 def test_resume_of_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path, capsys, monkeypatch):

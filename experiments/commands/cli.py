@@ -41,7 +41,7 @@ _UNOBSERVED = {"list", "print_config", "print_dependencies", "save_config", "pri
 _TOOLS = {"db": "lvmae.experiments.tracking.db", "board": "lvmae.experiments.tracking.board",
           "report": "lvmae.experiments.reporting.report", "plan": "lvmae.experiments.commands.plan",
           "new": "lvmae.experiments.commands.new", "sweep": "lvmae.experiments.commands.sweep",
-          "resume": "lvmae.experiments.commands.resume",
+          "resume": "lvmae.experiments.commands.resume", "export": "lvmae.experiments.commands.export",
           "study": "lvmae.experiments.reporting.study"}
 _TOOL_SUMMARIES = {
     "db": "the local SecantusDB server: start | stop | status | replay FILE",
@@ -50,6 +50,7 @@ _TOOL_SUMMARIES = {
     "plan": "frames and batch that fit a GPU's memory (-g FILE --gpu-memory 80GiB)",
     "new": "KIND NAME: write a plugin module, its gin file and a contract test (docs/plugins.md)",
     "resume": "RUN_ID: continue a stopped run with the command line it was started with",
+    "export": "RUN_OR_CHECKPOINT --to DIR: transformers VideoMAE folder + lvmae safetensors + model card",
     "study": "run a study file (gin/studies/*.yaml) or report it: tables, plots, Welch tests, docs/results.md",
     "sweep": "one command over a grid of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
 }
@@ -216,6 +217,48 @@ def _sacred_updates(argv: list[str]) -> dict:
     return updates
 
 
+# The Sacred config entries a command line may set after ``with`` (experiment.py's config).
+_CONFIG_ENTRIES = ("gin_files", "gin_bindings", "seed")
+
+
+def _strings(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+
+
+def check_updates(ex, argv: list[str], command: str) -> None:
+    """The ``with`` part sets only known config entries, with values of their types; anything
+    else is refused in one paragraph before Sacred (which would print a traceback). The line is
+    split as Sacred splits it (its docopt usage), so options after ``with`` stay options."""
+    from docopt import docopt
+    from sacred.arg_parser import get_config_updates
+    if "with" not in argv:
+        return
+    prog = f"{program.name()} {command}"
+    try:
+        words = docopt(ex.get_usage()[2], [str(a) for a in argv[1:]], default_help=False)["UPDATE"]
+    except SystemExit:          # docopt's way of saying the line does not match the usage
+        program.refuse(f"{prog}: cannot read the command line (an unknown option?); "
+                       f"{prog} --help lists the options.")
+    try:
+        updates, named = get_config_updates(words)
+    except Exception as error:  # noqa: BLE001  (Sacred's parser raises several types)
+        program.refuse(f"{prog}: cannot read the `with` part: {error}")
+    entries = ", ".join(_CONFIG_ENTRIES)
+    if named:
+        program.refuse(f"{prog}: with {' '.join(named)}: there are no named configs; `with` takes KEY=VALUE "
+                       f"for {entries}.")
+    for key, value in updates.items():
+        if key not in _CONFIG_ENTRIES:
+            close = difflib.get_close_matches(key, _CONFIG_ENTRIES, n=1)
+            program.refuse(f"{prog}: with {key}=...: unknown config entry {key!r}"
+                           + (f" (did you mean {close[0]!r}?)" if close else "")
+                           + f"; `with` sets {entries}; gin parameters go in -b BINDING.")
+        if key == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
+            program.refuse(f"{prog}: with seed={value!r}: the seed must be an integer.")
+        if key != "seed" and not _strings(value):
+            program.refuse(f"{prog}: with {key}={value!r}: {key} must be a string or a list of strings.")
+
+
 def _sacred_config(argv: list[str]) -> tuple[list[str], list[str]]:
     """gin_files and gin_bindings of a translated command line's ``with`` part."""
     updates = _sacred_updates(argv)
@@ -331,6 +374,7 @@ def main(argv: list[str]) -> None:
     # Only `list` runs without gin: every other command parses gin files, which bind the
     # configurables of all commands, so all command modules are registered.
     ex = commands.load(command) if command in _GINLESS else commands.load_all()
+    check_updates(ex, argv, command)
     from lvmae.experiments.tracking.observers import default_observer
 
     if command in commands.command_index() and command not in _GINLESS and not asks_help:
