@@ -14,6 +14,8 @@ Differences handled:
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 _HF_BLOCK = {
@@ -139,7 +141,10 @@ def mae_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_hf_checkpoint(path: str) -> dict[str, torch.Tensor]:
-    """Reads a ``pytorch_model.bin`` (weights only) or ``model.safetensors`` file."""
+    """Reads a ``pytorch_model.bin`` (weights only) or ``model.safetensors`` file, or the
+    ``model.safetensors`` of a ``transformers`` model folder."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.safetensors")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file  # optional: comes with transformers
         return load_file(path)

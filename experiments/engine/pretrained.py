@@ -2,7 +2,9 @@
 
 A checkpoint of ours holds ``{"model": state}`` with the encoder under ``encoder.``
 (pre-training and fine-tuning alike). Official VideoMAE checkpoints (MCG-NJU layout, see
-``components.models.videomae_import``) are recognised by their key names and converted.
+``components.models.videomae_import``) and ``transformers`` VideoMAE weights (any head, e.g. an
+``lvmae export`` folder's ``model.safetensors``) are recognised by their key names and converted;
+``.safetensors`` files are read as bare state dicts.
 When the fine-tuning grid (frames, resolution) differs from the pre-training one, learned
 positional tables are resized (``components.backbones.pos_interpolation``).
 """
@@ -16,16 +18,18 @@ from torch import nn
 
 from lvmae.components.backbones.pos_interpolation import Resized, adapt_state
 from lvmae.components.masking.plan import TokenGrid
-from lvmae.components.models import videomae_import
+from lvmae.components.models import hf_videomae, videomae_import
 from lvmae.experiments.engine.training import load_checkpoint
 
 ENCODER_PREFIX = "encoder."
+# transformers' VideoMAE: the patch embedding inside a task model (``videomae.``) or alone.
+_HF_MARKERS = ("videomae.embeddings.", "embeddings.patch_embeddings.")
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadReport:
     path: str
-    source: str                  # "lvmae" or "videomae"
+    source: str                  # "lvmae", "videomae" or "transformers"
     tensors: int
     resized: list[Resized]
 
@@ -51,6 +55,8 @@ def encoder_state(checkpoint: dict, path: str) -> tuple[dict[str, torch.Tensor],
     state = _model_state(checkpoint, path)
     if videomae_import.is_videomae(state):
         return videomae_import.convert(state), "videomae"
+    if any(key.startswith(_HF_MARKERS) for key in state):
+        return hf_videomae.encoder_from_hf(state), "transformers"
     encoder = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     if not encoder:
         raise ValueError(f"checkpoint {path!r} holds no '{ENCODER_PREFIX}*' weights")
@@ -68,7 +74,7 @@ def load_pretrained_encoder(encoder: nn.Module, path: str,
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pre-trained checkpoint not found: {path!r} ({parameter})")
-    checkpoint = load_checkpoint(path)
+    checkpoint = hf_videomae.load_hf_checkpoint(path) if path.endswith(".safetensors") else load_checkpoint(path)
     state, source = encoder_state(checkpoint, path)
     old = pretrained_grid or checkpoint.get("grid")
     old_grid = TokenGrid(*old) if old is not None else None

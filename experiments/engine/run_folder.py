@@ -24,6 +24,8 @@ import os
 
 CHECKPOINT_NAME = "last.pt"
 RUN_PREFIX = "run:"
+# Weights of an ``lvmae export`` folder, in the order a folder given as input is searched.
+EXPORT_WEIGHTS = (("model.safetensors",), ("lvmae", "model.safetensors"))
 
 _resume_request: dict[str, str | None] = {"run": None}
 
@@ -70,9 +72,9 @@ def publish(workdir: str, stage: str, run_id: str) -> str:
 
 
 def resolve_input(spec: str | None, workdir: str, stage: str, parameter: str) -> str | None:
-    """An input checkpoint given as a path (a file, or a run folder holding ``last.pt``) or
-    as ``run:N`` (run N of ``stage`` under ``workdir``). Raises FileNotFoundError naming
-    ``parameter`` and the path looked at."""
+    """An input checkpoint given as a path (a file, a run folder holding ``last.pt``, or an
+    ``lvmae export`` folder: its ``model.safetensors``) or as ``run:N`` (run N of ``stage``
+    under ``workdir``). Raises FileNotFoundError naming ``parameter`` and the path looked at."""
     if not spec:
         return None
     spec = str(spec)
@@ -86,7 +88,10 @@ def resolve_input(spec: str | None, workdir: str, stage: str, parameter: str) ->
                                     f"at {path!r} (runs of {stage!r}: {_runs(workdir, stage)})")
         return path
     if os.path.isdir(spec):
-        spec = os.path.join(spec, CHECKPOINT_NAME)
+        # an `lvmae export` folder: its transformers (or lvmae) weights, when it holds no last.pt
+        exported = [os.path.join(spec, *parts) for parts in EXPORT_WEIGHTS]
+        spec = next((p for p in [os.path.join(spec, CHECKPOINT_NAME), *exported] if os.path.isfile(p)),
+                    os.path.join(spec, CHECKPOINT_NAME))
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"{parameter}: checkpoint not found: {spec!r}")
     return spec
