@@ -51,7 +51,7 @@ _TOOL_SUMMARIES = {
     "new": "KIND NAME: write a plugin module, its gin file and a contract test (docs/plugins.md)",
     "resume": "RUN_ID: continue a stopped run with the command line it was started with",
     "export": "RUN_OR_CHECKPOINT --to DIR: transformers VideoMAE folder + lvmae safetensors + model card",
-    "study": "run a study file (gin/studies/*.yaml) or report it: tables, plots, Welch tests, docs/results.md",
+    "study": "run a study file (gin/studies/*.yaml) or report it: paired tests with 95% intervals, Holm, saturation flags, docs/results.md",
     "sweep": "one command over a grid of bindings × seeds, each member its own run (--grid, --seeds, --tag)",
 }
 _SACRED_COMMANDS = {
