@@ -219,7 +219,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import pymongo
 
-    url = os.environ.get("LVMAE_MONGO_URL") or local_db.ensure_server()
+    try:
+        url = os.environ.get("LVMAE_MONGO_URL") or local_db.ensure_server()
+    except local_db.LocalDatabaseError as error:   # e.g. installed without the localdb extra
+        raise SystemExit(f"report: {error}") from None
     problem = local_db.ping(url)
     if problem:
         raise SystemExit(f"report: the database at {safe_url(url)} does not answer: {problem}")
