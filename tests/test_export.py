@@ -105,6 +105,14 @@ def test_classifier_exports_with_label_names(tmp_path, footage):
     assert "finetune_loop.model = @model.classifier" in card and "lvmae 0." in card
     native = json.loads((folder / "lvmae" / "lvmae_config.json").read_text())
     assert native["label_names"] == {"label": ["bikes", "bunny"]} and native["kind"] == "classifier"
+    # export → finetune_loop.pretrained: the classifier's encoder starts the next fine-tuning
+    from lvmae.experiments.engine.pretrained import load_pretrained_encoder
+    fresh = load_export(str(folder))[0]
+    for parameter in fresh.encoder.parameters():
+        torch.nn.init.normal_(parameter)
+    load_pretrained_encoder(fresh.encoder, str(folder / "model.safetensors"))
+    with torch.no_grad():
+        assert (fresh.encoder(video) - original.encoder(video)).abs().max() < TOLERANCE
 
 
 def test_multi_head_classifier_exports_each_head(tmp_path):
@@ -185,9 +193,15 @@ def test_bad_input_is_refused_naming_it(tmp_path, footage, capsys):
     (tmp_path / "busy" / "mine.txt").write_text("keep")
     checkpoint = tmp_path / "last.pt"
     write_checkpoint(checkpoint, "pretrain", "pretrain_loop", FILES, bindings(footage))
-    with pytest.raises(SystemExit) as stop:
-        export_command.main([str(checkpoint), "--to", str(tmp_path / "busy")])
-    assert stop.value.code == 2 and "not empty" in capsys.readouterr().err
+    for overwrite in ([], ["--overwrite"]):
+        with pytest.raises(SystemExit) as stop:
+            export_command.main([str(checkpoint), "--to", str(tmp_path / "busy"), *overwrite])
+        assert stop.value.code == 2 and "not empty" in capsys.readouterr().err
+    assert (tmp_path / "busy" / "mine.txt").read_text() == "keep"
+    assert export_command.main([str(checkpoint), "--to", str(tmp_path / "again")]) == 0
+    (tmp_path / "again" / "encoder" / "stale.txt").write_text("from before")
+    assert export_command.main([str(checkpoint), "--to", str(tmp_path / "again"), "--overwrite"]) == 0
+    assert not (tmp_path / "again" / "encoder" / "stale.txt").exists()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "lvmae_config.json").write_text(json.dumps({"format": "lvmae-export", "version": 1}))
     with pytest.raises(ExportError, match="'kind' is missing"):

@@ -126,12 +126,22 @@ def export_classifier(folder: str, source) -> tuple[list[str], list[str]]:
 
 def export(spec: str, folder: str, overwrite: bool = False) -> dict:
     """Writes the export of ``spec`` into ``folder``; returns {"written", "refused", "notes", "card"}."""
+    import importlib.util
+
     from lvmae.experiments.engine.checkpoint_model import load_checkpoint_model
     from lvmae.experiments.engine.native_export import write_native
     from lvmae.experiments.reporting.model_card import write_card
+    if importlib.util.find_spec("safetensors") is None:
+        raise ImportError("the safetensors package is not installed: pip install 'lvmae[export]' (or safetensors)")
     path = resolve_source(spec)
-    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
-        raise FileExistsError(f"--to {folder!r} is not empty (pass --overwrite to replace what it holds)")
+    if os.path.isdir(folder) and os.listdir(folder):
+        previous = os.path.join(folder, "lvmae", "lvmae_config.json")
+        if not overwrite or not os.path.isfile(previous):
+            raise FileExistsError(f"--to {folder!r} is not empty" + (
+                " and holds no earlier export (no lvmae/lvmae_config.json): choose another folder" if overwrite
+                else " (--overwrite replaces an earlier export there)"))
+        import shutil
+        shutil.rmtree(folder)
     source, notes = load_checkpoint_model(path)
     os.makedirs(folder, exist_ok=True)
     write_native(folder, source)
@@ -154,12 +164,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("source", metavar="RUN_OR_CHECKPOINT",
                         help="a checkpoint file, a run folder holding last.pt, or a recorded run id")
     parser.add_argument("--to", required=True, metavar="DIR", help="the folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export in DIR (a folder holding anything else is refused)")
     args = parser.parse_args(argv)
     from lvmae.experiments.engine.checkpoint_model import CheckpointError
     try:
         result = export(args.source, args.to, args.overwrite)
-    except (FileNotFoundError, FileExistsError, CheckpointError) as error:
+    except (FileNotFoundError, FileExistsError, ImportError, CheckpointError) as error:
         program.refuse(f"{prog}: {error}. Nothing was exported.")
     print(f"exported {result['kind']} from {result['checkpoint']} to {args.to}")
     for line in result["written"]:
