@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 KINDS = {"pretrain": "mae", "finetune": "classifier", "pretrain_tokenizer": "tokenizer"}
+# Words in the gin bindings that describe a run's data (the model card lists them).
+_DATA_WORDS = ("dataset", "manifest", "data_pipeline")
 _LOOPS = {"pretrain": "pretrain_loop", "finetune": "finetune_loop", "pretrain_tokenizer": "pretrain_tokenizer_loop"}
 
 
@@ -85,14 +87,13 @@ def preprocessing() -> dict:
 
 def _dataset_summary(loop: str, with_labels: bool) -> tuple[dict | None, dict | None, str | None]:
     """(data summary, label names per head, why the labels could not be read)."""
-    import gin
+    from lvmae.experiments.engine.checkpoints import flat_bindings
     binding = query_binding(f"{loop}.dataset")
     if binding is None:
         return None, None, f"{loop}.dataset is not bound"
     # the bindings that say what the data was: the dataset's, its macros and the pipeline's
-    lines = [line for line in gin.config_str().splitlines()
-             if line.startswith((f"{loop}.dataset", "dataset.", "DATASET", "MANIFEST", "data_pipeline."))]
-    summary = {"gin": lines}
+    summary = {"gin": {key: value for key, value in flat_bindings().items()
+                       if any(word in key.lower() for word in _DATA_WORDS)}}
     try:
         manifest = evaluate_binding(binding).prepare()
     except Exception as error:  # noqa: BLE001  (the data may be gone; the export goes on and says so)
