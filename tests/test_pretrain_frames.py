@@ -42,6 +42,18 @@ def test_pretrain_scope_builds_32_frames_while_evaluation_builds_128():
         gin.clear_config()
 
 
+def test_the_gpu_override_pretrains_its_vit_b_at_pretrain_frames():
+    # Scopes do not reach through the ENCODER macro: the override names the scoped ViT-B itself,
+    # else the study would pre-train the small ViT and fail to load it into the ViT-B.
+    gin_config.parse([*GIN, "gin/studies/gpu_vit_b.gin"], ["PRETRAIN_FRAMES = 32"])
+    try:
+        assert str(gin.query_parameter("%PRETRAIN_ENCODER")) == "@pretrain/backbone.vit_b()"
+        assert str(gin.query_parameter("pretrain/backbone.vit_b.clip_frames")) == "%PRETRAIN_FRAMES"
+        assert str(gin.query_parameter("backbone.vit_b.clip_frames")) == "%MODEL_FRAMES"
+    finally:
+        gin.clear_config()
+
+
 def test_run_py_pretrain_at_32_frames_then_probe_at_128(tmp_path):
     runs, work = tmp_path / "runs", tmp_path / "work"
     common = [a for g in GIN for a in ("-g", g)] + [a for b in SMALL for a in ("-b", b)]
