@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,6 +104,10 @@ def test_classifier_exports_with_label_names(tmp_path, footage):
         assert (model(video.transpose(1, 2)).logits - logits).abs().max() < TOLERANCE
     card = (folder / "README.md").read_text()
     assert "pipeline_tag: video-classification" in card and "bikes, bunny" in card
+    snippet = re.search(r"```python\n(.*?)```", card, re.DOTALL).group(1).replace("'DIR", f"'{folder}")
+    scope = {"frames": np.random.default_rng(0).integers(0, 255, (16, 40, 60, 3), dtype=np.uint8)}
+    exec(snippet, scope)  # noqa: S102  (the card's own loading code, run as written)
+    assert scope["label"] in ("bikes", "bunny")
     assert "finetune_loop.model = @model.classifier" in card and "lvmae 0." in card
     native = json.loads((folder / "lvmae" / "lvmae_config.json").read_text())
     assert native["label_names"] == {"label": ["bikes", "bunny"]} and native["kind"] == "classifier"

@@ -62,16 +62,20 @@ def _loading(kind: str, written: list[str], heads: list[str]) -> list[str]:
                         "latents, indices = tokenizer.tokenizer.encode_windows(video)  # video (b, C, T, H, W)",
                         "```", ""]
     if written:
-        model_class = written[0].split(":")[0]
-        folder = "DIR" if kind == "mae" or len(heads) == 1 else f"DIR/{heads[0]}"
-        lines += ["```python", "import numpy as np, torch",
+        if kind == "mae":     # features from the encoder (VideoMAEForPreTraining wants a mask)
+            model_class, output = "VideoMAEModel", "features = model(pixel_values).last_hidden_state  # (1, n, d)"
+            folder = "DIR/encoder" if any("DIR/encoder" in line for line in written) else "DIR"
+        else:
+            model_class = "VideoMAEForVideoClassification"
+            output = "label = model.config.id2label[model(pixel_values).logits.argmax(-1).item()]"
+            folder = "DIR" if len(heads) == 1 else f"DIR/{heads[0]}"
+        lines += ["```python", "import torch",
                   f"from transformers import VideoMAEImageProcessor, {model_class}",
                   f"processor = VideoMAEImageProcessor.from_pretrained('{folder}')",
                   f"model = {model_class}.from_pretrained('{folder}').eval()",
-                  "# frames: uint8 (T, H, W, 3), sampled as processor.lvmae_frame_sampling says",
+                  "# frames: uint8 (T, H, W, 3), chosen as processor.lvmae_frame_sampling says (below)",
                   "pixel_values = processor(list(frames), return_tensors='pt')['pixel_values']",
-                  "with torch.no_grad():",
-                  "    out = model(pixel_values)", "```", ""]
+                  "with torch.no_grad():", f"    {output}", "```", ""]
     lines += [("In lvmae: `pretrain_loop.init_from='DIR/model.safetensors'` (a pre-trained MAE in transformers' "
                "format), `finetune_loop.pretrained='DIR'` (any export of an encoder), or "
                "`load_export('DIR')` (`lvmae.experiments.engine.native_export`) for the lvmae module."), ""]
