@@ -12,6 +12,12 @@ registry.discover()
 
 
 @pytest.fixture(autouse=True)
+def _study_ledger_in_tmp(tmp_path_factory, monkeypatch):
+    """Study reports record runs into a ledger in the repository; tests keep theirs apart."""
+    monkeypatch.setenv("LVMAE_STUDY_RECORDS", str(tmp_path_factory.mktemp("study_records")))
+
+
+@pytest.fixture(autouse=True)
 def _clean_gin():
     gin.clear_config()
     yield

@@ -148,8 +148,11 @@ def test_study_tool_dry_run_through_run_py(tmp_path, monkeypatch, capsys):
         cli.main(["run.py", "study", "run", str(STUDIES[0]), "--seed", "1", "--dry-run"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert printed.count("$ ") == len(load_study(str(STUDIES[0])).arms) * len(load_study(str(STUDIES[0])).stages) \
-        + len(load_study(str(STUDIES[0])).prepare)
+    study = load_study(str(STUDIES[0]))
+    # Per arm: each stage, plus each evaluated stage once per extra task; the prepare stages once.
+    per_task = sum(stage in study.task_stages for stage in study.stages) if study.tasks else 0
+    expected = len(study.arms) * (len(study.stages) + len(study.tasks) * per_task) + len(study.prepare)
+    assert printed.count("$ ") == expected
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -512,3 +515,34 @@ def test_report_command_writes_the_results_file(tmp_path, monkeypatch):
     assert "1 stale run(s) ignored" in text and "paired t-test" in text and "Holm" in text
     assert "| toy |" in text and "held: a significantly higher than b" in text
     assert "Descriptive metrics of **finetune**" in text and (tmp_path / "docs" / "results" / "toy.png").is_file()
+
+
+def test_the_ledger_keeps_runs_so_another_machine_reports_them(tmp_path, monkeypatch):
+    """A report records the store's completed runs into the ledger (JSON lines); on a machine whose
+    store is empty the same report reads them back from the ledger alone — stale ones stay stale,
+    and reporting twice adds nothing."""
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LVMAE_STUDY_RECORDS", str(ledger))
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(_write(tmp_path, BASE))
+    for i, (arm, values) in enumerate((("a", B_VALUES), ("b", A_VALUES))):
+        for seed, value in enumerate(values, start=1):
+            _store(tmp_path / "runs", 10 * i + seed, arm, seed, value, of=study)
+    _store(tmp_path / "runs", 99, "b", 1, 0.99, config="0123456789abcdef")       # another configuration
+    here = tmp_path / "here.md"
+    assert study_module.main(["report", study.path, "--write", str(here)]) == 0
+    lines = (ledger / "toy.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 11 and {json.loads(line)["seed"] for line in lines} == {1, 2, 3, 4, 5}
+    assert study_module.main(["report", study.path, "--write", str(here)]) == 0
+    assert len((ledger / "toy.jsonl").read_text(encoding="utf-8").splitlines()) == 11
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "empty"))      # another machine: nothing stored
+    there = tmp_path / "there.md"
+    assert study_module.main(["report", study.path, "--write", str(there)]) == 0
+    def body(path: Path) -> list[str]:        # every line but the one naming where runs were read
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if "read the runs from" not in line]
+    assert body(there) == body(here)
+    assert "1 stale run(s) ignored" in there.read_text(encoding="utf-8")
+    (ledger / "toy.jsonl").write_text('{"study": "toy"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"toy\.jsonl:1: not a study record"):
+        stored_runs("toy")

@@ -52,8 +52,15 @@ from lvmae.experiments.reporting.study_command import (  # noqa: F401  (stage_co
     workdir_of,
 )
 from lvmae.experiments.reporting.study_file import SHARED, Study, load_study, prepare_owner
+from lvmae.experiments.reporting.study_records import ledger_dir, ledger_path, record_runs
 from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
-from lvmae.experiments.reporting.study_runs import current_runs, runs_source, stored_runs, study_runs
+from lvmae.experiments.reporting.study_runs import (
+    current_runs,
+    runs_source,
+    store_runs,
+    stored_runs,
+    study_runs,
+)
 
 
 def run_study(study: Study, root: str, overrides: list[str], extra: list[str], arms: list[str],
@@ -113,7 +120,22 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             failures = sum(pool.map(run_seed, seeds))
+    if not dry_run:
+        record_study(study)
     return 1 if failures else 0
+
+
+def _shown(path: Path) -> str:
+    return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else str(path)
+
+
+def record_study(study: Study) -> None:
+    """Copies the study's completed runs from this machine's store into its ledger (and its prepare
+    owner's, whose shared runs it used), so the repository keeps them (study_records.py)."""
+    for name in dict.fromkeys([study.name, prepare_owner(study).name]):
+        added = record_runs(name, store_runs(name))
+        if added:
+            print(f"study {name}: {added} completed run(s) recorded in {ledger_path(name)}")
 
 
 def _plan(study: Study, arms: list[str], stages: list[str] | None) -> list[tuple[str, str, str | None]]:
@@ -209,10 +231,13 @@ def main(argv: list[str]) -> int:
     studies = [load_study(path) for path in args.studies]
     docs_dir = args.write.parent if args.write else None
     plot_dir = args.plots or (docs_dir / "results" if docs_dir else None)
+    for study in studies:
+        record_study(study)
     analyses = [analyse(study, study_runs(study), args.override, args.bind) for study in studies]
     sections = [render_study(analysis, plot_dir, docs_dir) for analysis in analyses]
     stale = len({(run.study, run.run_id) for analysis in analyses for run in analysis.stale})   # shared runs once
-    text = "\n".join([HEADER, (f"This report read the runs from {runs_source()}; {stale} stale run(s) ignored "
+    text = "\n".join([HEADER, (f"This report read the runs from {runs_source()} and the study ledger "
+                      f"(`{_shown(ledger_dir())}/<study>.jsonl`); {stale} stale run(s) ignored "
                       "(another configuration than the study files give now).\n"), *sections, *summary(analyses)])
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)

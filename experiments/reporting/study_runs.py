@@ -107,7 +107,15 @@ def runs_source() -> str:
 
 
 def stored_runs(study_name: str) -> list[StoredRun]:
-    """COMPLETED runs tagged ``study=<name>``, from files (``LVMAE_OBSERVER=file``) or the database."""
+    """COMPLETED runs tagged ``study=<name>``, from files (``LVMAE_OBSERVER=file``) or the database,
+    plus the study ledger's records of runs the store does not hold (study_records.py)."""
+    from lvmae.experiments.reporting import study_records
+
+    return study_records.merged(store_runs(study_name), study_records.read_records(study_name))
+
+
+def store_runs(study_name: str) -> list[StoredRun]:
+    """COMPLETED runs tagged ``study=<name>`` in this machine's run store only."""
     if os.environ.get("LVMAE_OBSERVER", "mongo") == "file":
         return _file_runs(study_name)
     return _mongo_runs(study_name)
