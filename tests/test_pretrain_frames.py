@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import gin
+import pytest
 import torch
 
 from lvmae import registry
@@ -54,6 +55,7 @@ def test_the_gpu_override_pretrains_its_vit_b_at_pretrain_frames():
         gin.clear_config()
 
 
+@pytest.mark.slow
 def test_run_py_pretrain_at_32_frames_then_probe_at_128(tmp_path):
     runs, work = tmp_path / "runs", tmp_path / "work"
     common = [a for g in GIN for a in ("-g", g)] + [a for b in SMALL for a in ("-b", b)]
