@@ -135,6 +135,10 @@ def test_multi_head_classifier_exports_each_head(tmp_path):
         assert not missing and not unexpected
         assert [model.config.id2label[i] for i in range(len(names))] == names
     assert not (folder / "config.json").exists()
+    os.remove(manifest)          # the data is gone: generic label names, and the card says why
+    result = export_command.export(str(checkpoint), str(tmp_path / "unlabelled"))
+    assert len(result["written"]) == 2 and "could not be read" in result["notes"][0]
+    assert json.loads((tmp_path / "unlabelled" / "noun" / "config.json").read_text())["id2label"]["2"] == "LABEL_2"
 
 
 def test_what_transformers_lacks_is_refused_by_name_and_lvmae_export_written(tmp_path, footage, capsys):

@@ -94,14 +94,15 @@ def _dataset_summary(loop: str, with_labels: bool) -> tuple[dict | None, dict | 
     # the bindings that say what the data was: the dataset's, its macros and the pipeline's
     summary = {"gin": {key: value for key, value in flat_bindings().items()
                        if any(word in key.lower() for word in _DATA_WORDS)}}
+    if not with_labels:     # preparing a generated dataset may write it: only for label names
+        return summary, None, None
     try:
         manifest = evaluate_binding(binding).prepare()
     except Exception as error:  # noqa: BLE001  (the data may be gone; the export goes on and says so)
         return summary, None, f"{loop}.dataset could not be read: {error}"
     summary.update(name=manifest.name, splits={s: v.samples for s, v in manifest.splits.items()},
                    root=manifest.root)
-    labels = {head: list(names) for head, names in manifest.heads.items()} if with_labels else None
-    return summary, labels, None
+    return summary, {head: list(names) for head, names in manifest.heads.items()}, None
 
 
 def load_checkpoint_model(path: str) -> tuple[CheckpointModel, list[str]]:
