@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 transformers = pytest.importorskip("transformers")
 
 
-def test_pretrain_export_by_run_id_then_finetune_from_the_export(tmp_path):
+def test_pretrain_then_export_the_run_by_its_id(tmp_path):
     manifest = footage_manifest(tmp_path / "shards")[0]
     runs, work, folder = tmp_path / "runs", tmp_path / "work", tmp_path / "export"
     files = [arg for path in FILES for arg in ("-g", path)]
