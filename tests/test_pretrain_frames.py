@@ -56,7 +56,7 @@ def test_the_gpu_override_pretrains_its_vit_b_at_pretrain_frames():
 
 
 @pytest.mark.slow
-def test_run_py_pretrain_at_32_frames_then_probe_at_128(tmp_path):
+def test_run_py_pretrain_at_32_frames_then_probe_and_finetune_at_128(tmp_path):
     runs, work = tmp_path / "runs", tmp_path / "work"
     common = [a for g in GIN for a in ("-g", g)] + [a for b in SMALL for a in ("-b", b)]
     env = {"OMP_NUM_THREADS": "1", "LVMAE_OBSERVER": "file"}
@@ -71,8 +71,13 @@ def test_run_py_pretrain_at_32_frames_then_probe_at_128(tmp_path):
                      "-b", f"probe_loop.pretrained = '{checkpoint}'"], runs, env=env)
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert "resized pos_embed over thw: (1, 8, 64) → (1, 32, 64)" in probe.stdout + probe.stderr
+    finetune = run_cli(["finetune", *common, "-b", data, "-b", f"WORKDIR = '{work}'",
+                        "-b", "finetune_loop.steps = 1", "-b", "finetune_loop.batch_size = 4",
+                        "-b", f"finetune_loop.pretrained = '{checkpoint}'"], runs, env=env)
+    assert finetune.returncode == 0, finetune.stderr[-3000:]
+    assert "resized pos_embed over thw: (1, 8, 64) → (1, 32, 64)" in finetune.stdout + finetune.stderr
     statuses = sorted(json.loads(p.read_text())["status"] for p in runs.rglob("run.json"))
-    assert statuses == ["COMPLETED", "COMPLETED"]
+    assert statuses == ["COMPLETED"] * 3
 
     # The 128-frame encoder the probe builds holds the 32-frame table stretched in time: its first
     # and last time steps are the pre-trained ones (ends map to ends), the middle ones mix them,
