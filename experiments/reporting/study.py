@@ -3,7 +3,7 @@ runs show — a table (mean ± std, n), a plot, and every arm's difference to th
 with its 95% interval and test — into ``docs/results.md``.
 
     python run.py study run    gin/studies/context.yaml                 # every arm × seed
-    python run.py study run    gin/studies/context_finetune.yaml --arm 32f --seed 1
+    python run.py study run    gin/studies/context.yaml --arm f32 --seed 1
     python run.py study report gin/studies/*.yaml --write docs/results.md
     python run.py study run    gin/studies/context.yaml --override gin/studies/gpu_vit_b.gin
 
