@@ -1,31 +1,41 @@
 """Battery calibration: does a pixel-MAE encoder pre-trained at CPU size beat a random one?
 
-For every seed, one pixel MAE (gin/battery/battery_cpu.gin: ViT-tiny, 16 frames at 32²,
-tube encoder masking, random decoder masking, norm-pix targets) pre-trains on the
-procedural world (``dataset.battery_world``); its encoder is kept at each of ``--steps``
-(step 0 is the randomly initialised encoder of that seed: the random-init control). Each kept
-encoder is then, per task of the battery (gin/battery/<task>.gin):
+For every seed, one pixel MAE per encoder gin file pre-trains for ``max(--steps)`` steps
+(AdamW lr 1e-3, wd 0.05, betas 0.9/0.95, 10 warm-up steps then cosine, batch 16, clip 1.0) —
+gin/battery/battery_cpu.gin (ViT-tiny, 16 frames at 32², tube keep 0.5, random decoder 15%,
+norm-pix targets) on the procedural world (``dataset.battery_world``) for the four short
+tasks, gin/battery/long_range.gin (a 2-block 64-wide ViT at 128 frames, tube keep 0.25) on
+the long-range task's own unlabelled clips. Its encoder is kept at each of ``--steps`` (step 0
+is the randomly initialised encoder of that seed: the random-init control). Each kept encoder
+is then, per task (gin/battery/<task>.gin):
 
 - **probed frozen**: features of the chosen blocks (``--layers``) of every labelled and
   validation clip, standardised per dimension on the labelled clips; a grid of heads
-  (attentive and linear × learning rates) trains on ``--labelled`` clips minus a held-out
-  quarter; the head best on the held-out quarter is reported on the validation split;
-- optionally **fine-tuned** (``--finetune-steps`` > 0): encoder + attentive head on the same
-  labelled clips (step 0: the no-pre-training "scratch" control);
+  (attentive and linear × ``--probe-lrs``; linear at 10× the rate) trains on ``--labelled``
+  clips minus a held-out quarter; the head best on the held-out quarter is reported on the
+  validation split (2,000 clips);
+- optionally **fine-tuned** (``--finetune-steps`` > 0; at step 0 and the last step only):
+  encoder + attentive head on the same labelled clips, lr 5e-4 (step 0: the no-pre-training
+  "scratch" control);
 - optionally the **ceiling** (``--ceiling-steps`` > 0, step 0 only): a supervised fine-tune
-  from scratch on every training clip with a generous budget.
+  from scratch on every generated training clip (``--labelled-pool``).
 
 One JSON line per (seed, steps, task, mode) goes to ``--out`` (kept: rerunning skips what is
-there, so a run can be continued); ``--report`` prints per task and steps the mean ± std over
-seeds and a paired t-test (same seed) against step 0, and draws the probe top-1 vs
-pre-training steps curve to ``--plot``.
+there, so a run can be continued or split over processes by seed); ``--report`` writes the
+table — per task the pre-trained encoder beside its controls, paired t-tests over seeds with
+95% intervals — to ``--markdown`` and the probe top-1 vs pre-training steps curve to ``--plot``.
 
-    python benchmarks/battery_calibration.py --seeds 1 2 3 4 5 --steps 0 300 1000
-    python benchmarks/battery_calibration.py --report
+    python benchmarks/battery_calibration.py --seeds 1 3 5 --steps 0 500 --probe-lrs 1e-3 1e-2 &
+    python benchmarks/battery_calibration.py --seeds 2 4 --steps 0 100 500 --probe-lrs 1e-3 1e-2
+    python benchmarks/battery_calibration.py --seeds 1 2 --steps 0 500 --probe-lrs 1e-3 1e-2 --finetune-steps 150
+    python benchmarks/battery_calibration.py --seeds 2 --steps 0 500 --probe-lrs 1e-3 1e-2 --tasks playback_speed \\
+        --ceiling-steps 300
+    python benchmarks/battery_calibration.py --report --probe-lrs 1e-3 1e-2
 
 Clips come straight from the datasets' generators (no shards), normalised like the data
 pipeline (ImageNet mean/std); pre-training applies a random horizontal flip (the world's
-labels are unused), no crop. Each process uses ``OMP_NUM_THREADS`` threads.
+labels are unused), no crop. Each process uses ``OMP_NUM_THREADS`` threads; progress bars
+show generation, pre-training and each result as it is written.
 """
 from __future__ import annotations
 
@@ -283,6 +293,8 @@ def run(args) -> None:
                 row = {"key": f"{tag}|{seed}|{steps}|{task}|{mode}", "config": config, "seed": seed,
                        "pretrain_steps": steps, "task": task, "mode": mode, "labelled": len(train[1]) if mode != "ceiling"
                        else len(train_y), "val_clips": len(val[1]), **result, "seconds": round(time.time() - start, 1)}
+                if mode != "probe":
+                    row["train_steps"] = args.finetune_steps if mode == "finetune" else args.ceiling_steps
                 with open(args.out, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"seed {seed} steps {steps} {task} {mode}: top-1 {result['top1']:.3f}", flush=True)
