@@ -368,7 +368,7 @@ def report(args) -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        figure, axis = plt.subplots(figsize=(6.5, 4))
+        figure, axis = plt.subplots(figsize=(8, 4))
         for task in tasks:
             points = [(s, np.array(list(table[(task, "probe", s)].values()))) for s in steps
                       if (task, "probe", s) in table]
@@ -376,10 +376,12 @@ def report(args) -> None:
             axis.errorbar(xs, [v.mean() for _, v in points], yerr=[v.std() for _, v in points], marker="o",
                           capsize=3, label=task)
         axis.set_xscale("log")
-        axis.set_xlabel("pixel-MAE pre-training steps (0 = random init, drawn at 30)")
+        axis.set_xticks([max(s, 30) for s in steps], ["0 (random)" if s == 0 else str(s) for s in steps])
+        axis.minorticks_off()
+        axis.set_xlabel("pixel-MAE pre-training steps")
         axis.set_ylabel("frozen probe top-1 (validation)")
         axis.set_title(f"battery: frozen probe vs pre-training ({args.labelled} labelled clips)")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
         figure.tight_layout()
         figure.savefig(args.plot, dpi=120)
         print(f"curve: {args.plot}")

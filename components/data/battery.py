@@ -192,7 +192,9 @@ class TemporalOrder(BatteryTask):
     """Label 0 = the warm object flashed first, 1 = the cool one; see the module docstring.
 
     The two flashes are the clip's events; they never overlap (``gap`` frames at least
-    between their onsets). A grey background keeps the two hue families apart from it.
+    between their onsets). A grey background keeps the two hue families apart from it. Unlike
+    cue–probe, a window that sees only one flash is not exactly at chance (where the lone flash
+    falls hints at its rank), so ``oracle_ceiling`` is exact only for windows that see both.
     """
 
     name = "temporal_order"
