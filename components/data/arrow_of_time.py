@@ -72,6 +72,20 @@ def check_footage_split(owner: str, crop_scale: tuple[float, float], val_fractio
         raise ValueError(f"{owner}: {' and '.join(small)} must be ≥ 1, got {counts}")
 
 
+def split_frames(owner: str, path: str, frames: int, val_fraction: float, span: int,
+                 window: str) -> dict[str, tuple[int, int]]:
+    """{split: (first, end) frame range} of one video: train before the last ``val_fraction`` of
+    its frames, val after (no frame in both); each must hold ``span`` frames, else the error
+    names the video, the part and the ``window`` (described by the caller)."""
+    boundary = round(frames * (1.0 - val_fraction))
+    parts = dict(zip(SPLITS, [(0, boundary), (boundary, frames)]))
+    for split, (lo, hi) in parts.items():
+        if hi - lo < span:
+            raise ValueError(f"{owner}: {path} has {frames} frames; its {split} part (frames {lo}–{hi}, "
+                             f"val_fraction={val_fraction}) is shorter than {window}")
+    return parts
+
+
 def footage_params(paths: list[str], **generation) -> dict:
     """A real-footage set's generation parameters, led by its videos' paths and sizes (so a
     changed video changes the set's folder)."""
@@ -121,13 +135,9 @@ class ArrowOfTimeWindows:
         for path in paths:
             frames, fps = frame_count(path)
             self.fps.append(fps / frame_stride)
-            boundary = round(frames * (1.0 - val_fraction))
-            for split, (lo, hi) in zip(SPLITS, [(0, boundary), (boundary, frames)]):
-                if hi - lo < self.span:
-                    raise ValueError(
-                        f"dataset.arrow_of_time: {path} has {frames} frames; its {split} part "
-                        f"(frames {lo}–{hi}, val_fraction={val_fraction}) is shorter than one window of "
-                        f"{self.span} frames (clip_frames={clip_frames}, frame_stride={frame_stride})")
+            window = f"one window of {self.span} frames (clip_frames={clip_frames}, frame_stride={frame_stride})"
+            parts = split_frames("dataset.arrow_of_time", path, frames, val_fraction, self.span, window)
+            for split, (lo, hi) in parts.items():
                 self.ranges[split].append((lo, hi - self.span + 1))    # starts in [lo, hi − span]
 
 

@@ -31,6 +31,7 @@ from lvmae.components.data.arrow_of_time import (
     footage_params,
     frame_count,
     list_videos,
+    split_frames,
 )
 from lvmae.components.data.base import Dataset
 from lvmae.components.data.manifest import Manifest, Split
@@ -80,14 +81,10 @@ class PlaybackSpeed(Dataset):
         for path in self.paths:
             frames, fps = frame_count(path)
             self.fps.append(fps)
-            boundary = round(frames * (1.0 - val_fraction))
-            for split, (lo, hi) in zip(SPLITS, [(0, boundary), (boundary, frames)]):
-                if hi - lo < self.span:
-                    raise ValueError(
-                        f"dataset.playback_speed: {path} has {frames} frames; its {split} part (frames "
-                        f"{lo}–{hi}, val_fraction={val_fraction}) is shorter than the fastest window of "
-                        f"{self.span} frames (clip_frames={clip_frames}, speed {max(speeds)})")
-                self.ranges[split].append((lo, hi))
+            window = f"the fastest window of {self.span} frames (clip_frames={clip_frames}, speed {max(speeds)})"
+            parts = split_frames("dataset.playback_speed", path, frames, val_fraction, self.span, window)
+            for split, part in parts.items():
+                self.ranges[split].append(part)
 
     @property
     def num_classes(self) -> int:
