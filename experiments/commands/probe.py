@@ -137,11 +137,11 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, heads
 
     fit = features(splits.fit)
     if splits.select is None:
-        chosen_rows = held_out(fit.keys, select_fraction)
-        if chosen_rows.all() or not chosen_rows.any():
+        selecting = held_out(fit.keys, select_fraction)
+        if selecting.all() or not selecting.any():
             raise ValueError(f"probe_loop.select_fraction={select_fraction} leaves no clip to "
-                             f"{'fit' if chosen_rows.all() else 'select'} on among {len(fit)} training clips")
-        fit, choose = fit.subset((~chosen_rows).nonzero()[:, 0]), fit.subset(chosen_rows.nonzero()[:, 0])
+                             f"{'fit' if selecting.all() else 'select'} on among {len(fit)} training clips")
+        fit, choose = fit.subset((~selecting).nonzero()[:, 0]), fit.subset(selecting.nonzero()[:, 0])
     else:
         choose = features(splits.select)
     report = features(splits.report)

@@ -94,8 +94,7 @@ def single(head: HeadFactory, lr: float, weight_decay: float) -> list[Member]:
 
 def needs_tokens(head: HeadFactory) -> bool:
     """Whether a head reads individual tokens (else only their mean); unknown heads: tokens."""
-    target = getattr(head, "__wrapped__", head)
-    return bool(getattr(target, "needs_tokens", True))
+    return bool(getattr(head, "needs_tokens", True))
 
 
 class Standardise(nn.Module):
@@ -129,10 +128,10 @@ class GridProbes(nn.Module):
         """Two AdamW groups per member (every label head's probe of it): weights with the
         member's weight decay, biases, norms and class tokens without (as MAE's probes)."""
         groups = []
-        for member in self.members:
+        for index, member in enumerate(self.members):
             decay, no_decay = [], []
             for head in self.classes:
-                for pname, param in self.probes[head][self.members.index(member)].named_parameters():
+                for pname, param in self.probes[head][index].named_parameters():
                     (no_decay if param.ndim < 2 or pname.endswith("cls_token") else decay).append(param)
             groups += [{"params": decay, "lr": member.lr, "weight_decay": member.weight_decay},
                        {"params": no_decay, "lr": member.lr, "weight_decay": 0.0}]
