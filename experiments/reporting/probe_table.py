@@ -43,9 +43,9 @@ def plot(rows: list[dict], path: str, title: str) -> str:
             if r["chosen"]:
                 axis.annotate("chosen", (x, r["report_top1"]), ha="center", va="bottom", fontsize=8)
         axis.set_xticks(list(xs), [r["probe"] for r in mine], rotation=60, ha="right", fontsize=7)
-        axis.set_ylim(0, 1.05)
+        axis.set_ylim(0, 1.2)          # headroom for the legend above the bars
         axis.set_ylabel(f"{head} top-1")
-        axis.legend(fontsize=7, loc="lower right")
+        axis.legend(fontsize=7, loc="upper left", ncol=2)
     axes[0, 0].set_title(title)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
