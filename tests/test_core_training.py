@@ -44,9 +44,13 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert crashed.returncode == 137, crashed.stderr[-3000:]
     assert torch.load(tmp_path / "resumed/pretrain/1/last.pt", weights_only=True)["step"] == 2
     assert not (tmp_path / "resumed/pretrain/last.pt").exists()      # published only when complete
-    # Not asked to resume: the same run id in the same WORKDIR (another database) is refused.
-    refused = _run(tmp_path, "resumed", "runs_other", "with", "seed=7")
-    assert refused.returncode != 0 and "--resume-run 1" in refused.stderr
+    # Another run store (a new LVMAE_RUNS_DIR) numbers its runs from 1 again: its run 1 trains in a
+    # folder of its own, leaves the killed run's checkpoint alone, and records where it trained.
+    other = _run(tmp_path, "resumed", "runs_other", "-b", f"pretrain_loop.steps = {STEPS // 2}", "with", "seed=7")
+    assert other.returncode == 0, other.stderr[-3000:]
+    folder = json.loads((tmp_path / "runs_other/1/info.json").read_text())["run_folder"]
+    assert os.path.basename(folder).startswith("1-") and os.path.isfile(os.path.join(folder, "last.pt"))
+    assert torch.load(tmp_path / "resumed/pretrain/1/last.pt", weights_only=True)["step"] == 2
     resumed = _run(tmp_path, "resumed", "runs_resumed", "--resume-run", "1", "with", "seed=7")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout

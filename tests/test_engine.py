@@ -89,10 +89,23 @@ def test_two_runs_in_one_workdir_get_their_own_folders(tmp_path):
     assert published["run_id"] == unobserved[1].run_id and published["step"] == 6
 
 
-def test_a_run_not_asked_to_resume_refuses_a_folder_with_a_checkpoint(tmp_path):
-    _fit(tmp_path, FakeRun(1))
-    with pytest.raises(ResumeRefused, match="--resume-run 1"):
-        _fit(tmp_path, FakeRun(1))
+def test_runs_of_two_stores_with_the_same_id_get_their_own_folders(tmp_path, monkeypatch):
+    """Another run store (file store, another LVMAE_RUNS_DIR, a new database) numbers its runs
+    from 1 again: the second run 1 trains in a folder of its own, and ``run:1`` is the run the
+    current store recorded (issue: ResumeRefused inside a FAILED run)."""
+    first = _fit(tmp_path, FakeRun(1))
+    second = _fit(tmp_path, FakeRun(1))
+    assert first.folder.endswith(os.path.join("pretrain", "1"))
+    assert os.path.basename(second.folder).startswith("1-")
+    assert torch.load(os.path.join(second.folder, "last.pt"), weights_only=True)["step"] == 6
+    with pytest.raises(FileNotFoundError, match="2 folders of 'pretrain' belong to a run 1"):
+        run_folder.resolve_input("run:1", str(tmp_path), "pretrain", "finetune_loop.pretrained")
+    monkeypatch.setattr(run_folder, "recorded_folder", lambda run_id: os.path.basename(second.folder))  # the store
+    assert run_folder.resolve_input("run:1", str(tmp_path), "pretrain", "p") == os.path.join(second.folder, "last.pt")
+    # resume continues the folder the run recorded
+    run_folder.request_resume(1, second.folder)
+    resumed = _fit(tmp_path, FakeRun(1), steps=8)
+    assert resumed.folder == second.folder and resumed.start_step == 6
 
 
 def test_resume_refuses_a_changed_binding_and_names_it(tmp_path):

@@ -324,15 +324,17 @@ def check_command(command: str | None) -> None:
                    + f" {prog} --help lists them.")
 
 
-def check_resume_run(command: str, resume_run: int) -> None:
+def check_resume_run(command: str, resume_run: int) -> str | None:
     """``--resume-run N`` continues a run that exists in the store runs are recorded in;
-    any other N is refused before anything is built or recorded."""
+    any other N is refused before anything is built or recorded. Returns the run folder the
+    run recorded (None when it recorded none)."""
     from lvmae.experiments.commands.resume import RunNotFound, stored_run
     try:
-        stored_run(resume_run)
+        run = stored_run(resume_run)
     except RunNotFound as error:
         program.refuse(f"{program.name()} {command}: --resume-run {resume_run}: cannot resume run {resume_run}: "
                        f"{error}. Nothing was recorded.")
+    return (run.get("info") or {}).get("run_folder")
 
 
 def _quiet_sacred(argv: list[str], command: str) -> list[str]:
@@ -366,11 +368,10 @@ def main(argv: list[str]) -> None:
         return
     recorded = (command not in _UNOBSERVED and "-u" not in argv and "--unobserved" not in argv
                 and int(os.environ.get("RANK", "0")) == 0)
-    if resume_run is not None and recorded:
-        check_resume_run(command, resume_run)
+    folder = check_resume_run(command, resume_run) if resume_run is not None and recorded else None
     if resume_run is not None:      # the engine continues that run's folder (and only then)
         from lvmae.experiments.engine.run_folder import request_resume
-        request_resume(resume_run)
+        request_resume(resume_run, folder)
     # Only `list` runs without gin: every other command parses gin files, which bind the
     # configurables of all commands, so all command modules are registered.
     ex = commands.load(command) if command in _GINLESS else commands.load_all()

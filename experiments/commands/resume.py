@@ -5,7 +5,8 @@ Reads run RUN_ID's command, gin files, gin bindings and seed from the store runs
 in (``LVMAE_OBSERVER``: the database, or ``runs/<id>/`` files) and runs
 ``COMMAND with gin_files=... gin_bindings=... seed=... --resume-run RUN_ID``:
 the engine continues the run's own folder from its last checkpoint and the same record gets
-the rest of the metrics. Extra arguments are appended (``-b 'pretrain_loop.steps=500'`` to
+the rest of the metrics. Crash-test bindings (``exit_after_step``) are left out: the resumed run
+does not crash again. Extra arguments are appended (``-b 'pretrain_loop.steps=500'`` to
 train further, where the engine allows that binding to change).
 """
 from __future__ import annotations
@@ -19,6 +20,9 @@ from lvmae.experiments import program
 from lvmae.experiments.tracking import local_db
 
 RUN_KEYS = ("gin_files", "gin_bindings", "seed")
+# Crash-test hooks a resume leaves out of the stored bindings (the run would crash again);
+# an extra ``-b`` after the run id may still set them.
+CRASH_TEST_PARAMETERS = ("exit_after_step",)
 
 
 class RunNotFound(LookupError):
@@ -26,8 +30,8 @@ class RunNotFound(LookupError):
 
 
 def stored_run(run_id: int) -> dict:
-    """{"command", "status", "config"} of run ``run_id`` in the store runs are recorded in;
-    raises RunNotFound."""
+    """{"command", "status", "config", "info": {"run_folder"}} of run ``run_id`` in the store runs
+    are recorded in; raises RunNotFound."""
     from lvmae.experiments.tracking.observers import DEFAULT_DB, MONGO_DB_ENV, mongo_url, observer_kind
     if observer_kind() == "file":
         folder = Path(os.environ.get(local_db.RUNS_DIR_ENV, "runs")) / str(run_id)
@@ -36,12 +40,14 @@ def stored_run(run_id: int) -> dict:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunNotFound(f"no run {run_id} under {folder.parent}/ (runs are recorded as files there)") from None
-        return {"command": run["command"], "status": run.get("status"), "config": config}
+        info = json.loads((folder / "info.json").read_text(encoding="utf-8")) if (folder / "info.json").is_file() else {}
+        return {"command": run["command"], "status": run.get("status"), "config": config,
+                "info": {"run_folder": info.get("run_folder")}}
     import pymongo
     url, _ = mongo_url()
     with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
         document = client[os.environ.get(MONGO_DB_ENV, DEFAULT_DB)].runs.find_one(
-            {"_id": run_id}, {"command": 1, "status": 1, "config": 1})
+            {"_id": run_id}, {"command": 1, "status": 1, "config": 1, "info.run_folder": 1})
     if document is None:
         from lvmae.experiments.tracking.redact import safe_url
         raise RunNotFound(f"no run {run_id} in the database at {safe_url(url)}")
@@ -50,9 +56,17 @@ def stored_run(run_id: int) -> dict:
 
 def command_line(run_id: int, run: dict, extra: list[str]) -> list[str]:
     """The command line (argv, the program first) that continues ``run``."""
-    config = run["config"]
+    config = dict(run["config"])
+    if "gin_bindings" in config:
+        config["gin_bindings"] = [binding for binding in config["gin_bindings"] if not crash_test(binding)]
     updates = [f"{key}={config[key]!r}" for key in RUN_KEYS if key in config]
     return [program.name(), run["command"], *extra, "--resume-run", str(run_id), "with", *updates]
+
+
+def crash_test(binding: str) -> bool:
+    """Whether a gin binding sets a crash-test hook (``pretrain_loop.exit_after_step = 12``)."""
+    parameter = binding.split("=", 1)[0].strip().rsplit(".", 1)[-1]
+    return parameter in CRASH_TEST_PARAMETERS
 
 
 def main(argv: list[str]) -> int:

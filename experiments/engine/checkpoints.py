@@ -22,7 +22,8 @@ A checkpoint is one ``torch.save`` dict (loadable with ``weights_only=True``):
 plus what the command adds at the top level for its readers (``heads`` and ``grid`` of a
 classifier, ``tokenizer_config`` of a tokenizer).
 
-Writing is atomic (temporary file + rename) and keeps the last two: the previous
+Writing is atomic (temporary file + rename), checks the free space first (``disk_space``) and
+keeps the last two: the previous
 ``last.pt`` becomes ``previous.pt`` before the new one takes its name, so a crash at any
 moment leaves at least one complete checkpoint, and :func:`load_latest` falls back to
 ``previous.pt`` when ``last.pt`` is missing or unreadable.
@@ -34,12 +35,13 @@ import os
 
 import torch
 
-from lvmae.experiments.engine import gin_config
+from lvmae.experiments.engine import disk_space, gin_config
 from lvmae.experiments.engine.run_folder import CHECKPOINT_NAME
 
 FORMAT = "lvmae-checkpoint"
 FORMAT_VERSION = 1
 PREVIOUS_NAME = "previous.pt"
+TEMPORARY_INFIX = ".tmp-"      # last.pt.tmp-<pid>: a checkpoint being written
 
 # Parameters a resumed run may change: how long it trains and how often it logs, evaluates,
 # draws or checkpoints; nothing that changes what a step computes.
@@ -109,11 +111,29 @@ def check_resumable(state: dict, path: str, *, command: str, loop: str, seed: in
 
 
 def save_rotating(folder: str, state: dict) -> str:
-    """Writes ``folder/last.pt`` atomically and keeps the one before as ``previous.pt``."""
+    """Writes ``folder/last.pt`` atomically and keeps the one before as ``previous.pt``.
+
+    The free space is checked first (the checkpoint's estimated size against the file
+    system's free bytes); a write that fails anyway removes its temporary file. Either way the
+    previous checkpoint is untouched and the error (``disk_space.CheckpointSpaceError``) says
+    in one paragraph the folder, the bytes needed and the bytes free."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, CHECKPOINT_NAME)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    torch.save({**state, "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}, temporary)
+    for name in os.listdir(folder):          # left by a process killed mid-write (one writer per folder)
+        if name.startswith(f"{CHECKPOINT_NAME}{TEMPORARY_INFIX}"):
+            os.remove(os.path.join(folder, name))
+    temporary = f"{path}{TEMPORARY_INFIX}{os.getpid()}"
+    what = f"the checkpoint of step {state.get('step')}"
+    needed = disk_space.state_bytes(state)
+    disk_space.require_room(folder, needed, what)
+    try:
+        torch.save({**state, "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}, temporary)
+    except BaseException as error:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        if disk_space.full_disk(error):
+            raise disk_space.write_failed(folder, needed, what, error) from error
+        raise
     if os.path.isfile(path):
         os.replace(path, os.path.join(folder, PREVIOUS_NAME))
     os.replace(temporary, path)

@@ -481,7 +481,8 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
     workdir = _parameter_value("", roots[0], WORKDIR_PARAMETER) if roots else None
     if not isinstance(workdir, str):
         return
-    folder = run_folder.run_folder(workdir, request.stage, str(request.run_id))
+    recorded = run_folder.requested_folder() if run_folder.requested_resume() == str(request.run_id) else None
+    folder = run_folder.run_folder(workdir, request.stage, recorded or str(request.run_id))
     try:
         found = checkpoints.load_latest(folder, mmap=True)     # metadata only: seconds for any size
     except checkpoints.ResumeRefused as error:
@@ -489,6 +490,9 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
     if found is None:
         return          # the engine starts run N from step 0 and says so
     state, path = found
+    if str(state.get("run_id")) != str(request.run_id):
+        raise PreflightError(f"--resume-run {request.run_id}: {path!r} holds run {state.get('run_id')}'s checkpoint, "
+                             f"not run {request.run_id}'s: another run's folder; nothing was resumed")
     if request.seed is None:
         raise PreflightError(f"--resume-run {request.run_id}: give the run's seed, `with seed={state.get('seed')}` "
                              f"(or continue it with {program.name()} resume {request.run_id}); a seed is never replaced")
@@ -498,6 +502,25 @@ def check_resume(command: str, roots: list[str], request: ResumeRequest) -> None
                                     seed=request.seed, layout=layout, bindings=checkpoints.flat_bindings())
     except checkpoints.ResumeRefused as error:
         raise PreflightError(f"--resume-run {request.run_id}: {error}") from None
+
+
+def warn_disk_space(roots: list[str], built: dict[str, Any]) -> None:
+    """One line on stderr when an entry point's WORKDIR cannot hold the two checkpoints a run of
+    its model keeps (``disk_space.room_warning``); the run still starts."""
+    import sys
+
+    from torch import nn
+
+    from lvmae.experiments.engine import disk_space
+    for root in roots:
+        workdir = _parameter_value("", root, WORKDIR_PARAMETER)
+        prefix = _display(root) + "."
+        models = [obj for name, obj in built.items() if name.startswith(prefix) and isinstance(obj, nn.Module)]
+        if not isinstance(workdir, str) or not models:
+            continue
+        warning = disk_space.room_warning(workdir, max(models, key=disk_space.model_checkpoint_bytes))
+        if warning:
+            print(f"preflight: {warning}", file=sys.stderr)
 
 
 def preflight(command: str, gin_files: list[str], gin_bindings: list[str], module: str | None = None,
@@ -523,4 +546,5 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     built = build_objects(roots, skip_missing_inputs=not check_inputs)
     check_augmentations(roots, built, check_inputs)
     check_components(built)
+    warn_disk_space(roots, built)
     return built

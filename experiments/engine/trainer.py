@@ -28,6 +28,7 @@ from torch import nn
 from lvmae.components.data.loader import to_device
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
+from lvmae.experiments.engine.efficiency import EfficiencyMeter, StepWork, device_peak_tflops
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
 from lvmae.experiments.engine.training import (
     Distributed,
@@ -203,6 +204,14 @@ def eval_loader(pipeline, manifest, split: str, batch_size: int, frames: int, si
         for name, value in views.items():
             setattr(pipeline, name, value)
     return pipeline.loader(manifest, split, mode="eval", batch_size=batch_size, device=device)
+
+
+def _clips_in(batch: dict) -> int:
+    """Clips in a batch: the leading size of its ``video`` (else of its first tensor)."""
+    tensor = batch.get("video")
+    if tensor is None:
+        tensor = next((v for v in batch.values() if torch.is_tensor(v)), None)
+    return int(tensor.shape[0]) if tensor is not None else 0
 
 
 def _state_of(obj):
