@@ -28,7 +28,6 @@ from torch import nn
 from lvmae.components.data.loader import to_device
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
-from lvmae.experiments.engine.efficiency import EfficiencyMeter, StepWork, device_peak_tflops
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
 from lvmae.experiments.engine.training import (
     Distributed,
@@ -206,14 +205,6 @@ def eval_loader(pipeline, manifest, split: str, batch_size: int, frames: int, si
     return pipeline.loader(manifest, split, mode="eval", batch_size=batch_size, device=device)
 
 
-def _clips_in(batch: dict) -> int:
-    """Clips in a batch: the leading size of its ``video`` (else of its first tensor)."""
-    tensor = batch.get("video")
-    if tensor is None:
-        tensor = next((v for v in batch.values() if torch.is_tensor(v)), None)
-    return int(tensor.shape[0]) if tensor is not None else 0
-
-
 def _state_of(obj):
     return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
 
@@ -255,7 +246,7 @@ class Trainer:
         self.layout = {"world_size": self.info.world_size, "batch_size": batch_size,
                        "accum_steps": settings.accum_steps}
         self.run_id = self._shared(run_folder.run_id_of(run))
-        self.folder = run_folder.run_folder(workdir, stage, self.run_id)
+        self.folder = self._shared(self._own_folder())
         torch.manual_seed(seed + self.info.rank)
         self.state, self.checkpoint_path = self._resume_state()
         self.start_step = int(self.state["step"]) if self.state else 0
@@ -279,6 +270,15 @@ class Trainer:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def _own_folder(self) -> str:
+        """The folder ``--resume-run`` continues (the one the run recorded), or a fresh one that
+        no other run has (claimed on rank 0)."""
+        if run_folder.requested_resume() == self.run_id:
+            return run_folder.run_folder(self.workdir, self.stage, run_folder.requested_folder() or self.run_id)
+        if not self.info.is_main:
+            return ""           # rank 0's folder is broadcast
+        return run_folder.claim_folder(self.workdir, self.stage, self.run_id)
 
     def _resume_state(self) -> tuple[dict | None, str]:
         found = checkpoints.load_latest(self.folder)
@@ -414,7 +414,7 @@ class Trainer:
         if self.start_step >= settings.steps:
             print(f"checkpoint {self.checkpoint_path} is already at step {self.start_step} ≥ steps={settings.steps}")
         elif info.is_main and settings.save_checkpoints:
-            run_folder.publish(self.workdir, self.stage, self.run_id)
+            run_folder.publish(self.workdir, self.stage, os.path.basename(self.folder))
         if self.run is not None and isinstance(getattr(self, "source", None), PipelineLoader):
             record_skips(self.run, self.source)     # clips the pipeline left out, by reason
         history = self.logger.history.get("train/loss", [(self.start_step, float("nan"))])
