@@ -61,6 +61,10 @@ class Split:
     fingerprint: str = ""          # hash of the written samples' fingerprints ("" = not recorded)
     summary: WriteSummary = dataclasses.field(default_factory=WriteSummary)
     written_from: WrittenFrom = dataclasses.field(default_factory=WrittenFrom)
+    # Per shard, in the pattern's order (components/data/shard_index.py; [] = not recorded):
+    shard_samples: list[int] = dataclasses.field(default_factory=list)
+    shard_bytes: list[int] = dataclasses.field(default_factory=list)
+    shard_sha1: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -34,16 +34,23 @@ consumer, position). The loader's state is, per consumer, (epoch, cursor, batche
 loader passes over the first ``cursor`` samples of each consumer's order without decoding them
 and continues with exactly the batches an uninterrupted loader would have produced.
 
-Bad input: a sample that cannot give a clip (corrupt bytes, a broken member, a truncated tar,
-or a short clip under ``short_policy="skip"``) is skipped, logged and counted by reason and
-epoch (``loader.skipped``, ``loader.skips_by_epoch``); ``corrupt="fail"`` raises instead.
+Bad input: a sample that cannot give a clip (corrupt bytes, a broken member, a damaged or
+truncated tar, or a short clip under ``short_policy="skip"``) is skipped and counted once per
+run under its name — shard and key, or shard and byte range when the key itself is lost (the
+manifest's per-shard sample counts say how many samples a damaged tar lost). The main process
+logs each one when the batch it would have been in arrives (``loader.skipped_clips``, totals
+by reason in ``loader.skipped``); a worker remembers the samples it skipped and does not decode
+them again. A training loader whose unreadable clips pass ``max_skip_fraction`` of the split
+stops with :class:`DataLossError`; ``corrupt="fail"`` raises at the first one.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Literal
 
@@ -61,6 +68,7 @@ from lvmae.components.data.loader import to_device
 from lvmae.components.data.manifest import Manifest, View, load_manifest
 from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD, CorruptSampleError, raw_stream
 from lvmae.components.data.schema import RawSample, SampleError
+from lvmae.components.data.shard_index import expected_samples
 from lvmae.components.data.splitting import Consumer, consumer_share, epoch_quota
 from lvmae.components.data.temporal import SHORT_POLICIES, ShortClipError, ShortPolicy, TemporalSampler
 
@@ -74,11 +82,19 @@ SKIP_REASONS = ("corrupt", "short")
 # Batch entries the workers add for the main process (removed before a batch is yielded).
 _POSITION, _SKIPS, _REPORT = "_position", "_skips", "_report"
 STATE_VERSION = 1
+# Unreadable clips a training run accepts, as a fraction of the split (data_pipeline.max_skip_fraction).
+DEFAULT_MAX_SKIP_FRACTION = 0.01
+# Skipped clips named in a DataLossError's message.
+NAMED_IN_MESSAGE = 3
 log = logging.getLogger(__name__)
 
 
 class EmptyPipelineError(ValueError):
     """The pipeline would yield no batch; names the manifest and why."""
+
+
+class DataLossError(RuntimeError):
+    """A training loader lost more clips than ``max_skip_fraction`` allows; names them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +145,8 @@ class DataPipeline:
         loader's workers already live as long as the loader).
       shuffle_buffer: training: samples each consumer holds for shuffling.
       corrupt: skip (and count) or fail on a bad sample.
+      max_skip_fraction: a training loader stops (DataLossError) once the clips it could not
+        read pass this fraction of the split (short clips under short_policy="skip" excluded).
       decoder, decoder_threads: a registered ``video_decoder.<name>`` and its threads.
     """
 
@@ -139,12 +157,13 @@ class DataPipeline:
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  workers: int = 2, prefetch: int = 2, pin_memory: bool = True,
                  persistent_workers: bool = False, shuffle_buffer: int = 64,
-                 corrupt: CorruptPolicy = "skip", decoder: str = "pyav", decoder_threads: int = 1):
+                 corrupt: CorruptPolicy = "skip", decoder: str = "pyav", decoder_threads: int = 1,
+                 max_skip_fraction: float = DEFAULT_MAX_SKIP_FRACTION):
         checks = {"clip_frames": clip_frames >= 1, "stride": stride >= 1, "fps": fps >= 0,
                   "size": size >= 1, "resize": resize == 0 or resize >= size,
                   "temporal_views": temporal_views >= 1, "spatial_views": spatial_views >= 1,
                   "workers": workers >= 0, "prefetch": prefetch >= 1, "shuffle_buffer": shuffle_buffer >= 0,
-                  "decoder_threads": decoder_threads >= 0,
+                  "decoder_threads": decoder_threads >= 0, "max_skip_fraction": 0 <= max_skip_fraction <= 1,
                   "mean/std": len(mean) == len(std) and all(s > 0 for s in std)}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -167,6 +186,7 @@ class DataPipeline:
         self.mean, self.std = tuple(mean), tuple(std)
         self.workers, self.prefetch, self.pin_memory = workers, prefetch, pin_memory
         self.persistent_workers, self.shuffle_buffer, self.corrupt = persistent_workers, shuffle_buffer, corrupt
+        self.max_skip_fraction = max_skip_fraction
         scope = gin.current_scope_str()     # "tokenizer" for @tokenizer/data_pipeline()
         self.gin_name = f"{scope}/data_pipeline" if scope else "data_pipeline"
 
@@ -349,8 +369,10 @@ class _Stream(torch.utils.data.IterableDataset):
         self.mode, self.batch_size, self.seed = loader.mode, loader.batch_size, loader.seed
         self.rank, self.world_size, self.samples = loader.rank, loader.world_size, loader.samples
         self.primary_head, self.batches_per_epoch = loader.primary_head, loader.batches_per_epoch
-        self.where = loader.where
+        self.where, self.expected = loader.where, loader.expected
         self.view = loader.manifest.view if loader.manifest.fields else None
+        self._pending: list[dict] = []     # skipped clips not yet sent to the main process
+        self._known: set[str] = set()      # every clip this worker has skipped (never decoded again)
 
     def consumer(self) -> Consumer:
         info = torch.utils.data.get_worker_info()
@@ -366,7 +388,7 @@ class _Stream(torch.utils.data.IterableDataset):
         for pass_number in passes:
             order_seed = self.seed * 100_003 + epoch * 1_009 + pass_number if self.mode == "train" else None
             share = consumer_share(self.shards, consumer, order_seed)
-            stream = raw_stream(share.shards, share.sample_residue, share.sample_modulus)
+            stream = raw_stream(share.shards, share.sample_residue, share.sample_modulus, self.expected)
             if self.mode != "train" or self.pipeline.shuffle_buffer <= 1:
                 yield from stream
                 yield None      # end of a pass
@@ -387,22 +409,28 @@ class _Stream(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         consumer = self.consumer()
         position = dataclasses.replace(self.positions.get(consumer.index, Position()))
-        skips: dict[int, dict[str, int]] = {}
         while True:
-            yield from self._epoch(consumer, position, skips)
+            yield from self._epoch(consumer, position)
             if self.mode != "train":
-                yield {_REPORT: consumer.index, _SKIPS: skips}
+                yield {_REPORT: consumer.index, _SKIPS: self._take()}
                 return
             position = Position(position.epoch + 1)
 
-    def _skip(self, skips: dict, epoch: int, reason: str, error: Exception, where: str) -> None:
+    def _skip(self, epoch: int, reason: str, error: Exception, where: str, count: int = 1) -> None:
+        """Counts a clip once under its name; later sightings (another pass or epoch) are not."""
         if self.pipeline.corrupt == "fail" and reason == "corrupt":
             raise CorruptSampleError(f"{where}: {error}") from error
-        counts = skips.setdefault(epoch, dict.fromkeys(SKIP_REASONS, 0))
-        counts[reason] += 1
-        log.warning("skipped %s sample (%d this epoch): %s: %s", reason, counts[reason], where, error)
+        if where in self._known:
+            return
+        self._known.add(where)
+        self._pending.append({"name": where, "reason": reason, "count": int(count), "epoch": int(epoch),
+                              "message": str(error)})
 
-    def _epoch(self, consumer: Consumer, position: Position, skips: dict) -> Iterator[dict]:
+    def _take(self) -> list[dict]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _epoch(self, consumer: Consumer, position: Position) -> Iterator[dict]:
         epoch, items = position.epoch, []
         if self.mode == "train" and position.batches >= self.batches_per_epoch:
             return
@@ -412,43 +440,45 @@ class _Stream(torch.utils.data.IterableDataset):
                 if usable_in_pass == 0 and self.mode == "train":
                     raise EmptyPipelineError(
                         f"{self.where}: reader {consumer.index} of {consumer.count} got no usable "
-                        f"sample from its shards ({len(self.shards)} in all; skipped this epoch: "
-                        f"{skips.get(epoch, {})}); see the warnings above for each sample")
+                        f"sample from its shards ({len(self.shards)} in all; skipped: "
+                        f"{sorted(self._known)[:NAMED_IN_MESSAGE]}{' …' if len(self._known) > NAMED_IN_MESSAGE else ''})")
                 usable_in_pass = 0
                 continue
             if isinstance(entry, Exception):
                 if cursor >= position.cursor:    # a resumed consumer counted it before
-                    self._skip(skips, epoch, "corrupt", entry, getattr(entry, "where", "shard stream"))
+                    self._skip(epoch, "corrupt", entry, getattr(entry, "where", None) or str(entry)[:200],
+                               getattr(entry, "count", 1))
                 continue
             cursor += 1
             if cursor <= position.cursor:        # consumed before the checkpoint: not decoded
                 usable_in_pass += 1
                 continue
-            rng = np.random.default_rng([self.seed, epoch, consumer.index, cursor])
             where = f"shard {entry.shard} sample {entry.key}"
+            if where in self._known:             # skipped before: not decoded again
+                continue
+            rng = np.random.default_rng([self.seed, epoch, consumer.index, cursor])
             try:
                 items.append(self.pipeline.item(entry, self.mode, rng, self.primary_head, self.view))
             except ShortClipError as error:
-                self._skip(skips, epoch, "short", error, where)
+                self._skip(epoch, "short", error, where)
                 continue
             except (CorruptVideoError, SampleError, ValueError) as error:
-                self._skip(skips, epoch, "corrupt", error, where)
+                self._skip(epoch, "corrupt", error, where)
                 continue
             usable_in_pass += 1
             if len(items) == self.batch_size:
                 position = Position(epoch, cursor, position.batches + 1)
-                yield self._batch(items, consumer, position, skips)
+                yield self._batch(items, consumer, position)
                 items = []
                 if self.mode == "train" and position.batches >= self.batches_per_epoch:
                     return
         if items:      # evaluation: the last, smaller batch
-            yield self._batch(items, consumer, Position(epoch, cursor, position.batches + 1), skips)
+            yield self._batch(items, consumer, Position(epoch, cursor, position.batches + 1))
 
-    @staticmethod
-    def _batch(items: list[dict], consumer: Consumer, position: Position, skips: dict) -> dict:
+    def _batch(self, items: list[dict], consumer: Consumer, position: Position) -> dict:
         batch = collate(items)
         batch[_POSITION] = (consumer.index, dataclasses.asdict(position))
-        batch[_SKIPS] = {epoch: dict(counts) for epoch, counts in skips.items()}
+        batch[_SKIPS] = self._take()    # the clips skipped while this batch was gathered
         return batch
 
 
@@ -472,6 +502,7 @@ class PipelineLoader:
         if not self.shards:
             raise EmptyPipelineError(f"{self.where}: the shard pattern names no shard")
         self.samples = manifest.splits[split].samples
+        self.expected = expected_samples(manifest, split)     # shard → samples it should hold
         self.primary_head = manifest.primary_head
         self.workers = pipeline.workers
         self.consumers = world_size * max(1, self.workers)
@@ -492,30 +523,50 @@ class PipelineLoader:
                              f"clips; data_pipeline.clip_frames is {pipeline.clip_frames}")
         self.positions: dict[int, Position] = {}
         self.batches = 0
-        self._skips: dict[int, dict[int, dict[str, int]]] = {}    # consumer → epoch → reason → n
+        self.skipped_clips: dict[str, dict] = {}    # name → {reason, count, epoch, message}
+        self.on_data_loss = None    # called before DataLossError is raised (e.g. to record the run)
         self._loader = None
 
     # -- state ----------------------------------------------------------------------------------
     @property
     def skipped(self) -> dict[str, int]:
-        """Samples skipped so far, by reason (this rank, every worker)."""
+        """Clips skipped so far, by reason, each counted once (this rank, every worker)."""
         total = dict.fromkeys(SKIP_REASONS, 0)
-        for per_epoch in self._skips.values():
-            for counts in per_epoch.values():
-                for reason, count in counts.items():
-                    total[reason] += count
+        for record in self.skipped_clips.values():
+            total[record["reason"]] += record["count"]
         return total
 
     @property
     def skips_by_epoch(self) -> dict[int, dict[str, int]]:
-        """{epoch: {reason: count}} over this rank's workers."""
+        """{epoch: {reason: count}}: clips by the epoch they were first skipped in."""
         out: dict[int, dict[str, int]] = {}
-        for per_epoch in self._skips.values():
-            for epoch, counts in per_epoch.items():
-                row = out.setdefault(int(epoch), dict.fromkeys(SKIP_REASONS, 0))
-                for reason, count in counts.items():
-                    row[reason] += count
+        for record in self.skipped_clips.values():
+            row = out.setdefault(int(record["epoch"]), dict.fromkeys(SKIP_REASONS, 0))
+            row[record["reason"]] += record["count"]
         return dict(sorted(out.items()))
+
+    def _receive(self, records: list[dict]) -> None:
+        """Skipped clips a worker reports with a batch: logged and counted once; a training
+        loader past ``max_skip_fraction`` stops."""
+        for record in records:
+            if record["name"] in self.skipped_clips:
+                continue
+            self.skipped_clips[record["name"]] = record
+            log.warning("skipped %s clip (%d of this reason so far): %s: %s", record["reason"],
+                        self.skipped[record["reason"]], record["name"], record["message"])
+        lost = self.skipped["corrupt"]
+        if self.mode != "train" or lost <= self.pipeline.max_skip_fraction * self.samples:
+            return
+        if self.on_data_loss is not None:
+            self.on_data_loss()
+        names = [n for n, r in self.skipped_clips.items() if r["reason"] == "corrupt"]
+        raise DataLossError(
+            f"{self.where}: {lost} of its {self.samples} clips could not be read ({lost / self.samples:.1%}, more "
+            f"than {self.pipeline.gin_name}.max_skip_fraction = {self.pipeline.max_skip_fraction}), so training "
+            f"stops rather than train on less data than the manifest lists. First: "
+            f"{'; '.join(names[:NAMED_IN_MESSAGE])}{' …' if len(names) > NAMED_IN_MESSAGE else ''}. "
+            f"validate_shards names every damaged sample; a write_shards rerun rewrites damaged shards; "
+            f"binding a larger max_skip_fraction accepts the loss.")
 
     @property
     def epoch(self) -> int:
@@ -530,7 +581,7 @@ class PipelineLoader:
         """The data position of this rank: plain values (safe in any checkpoint)."""
         return {"version": STATE_VERSION, **self._identity(), "batches": self.batches,
                 "positions": {int(c): dataclasses.asdict(p) for c, p in self.positions.items()},
-                "skips": {int(c): {int(e): dict(r) for e, r in per.items()} for c, per in self._skips.items()}}
+                "skipped_clips": [dict(r) for r in self.skipped_clips.values()]}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; the layout (seed, batch size, ranks, workers, samples) must
@@ -545,8 +596,7 @@ class PipelineLoader:
         mine = range(self.rank * workers, (self.rank + 1) * workers)
         self.batches = int(state["batches"])
         self.positions = {int(c): Position(**p) for c, p in state["positions"].items() if int(c) in mine}
-        self._skips = {int(c): {int(e): dict(r) for e, r in per.items()}
-                       for c, per in state["skips"].items() if int(c) in mine}
+        self.skipped_clips = {r["name"]: dict(r) for r in state.get("skipped_clips", [])}
         missing = [c for c in mine if c not in self.positions]
         if self.batches and missing:
             # Another rank's state (not merged): derive this rank's positions from the batch
@@ -574,19 +624,17 @@ class PipelineLoader:
 
     def __iter__(self) -> Iterator[dict]:
         if self.mode == "eval":
-            self._skips = {}
+            self.skipped_clips = {}
             if self._loader is None or not self.pipeline.persistent_workers:
                 self._loader = self._data_loader()
         else:
             self._loader = self._data_loader()
         produced = 0
         for batch in self._loader:
-            consumer_skips = batch.pop(_SKIPS)
+            self._receive(batch.pop(_SKIPS))
             if _REPORT in batch:       # an evaluation consumer has finished its pass
-                self._skips[batch[_REPORT]] = consumer_skips
                 continue
             consumer, position = batch.pop(_POSITION)
-            self._skips[consumer] = consumer_skips
             self.positions[consumer] = Position(**position)
             self.batches += 1
             produced += 1
@@ -608,23 +656,35 @@ def merge_states(states: list[dict]) -> dict:
     Every rank has yielded the same number of batches, so the states differ only in them."""
     if not states:
         raise ValueError("merge_states: no state given")
-    merged = {**states[0], "positions": {}, "skips": {}}
+    merged = {**states[0], "positions": {}, "skipped_clips": []}
+    names: set[str] = set()
     for state in states:
         if state.get("batches") != merged["batches"] or state.get("seed") != merged["seed"]:
             raise ValueError(f"merge_states: ranks disagree on the data position "
                              f"({state.get('batches')} vs {merged['batches']} batches)")
         merged["positions"].update(state["positions"])
-        merged["skips"].update(state["skips"])
+        for record in state.get("skipped_clips", []):
+            if record["name"] not in names:
+                names.add(record["name"])
+                merged["skipped_clips"].append(record)
     return merged
 
 
 def record_skips(run, loader: PipelineLoader, prefix: str = "data") -> dict[str, int]:
     """Stores the loader's skip counts in a Sacred run: ``info[<prefix>_skipped]`` (totals by
-    reason) and one ``<prefix>/skipped_<reason>`` metric point per epoch (x = epoch)."""
+    reason), one ``<prefix>/skipped_<reason>`` metric point per epoch (x = epoch) and, when any
+    clip was skipped, every skipped clip's name, reason and error as the artifact
+    ``<prefix>_skipped.json``."""
     totals = loader.skipped
     if run is None:
         return totals
     run.info[f"{prefix}_skipped"] = totals
+    if loader.skipped_clips:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, f"{prefix}_skipped.json")
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(list(loader.skipped_clips.values()), handle, indent=1)
+            run.add_artifact(path, f"{prefix}_skipped.json")
     logged = run.info.setdefault(f"{prefix}_skip_epochs_logged", [])
     for epoch, counts in loader.skips_by_epoch.items():
         if epoch in logged or (loader.mode == "train" and epoch >= loader.epoch):

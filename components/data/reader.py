@@ -25,7 +25,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from lvmae import registry
@@ -34,6 +33,7 @@ from lvmae.components.data.codec import CorruptVideoError, VideoDecoder
 from lvmae.components.data.manifest import Manifest, View
 from lvmae.components.data.schema import RawSample, SampleError, parse_sample
 from lvmae.components.data.splitting import consumer_share, current_consumer, epoch_quota
+from lvmae.components.data.tar_stream import ShardLoss, tar_samples
 from lvmae.components.data.temporal import ShortPolicy, TemporalSampler
 
 # ImageNet statistics, as VideoMAE normalises its inputs.
@@ -44,20 +44,20 @@ CORRUPT_POLICIES = ("skip", "fail")
 log = logging.getLogger(__name__)
 
 
-def raw_stream(shards: list[str], residue: int | None = None, modulus: int = 1) -> Iterator[RawSample | Exception]:
+def raw_stream(shards: list[str], residue: int | None = None, modulus: int = 1,
+               expected: dict[str, int] | None = None) -> Iterator[RawSample | Exception]:
     """Parsed samples of ``shards`` in file order (only index ≡ residue mod modulus when
-    splitting by sample), nothing decoded; failures — a sample breaking the schema, a truncated
-    or unreadable tar — are yielded, not raised, so the caller applies its policy in one place."""
+    splitting by sample), nothing decoded; failures — a sample breaking the schema, a damaged,
+    truncated or unreadable tar (components/data/tar_stream.py; ``expected``: shard → samples
+    the manifest lists, so that samples lost with their keys are counted) — are yielded, not
+    raised, so the caller applies its policy in one place. When splitting by sample every
+    consumer reads every shard: only the consumer of residue 0 yields a shard's loss."""
     index = -1
-    errors: list[Exception] = []
-
-    def keep_going(error: Exception) -> bool:   # a truncated or unreadable tar
-        errors.append(error)
-        return True
-
-    for raw in wds.tarfile_samples([{"url": url} for url in shards], handler=keep_going):
-        while errors:
-            yield errors.pop(0)
+    for raw in tar_samples(shards, expected):
+        if isinstance(raw, Exception):
+            if residue in (None, 0) or not isinstance(raw, ShardLoss):
+                yield raw
+            continue
         index += 1
         if residue is not None and index % modulus != residue:
             continue
@@ -65,8 +65,6 @@ def raw_stream(shards: list[str], residue: int | None = None, modulus: int = 1) 
             yield parse_sample(raw)
         except SampleError as error:
             yield error
-    while errors:
-        yield errors.pop(0)
 
 
 class CorruptSampleError(RuntimeError):

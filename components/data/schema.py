@@ -109,7 +109,12 @@ def parse_sample(raw: dict) -> RawSample:
         fields = {name: _npy_load(raw[f"{name}.npy"]) for name in PRECOMPUTED_FIELDS
                   if f"{name}.npy" in raw}
     except SampleError as error:
-        raise SampleError(f"{where}: {error}") from None
+        raise _named(SampleError(f"{where}: {error}"), where) from None
     except (ValueError, OSError, KeyError) as error:
-        raise SampleError(f"{where}: unreadable member ({error})") from error
+        raise _named(SampleError(f"{where}: unreadable member ({error})"), where) from error
     return RawSample(key, shard, codec, clip, meta, fields)
+
+
+def _named(error: SampleError, where: str) -> SampleError:
+    error.where = where      # "shard … sample …": the name a skipped sample is counted under
+    return error

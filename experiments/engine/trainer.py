@@ -362,6 +362,8 @@ class Trainer:
         pipeline's loader or :class:`CountedBatches`) positioned where the checkpoint left it."""
         if self.state is not None and self.state.get("data") is not None:
             source.load_state_dict(self.state["data"])
+        if self.run is not None and isinstance(source, PipelineLoader):   # a run stopped for lost data names them
+            source.on_data_loss = lambda: record_skips(self.run, source)
         self.source = source
         return source
 

@@ -91,10 +91,14 @@ def test_skip_policy_counts_short_clips_and_an_empty_pipeline_names_the_manifest
 
 class _FakeRun:
     def __init__(self):
-        self.info, self.points = {}, []
+        self.info, self.points, self.artifacts = {}, [], {}
 
     def log_scalar(self, name, value, step):
         self.points.append((name, value, step))
+
+    def add_artifact(self, path, name):
+        with open(path, encoding="utf-8") as handle:
+            self.artifacts[name] = json.load(handle)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +262,7 @@ def test_each_rank_resumes_its_own_readers_from_a_merged_state(numbered):
 
 
 def test_a_split_smaller_than_a_batch_still_trains_and_fewer_samples_than_readers_is_an_error(mixed, numbered):
-    loader = DataPipeline(clip_frames=4, size=8, workers=2).loader(mixed, "train", batch_size=8, seed=0)
+    loader = DataPipeline(clip_frames=4, size=8, workers=2, max_skip_fraction=0.2).loader(mixed, "train", batch_size=8, seed=0)
     batches = list(islice(loader, 3))
     assert all(b["video"].shape == (8, 3, 4, 8, 8) for b in batches)
     with pytest.raises(EmptyPipelineError, match=r"manifest\.yaml.*24 samples cannot feed 32 readers"):
