@@ -86,6 +86,34 @@ def test_resume_writes_into_the_same_run(local_run):
     assert missing.returncode == 2 and "cannot resume run 9999: no run 9999 in the database" in missing.stderr
 
 
+def test_kill_and_resume_stores_each_step_once(local_run, tmp_path):
+    """A run dies after step 3 (checkpoint at 2, like kill -9); ``run.py resume`` continues it:
+    every metric holds each step once (steps 3 were stored twice before), the completed run
+    keeps no stale failure, and the crash-test hook is not replayed."""
+    runs, state, _ = local_run
+    small = ["CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{tmp_path / 'work'}'",
+             f"dataset.synthetic_motion.root = '{tmp_path / 'data'}'", "dataset.synthetic_motion.square = 4",
+             "dataset.synthetic_motion.train_samples = 16", "dataset.synthetic_motion.val_samples = 4",
+             "dataset.synthetic_motion.samples_per_shard = 8", "pretrain_loop.batch_size = 2",
+             "pretrain_loop.steps = 5", "pretrain_loop.log_every = 1", "pretrain_loop.checkpoint_every = 2",
+             "pretrain_loop.shuffle_buffer = 4", "pretrain_loop.exit_after_step = 3"]
+    crashed = run_lvmae(["pretrain", "-g", TINY, *[a for b in small for a in ("-b", b)]], runs)
+    assert crashed.returncode == 137, crashed.stderr[-3000:]
+    run_id = int(re.search(r'Started run with ID "(\d+)"', crashed.stderr).group(1))
+    resumed = run_lvmae(["resume", str(run_id)], runs, LVMAE_STALE_AFTER_S="0.5")   # marked INTERRUPTED first
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "exit_after_step" not in resumed.stdout.splitlines()[0]
+    database = _client(state["url"]).lvmae
+    run = database.runs.find_one({"_id": run_id})
+    assert run["status"] == "COMPLETED" and "fail_trace" not in run, run.get("fail_trace")
+    series = {m["name"]: m for m in database.metrics.find({"run_id": run_id})}
+    for name in ("train/loss", "train/lr"):
+        assert series[name]["steps"] == [1, 2, 3, 4, 5], (name, series[name]["steps"])
+    for name, metric in series.items():       # every metric, whichever steps it is logged at
+        assert metric["steps"] == sorted(set(metric["steps"])), (name, metric["steps"])
+        assert len(metric["values"]) == len(metric["timestamps"]) == len(metric["steps"])
+
+
 def test_report_aggregates_final_metrics_over_seeds(local_run, tmp_path):
     runs, state, _ = local_run
     for lr, seed in [(0.05, 1), (0.05, 2), (0.2, 1)]:   # two seeds (mean ± std) and one (n=1)

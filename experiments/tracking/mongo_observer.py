@@ -15,7 +15,9 @@ the temporary file may be gone). Here:
   to ``<runs>/unflushed/`` with a message, and ``python run.py db replay FILE`` writes it later;
 - every string of the run document is redacted (``redact.py``) before it is written;
 - command-line tags go to ``omniboard.tags`` (where Omniboard shows them) and ``meta.tags``;
-- resuming (``overwrite=<run id>``) keeps the run's artifacts, metric references and output.
+- resuming (``overwrite=<run id>``) keeps the run's artifacts, metric references and output,
+  drops its metric points after the checkpoint it resumes from (no step is stored twice) and
+  the failure that stopped it (``fail_trace``, ``stop_time``).
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ TEXT_SUFFIXES = {".gin", ".txt", ".json", ".yaml", ".yml", ".csv", ".log", ".md"
 TEXT_REDACT_MAX_BYTES = 8 * 2**20   # larger text artifacts are copied as they are
 RESUME_SEPARATOR = "\n----- resumed -----\n"
 OUTAGE_REASON_CHARS = 120    # the outage line names the error, not pymongo's topology dump
+# What a resumed run's document must not keep from the run it continues (the failure, its end).
+STALE_ON_RESUME = ("fail_trace", "stop_time", "result")
+METRIC_FIELDS = ("steps", "values", "timestamps")
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -71,6 +76,8 @@ class RedactingMongoObserver(QueueCompatibleMongoObserver):
         meta_info = {**meta_info, "resumes": [*previous.get("meta", {}).get("resumes", []), start_time]}
         run_id = super().started_event(ex_info, command, host_info, start_time, config, meta_info, _id)
         self.run_entry["start_time"] = previous.get("start_time", start_time)
+        for stale in STALE_ON_RESUME:       # the crash that stopped it is not this run's end
+            self.run_entry.pop(stale, None)
         self.run_entry["artifacts"] = list(previous.get("artifacts", []))
         self.run_entry["info"] = dict(previous.get("info") or {})
         old_tags = (previous.get("omniboard") or {}).get("tags", [])
@@ -88,6 +95,17 @@ class RedactingMongoObserver(QueueCompatibleMongoObserver):
             earlier = [ref for ref in self._previous_metric_refs if ref["name"] not in known]
             info = {**info, "metrics": earlier + list(info.get("metrics", []))}
         super().heartbeat_event(info, captured_out, beat_time, result)
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drops this run's metric points logged after ``after_step`` (a resumed run logs them
+        again from its checkpoint on, so no step is stored twice)."""
+        for series in self.metrics.find({"run_id": self.run_entry["_id"]}, {"steps": 1}):
+            keep = [i for i, step in enumerate(series["steps"]) if step <= after_step]
+            if len(keep) == len(series["steps"]):
+                continue
+            document = self.metrics.find_one({"_id": series["_id"]})
+            self.metrics.update_one({"_id": series["_id"]}, {"$set": {
+                field: [document[field][i] for i in keep] for field in METRIC_FIELDS}})
 
     def _redacted_entry(self) -> None:
         tags = (self.run_entry.get("meta") or {}).get("tags")
@@ -157,6 +175,10 @@ class SafeQueuedMongoObserver(RunObserver):
 
     def resource_event(self, *args, **kwargs):
         self._put("resource_event", *args, **kwargs)
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Queued like every write, so it lands before the resumed run's first point."""
+        self._put("truncate_metrics", after_step)
 
     def artifact_event(self, name, filename, metadata=None, content_type=None):
         if content_type is None:
