@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 
 import av
 import numpy as np
@@ -26,6 +27,8 @@ from lvmae.components.data.codec import CorruptVideoError, _numbered_frames
 VIDEO_EXTENSIONS = (".mp4", ".MP4", ".webm", ".mkv", ".avi", ".mov", ".mpg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 ARRAY_EXTENSIONS = (".npy",)
+# An image's frame number: the digits ending its stem (``frame_0012`` → ("frame_", "0012")).
+FRAME_NUMBER = re.compile(r"(.*?)(\d+)")
 # Bytes hashed at each end of a file: enough to see a re-encode or a truncation, cheap on TBs.
 IDENTITY_BYTES = 1 << 16
 
@@ -63,10 +66,31 @@ def resolve_source(root: str, name: str) -> str:
 
 
 def _images(folder: str) -> list[str]:
-    names = sorted(n for n in os.listdir(folder) if n.endswith(IMAGE_EXTENSIONS))
+    names = [n for n in os.listdir(folder) if n.endswith(IMAGE_EXTENSIONS)]
     if not names:
         raise SourceError(f"{folder}: a source folder must hold images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, n) for n in names]
+    return [os.path.join(folder, n) for n in frame_order(folder, names)]
+
+
+def frame_order(folder: str, names: list[str]) -> list[str]:
+    """Image names in frame order: by the number that ends each name (``0.png, 1.png, …,
+    10.png``; zero-padded names sort the same), the part before it the same for all. Names
+    without numbers sort as text. Anything else is ambiguous and refused, naming the folder."""
+    parsed = [FRAME_NUMBER.fullmatch(os.path.splitext(n)[0]) for n in names]
+    if not any(parsed):
+        return sorted(names)
+    prefixes = {m.group(1) for m in parsed if m}
+    numbers = [int(m.group(2)) for m in parsed if m]
+    if all(parsed) and len(prefixes) == 1 and len(set(numbers)) == len(numbers):
+        return [name for _, name in sorted(zip(numbers, names))]
+    unnumbered = [n for n, m in zip(names, parsed) if not m]
+    repeated = sorted({n for n, m in zip(names, parsed) if m and numbers.count(int(m.group(2))) > 1})
+    why = (f"names without a frame number ({', '.join(sorted(unnumbered)[:3])})" if unnumbered else
+           f"the same frame number twice ({', '.join(repeated[:4])})" if repeated else
+           f"different name stems before the numbers ({', '.join(sorted(repr(p) for p in prefixes)[:3])})")
+    raise SourceError(f"{folder}: the frame order of its {len(names)} images is ambiguous: {why}; name them "
+                      f"<stem><number>.<ext> with one stem (e.g. 0.png, 1.png, …, 10.png)",
+                      reason="ambiguous_frame_order")
 
 
 def _file_identity(path: str, digest) -> None:
@@ -193,6 +217,9 @@ def read_frames(path: str, info: SourceInfo, start: int, stop: int | None,
             if not frames:
                 raise SourceError(f"cannot decode video {path}: {error}") from error
             # A damaged tail: keep what decoded; the caller's range check decides.
+    if not frames and info.frames and start < info.frames:
+        raise SourceError(f"{path}: no frame decodes from frame {start} on, though the container declares "
+                          f"{info.frames}: the file is cut short or damaged", reason="truncated")
     if not frames:
         raise SourceError(f"{path}: no frames in [{start}, {stop if stop is not None else 'end'})",
                           reason="empty_range")

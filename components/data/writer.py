@@ -12,7 +12,8 @@ Three entry points:
 bytes: the source's identity (size, modification time, hash of head and tail), the frame
 range, the labels, the oracle events and the writing options. Clip *i* of a split goes to
 shard ⌊i / samples_per_shard⌋; a shard is kept as is when its sidecar (``…json``) lists the
-same keys with the same fingerprints, otherwise it is rewritten — each clip whose fingerprint
+same keys with the same fingerprints and the tar still has the size and SHA-1 its sidecar
+recorded (a damaged or changed tar is rewritten, and nothing is copied from it), otherwise it is rewritten — each clip whose fingerprint
 is found in any old shard is copied byte for byte, the others are decoded and encoded again.
 Old shards being replaced wait in ``.replaced/`` until the split is complete (a crash keeps
 them reusable); the manifest entry of a split is removed before its shards change and
@@ -64,6 +65,7 @@ from lvmae.components.data.manifest import (
     save_manifest,
 )
 from lvmae.components.data.schema import make_sample
+from lvmae.components.data.shard_index import file_sha1, record_shards
 from lvmae.components.data.sources import (
     SourceError,
     SourceInfo,
@@ -82,6 +84,9 @@ WRITER_VERSION = 2
 # from left to right"): the manifest then declares the flip unsafe (label_safety.py).
 MIRRORED_WORDS = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 OnError = Literal["skip", "fail"]
+# Members' modification time: fixed, so the same samples give the same bytes (and SHA-1) whenever
+# and wherever they are written.
+SHARD_MTIME = 0.0
 log = logging.getLogger(__name__)
 
 
@@ -230,7 +235,7 @@ def shard_sink(path: str) -> Iterator[wds.TarWriter]:
     any error the partial file is removed. Every shard this package writes goes through it."""
     tmp = f"{path}.tmp"
     try:
-        with wds.TarWriter(tmp) as sink:
+        with wds.TarWriter(tmp, mtime=SHARD_MTIME) as sink:
             yield sink
         os.replace(tmp, path)
     finally:
@@ -303,9 +308,11 @@ def _write_shard(path: str, specs: list[ClipSpec], sources: dict[str, _Source], 
                 sidecar["entries"].append(entry)
                 if progress is not None:
                     progress.update()
-            with open(tmp_json, "w", encoding="utf-8") as handle:
-                json.dump(sidecar, handle)
-            os.replace(tmp_json, f"{path[:-4]}.json")   # the tar is renamed last: a .tar means complete
+        # The sidecar comes last and records the tar's bytes: a tar without one is never reused.
+        sidecar["bytes"], sidecar["sha1"] = os.path.getsize(path), file_sha1(path)
+        with open(tmp_json, "w", encoding="utf-8") as handle:
+            json.dump(sidecar, handle)
+        os.replace(tmp_json, f"{path[:-4]}.json")
     finally:
         if os.path.exists(tmp_json):
             os.remove(tmp_json)
@@ -353,6 +360,13 @@ def _sidecars(folder: str, split: str) -> dict[str, dict]:
         if sidecar.get("writer") == WRITER_VERSION:
             found[tar_path] = sidecar
     return found
+
+
+def _intact(tar_path: str, sidecar: dict) -> bool:
+    """The tar has the size and SHA-1 its sidecar recorded (sidecars without them: unverified)."""
+    if "sha1" not in sidecar or not os.path.exists(tar_path) or os.path.getsize(tar_path) != sidecar.get("bytes"):
+        return False
+    return file_sha1(tar_path) == sidecar["sha1"]
 
 
 def _move_aside(out_dir: str, path: str) -> str:
@@ -413,6 +427,7 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
             shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise WriteError(f"{len(problems)} clip(s) cannot be written (on_error='fail'; nothing was "
                              f"written):\n  " + "\n  ".join(shown))
+    created = not os.path.isdir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     manifest = existing or Manifest(name=name or os.path.basename(os.path.normpath(out_dir)))
     manifest.heads = heads
@@ -431,8 +446,15 @@ def write_dataset(video_root: str, annotations: dict[str, str], annotation_forma
             os.path.abspath(labels_path) if labels_path else "", json.dumps(dataclasses.asdict(options)))
     if not sum(s.written for s in summaries.values()):
         skipped = {r: sum(s.skipped.get(r, 0) for s in summaries.values()) for s in summaries.values() for r in s.skipped}
-        raise WriteError(f"no clip was written: every clip was skipped ({skipped}); the warnings above "
-                         f"name each clip, and the shards' sidecars ({out_dir}/*.json) record why")
+        for split in clips:       # shards of skips only: nothing is left behind
+            for path in glob.glob(os.path.join(glob.escape(out_dir), f"{glob.escape(split)}-[0-9][0-9][0-9][0-9][0-9][0-9].*")):
+                if path.endswith((".tar", ".json")):
+                    os.remove(path)
+            manifest.splits.pop(split, None)
+        if created and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+        raise WriteError(f"no clip was written to {out_dir}: every clip was skipped ({skipped}), and nothing was "
+                         f"left behind; the warnings above name each clip and why")
     _finish_manifest(manifest, options, out_dir)
     save_manifest(manifest, os.path.join(out_dir, MANIFEST_NAME))
     return load_manifest(os.path.join(out_dir, MANIFEST_NAME))
@@ -448,6 +470,12 @@ def _write_split_shards(out_dir: str, split: str, specs: list[ClipSpec], sources
     current = _sidecars(out_dir, split)
     aside = os.path.join(out_dir, REPLACED)
     previous = _sidecars(aside, split) if os.path.isdir(aside) else {}
+    damaged = {tar for tars in (current, previous) for tar, sidecar in tars.items() if not _intact(tar, sidecar)}
+    for tar in sorted(damaged):
+        log.warning("%s: not the bytes its sidecar recorded (damaged, changed or written before digests were "
+                    "recorded): rewritten, nothing copied from it", tar)
+    current = {tar: sidecar for tar, sidecar in current.items() if tar not in damaged}
+    previous = {tar: sidecar for tar, sidecar in previous.items() if tar not in damaged}
     kept, pending = {}, []
     for number, (path, group) in enumerate(zip(paths, groups)):
         planned = [(s.key, fingerprints[s.key]) for s in group]
@@ -527,7 +555,9 @@ def _split_entry(split: str, sidecars: list[dict], summary: WriteSummary) -> Spl
     return Split(shards=f"{split}-{{000000..{len(sidecars) - 1:06d}}}.tar", samples=len(written),
                  frames=FrameStats(min(frames, default=0), float(np.mean(frames)) if frames else 0.0,
                                    max(frames, default=0)),
-                 fingerprint=split_fingerprint(e["fingerprint"] for e in written), summary=summary)
+                 fingerprint=split_fingerprint(e["fingerprint"] for e in written), summary=summary,
+                 shard_samples=[sum(e["status"] == "written" for e in s["entries"]) for s in sidecars],
+                 shard_bytes=[int(s["bytes"]) for s in sidecars], shard_sha1=[s["sha1"] for s in sidecars])
 
 
 def mirrored_classes(heads: dict[str, list[str]]) -> dict[str, str]:
@@ -621,7 +651,7 @@ def publish_generated(folder: str, write: Callable[[str], Manifest]) -> Manifest
         return load_manifest(manifest_path)
     staging = f"{folder}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    save_manifest(write(staging), os.path.join(staging, MANIFEST_NAME))
+    save_manifest(record_shards(write(staging), staging), os.path.join(staging, MANIFEST_NAME))
     try:
         os.rename(staging, folder)
     except OSError:                      # another process finished first
