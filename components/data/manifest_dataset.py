@@ -37,6 +37,10 @@ class ManifestDataset(Dataset):
     def prepare(self) -> Manifest:
         return load_manifest(self.path)
 
+    def manifest_paths(self) -> list[str]:
+        """The manifest it reads (preflight checks its shards: components/data/shard_index.py)."""
+        return [self.path]
+
     def unsafe_augmentations(self) -> dict[str, str]:
         """The class's declaration plus the manifest's ``unsafe_augmentations`` (reads only the
         manifest file)."""

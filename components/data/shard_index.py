@@ -102,3 +102,20 @@ def check_shards(manifest: Manifest, splits: list[str] | None = None, digests: b
         raise ShardCheckError(f"{where} ({manifest.name!r}): {len(problems)} shard(s) are not what the manifest "
                               f"describes: {'; '.join(shown)}. Restore them, rerun write_shards (it rewrites "
                               f"damaged shards), or run validate_shards to see each sample.")
+
+
+def manifest_paths_of(obj) -> list[str]:
+    """The manifest files a dataset object (``dataset.manifest``, ``dataset.mixture``) or a
+    manifest path reads; [] for generated sets (their shards are written when first used)."""
+    if isinstance(obj, (str, os.PathLike)) and str(obj).endswith((".yaml", ".yml")):
+        return [str(obj)]
+    paths = getattr(obj, "manifest_paths", None)
+    return list(paths()) if callable(paths) else []
+
+
+def check_dataset_shards(obj, digests: bool = False) -> None:
+    """:func:`check_shards` on every manifest ``obj`` reads (see :func:`manifest_paths_of`);
+    a manifest that does not exist raises FileNotFoundError."""
+    from lvmae.components.data.manifest import load_manifest  # pylint: disable=import-outside-toplevel
+    for path in manifest_paths_of(obj):
+        check_shards(load_manifest(path), digests=digests)

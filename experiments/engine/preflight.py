@@ -454,6 +454,25 @@ def check_augmentations(roots: list[str], built: dict[str, Any], check_inputs: b
                     raise PreflightError(str(error)) from None
 
 
+def check_data(roots: list[str], built: dict[str, Any], check_inputs: bool = True) -> None:
+    """Every shard of each manifest an entry point reads (a ``manifest`` path, a built
+    ``dataset.manifest`` or ``dataset.mixture``) exists with the size the manifest recorded
+    (components/data/shard_index.py): a missing or changed shard stops here, naming it."""
+    from lvmae.components.data.shard_index import ShardCheckError, check_dataset_shards
+    for root in roots:
+        prefix = _display(root) + "."
+        sources = [obj for name, obj in built.items() if name.startswith(prefix)]
+        sources += [_parameter_value("", root, param) for param in ("manifest", "manifest_path")]
+        for source in sources:
+            try:
+                check_dataset_shards(source)
+            except FileNotFoundError as error:     # a manifest an earlier stage writes
+                if check_inputs:
+                    raise PreflightError(str(error)) from None
+            except ShardCheckError as error:
+                raise PreflightError(str(error)) from None
+
+
 def _missing_file(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is a missing file or folder."""
     while error is not None:
@@ -545,6 +564,7 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
         return {}
     built = build_objects(roots, skip_missing_inputs=not check_inputs)
     check_augmentations(roots, built, check_inputs)
+    check_data(roots, built, check_inputs)
     check_components(built)
     warn_disk_space(roots, built)
     return built
