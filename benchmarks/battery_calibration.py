@@ -66,6 +66,7 @@ SUITES = {task: ("gin/battery/battery_cpu.gin", task, f"gin/battery/{task}.gin")
 SUITES["long_range"] = ("gin/battery/long_range.gin", "cue_probe", "gin/battery/long_range.gin")
 TASKS = tuple(SUITES)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DEFAULT_WORLD = "battery_world"
 
 
 def gin_dataset(gin_file: str, bindings: list[str]):
@@ -76,12 +77,13 @@ def gin_dataset(gin_file: str, bindings: list[str]):
     return dataset
 
 
-def task_dataset(task: str, data_root: str, labelled: int):
+def task_dataset(task: str, data_root: str, labelled: int, bindings: list[str] = ()):
     """The task's dataset as its gin file configures it (the data root and the number of
-    training clips generated overridden)."""
+    training clips generated overridden), plus the ``bindings`` that name its dataset."""
     name = SUITES[task][1]
+    own = [b for b in bindings if b.startswith(f"dataset.{name}.")]
     return gin_dataset(SUITES[task][2], [f"dataset.{name}.root = '{data_root}'",
-                                         f"dataset.{name}.train_samples = {labelled}"])
+                                         f"dataset.{name}.train_samples = {labelled}", *own])
 
 
 def clips_tensor(dataset, split: str, cache: str, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,17 +117,20 @@ def cosine(step: int, steps: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
 
-def pretrain(args, gin_file: str, seed: int, keep_at: list[int]) -> dict[int, str]:
+def pretrain(args, gin_file: str, seed: int, keep_at: list[int], own: tuple[str, torch.Tensor] | None = None
+             ) -> dict[int, str]:
     """Pre-trains one pixel MAE (or finds it done); → {steps: encoder state path} for every
-    step in ``keep_at``."""
-    recipe = json.dumps([gin_file, args.bind, args.pretrain_lr, args.batch_size, max(keep_at)])
+    step in ``keep_at``. ``own`` = (task, its unlabelled training clips) pre-trains on the
+    task's own clips instead of the gin file's ``%DATASET``."""
+    recipe = json.dumps([gin_file, args.bind, args.pretrain_lr, args.batch_size, max(keep_at)]
+                        + ([own[0], len(own[1])] if own else []))
     name = f"{Path(gin_file).stem}_{hashlib.sha1(recipe.encode()).hexdigest()[:10]}_seed{seed}"
     paths = {s: os.path.join(args.work, f"{name}_enc_{s}.pt") for s in keep_at}
     if all(os.path.exists(p) for p in paths.values()):
         return paths
     torch.manual_seed(seed)
     model, world = build_mae(gin_file, args.bind)
-    video, _ = clips_tensor(world, "train", args.cache, "world clips")
+    video = own[1] if own else clips_tensor(world, "train", args.cache, "world clips")[0]
     decay = [p for p in model.parameters() if p.ndim > 1]
     other = [p for p in model.parameters() if p.ndim <= 1]
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
@@ -249,6 +254,22 @@ def done_keys(path: str) -> set:
         return {row["key"] for row in map(json.loads, handle) if "key" in row}
 
 
+def mae_gin(args, task: str) -> str:
+    """The MAE's gin file for ``task``: ``--encoder-gin`` replaces the short tasks' encoder."""
+    return args.encoder_gin if args.encoder_gin and task != "long_range" else SUITES[task][0]
+
+
+def pretraining_groups(args, data: dict) -> list[tuple[str, list[str], tuple | None]]:
+    """(MAE gin file, the tasks its encoders are evaluated on, own clips or None) per
+    pre-training: one per gin file on the procedural world, or one per task on its own
+    unlabelled training clips (``--world own``; the long-range task always uses its own)."""
+    if args.world == "own":
+        return [(mae_gin(args, task), [task], None if task == "long_range" else (task, data[task][0][0]))
+                for task in args.tasks]
+    files = dict.fromkeys(mae_gin(args, task) for task in args.tasks)
+    return [(f, [task for task in args.tasks if mae_gin(args, task) == f], None) for f in files]
+
+
 def run(args) -> None:
     os.makedirs(args.work, exist_ok=True)
     done = done_keys(args.out)
@@ -256,16 +277,19 @@ def run(args) -> None:
               "probe_batch": args.probe_batch,
               "kinds": list(args.kinds), "probe_lrs": list(args.probe_lrs), "bind": list(args.bind),
               "pretrain_lr": args.pretrain_lr, "batch_size": args.batch_size}
+    # Only non-default choices enter the key, so the rows of earlier runs keep theirs.
+    config.update({"world": args.world} if args.world != DEFAULT_WORLD else {})
+    config.update({"encoder": args.encoder_gin} if args.encoder_gin else {})
+    config.update({"task_bind": list(args.task_bind)} if args.task_bind else {})
     tag = json.dumps(config, sort_keys=True)
     data = {}
     for task in args.tasks:
-        dataset = task_dataset(task, args.data_root, args.labelled_pool)
+        dataset = task_dataset(task, args.data_root, args.labelled_pool, args.task_bind)
         data[task] = (clips_tensor(dataset, "train", args.cache, f"{task} train"),
                       clips_tensor(dataset, "val", args.cache, f"{task} val"), dataset.num_classes)
     steps_kept = sorted(set(args.steps))
     for seed in args.seeds:
-        for gin_file in dict.fromkeys(SUITES[task][0] for task in args.tasks):
-            tasks = [task for task in args.tasks if SUITES[task][0] == gin_file]
+        for gin_file, tasks, own in pretraining_groups(args, data):
             # Step 0 (random init) and the last step first: the comparison the calibration is
             # for; the steps between (the curve) after.
             order = [steps_kept[0], *steps_kept[:0:-1]] if len(steps_kept) > 1 else steps_kept
@@ -275,7 +299,7 @@ def run(args) -> None:
                       if f"{tag}|{seed}|{steps}|{task}|{mode}" not in done]
             if not wanted:
                 continue
-            paths = pretrain(args, gin_file, seed, steps_kept)
+            paths = pretrain(args, gin_file, seed, steps_kept, own)
             for steps, task, mode in wanted:
                 model, _ = build_mae(gin_file, args.bind)
                 encoder = model.encoder
@@ -329,7 +353,10 @@ def report(args) -> None:
     (step 0) under the probe, scratch vs pre-trained fine-tuning, the ceiling — with paired
     tests over seeds; then the probe top-1 vs pre-training steps (table and curve)."""
     rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
-            and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)]
+            and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)
+            and r["config"].get("world", DEFAULT_WORLD) == args.world
+            and r["config"].get("encoder", "") == args.encoder_gin
+            and r["config"].get("task_bind", []) == list(args.task_bind)]
     table: dict = {}
     for r in rows:
         table.setdefault((r["task"], r["mode"], r["pretrain_steps"]), {})[r["seed"]] = r["top1"]
@@ -405,6 +432,13 @@ def main() -> None:
     parser.add_argument("--ceiling-steps", type=int, default=0)
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--world", choices=(DEFAULT_WORLD, "own"), default=DEFAULT_WORLD,
+                        help="pre-training clips: the procedural world, or each task's own unlabelled clips")
+    parser.add_argument("--encoder-gin", default="", help="MAE gin file for the short tasks (default: "
+                        "gin/battery/battery_cpu.gin)")
+    parser.add_argument("-t", "--task-bind", action="append", default=[],
+                        help="gin binding of a task's dataset (e.g. dataset.motion_direction.distractors = 0); "
+                             "each task takes those that name its dataset")
     parser.add_argument("-b", "--bind", action="append", default=[], help="gin binding for the MAE")
     parser.add_argument("--work", default="/tmp/battery/calibration", help="encoder checkpoints")
     parser.add_argument("--cache", default="/tmp/battery/clips", help="generated clips")

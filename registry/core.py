@@ -118,7 +118,7 @@ def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T],
             raise RegistryError(
                 f"duplicate component {full_name!r}: already registered by {previous.module}")
         contract = _kinds.get_kind(kind).contract
-        problem = contract(obj) if contract else None
+        problem = (contract(obj) if contract else None) or _swallows_bindings(obj)
         if problem:
             raise RegistryError(f"{full_name!r} ({getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}) {problem}")
         module, _, short = full_name.rpartition(".")
@@ -130,6 +130,33 @@ def register(full_name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T],
         return wrapped
 
     return decorate
+
+
+# Where a constructor inherited from these packages is not the component's own (``object``,
+# ``nn.Module`` take ``*args, **kwargs`` and bind nothing).
+_FOREIGN_INIT_PACKAGES = ("builtins", "torch")
+
+
+def _swallows_bindings(obj: Any) -> str | None:
+    """Why a component's own ``__init__`` (or a factory) must not take ``**kwargs``: gin binds
+    parameters by name, so a misspelt binding (``budgte = 0.5``) would land there silently and
+    the run would train with the default. None when it names every parameter."""
+    target, where = obj, "its signature"
+    if isinstance(obj, type):
+        owner = next((klass for klass in obj.__mro__ if "__init__" in vars(klass)), object)
+        if owner.__module__.split(".")[0] in _FOREIGN_INIT_PACKAGES:
+            return None
+        target, where = vars(owner)["__init__"], "__init__"
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    swallowed = [p.name for p in parameters if p.kind is p.VAR_KEYWORD]
+    if not swallowed:
+        return None
+    return (f"{where} takes **{swallowed[0]}: gin would pass any binding to it, a misspelt one "
+            f"(e.g. budgte = 0.5) too, and the component would run with its default. Name every "
+            f"parameter gin may bind")
 
 
 def unregister(full_name: str) -> None:

@@ -16,7 +16,7 @@ from lvmae.components.backbones.vit import VideoViT
 from lvmae.experiments.commands.probe import held_out, plan_splits
 from lvmae.experiments.engine.feature_cache import FeatureCache, FeatureSet, encoder_fingerprint, extract
 from lvmae.experiments.engine.knn import knn_top1
-from lvmae.experiments.engine.probe_grid import GridProbes, ProbeGrid, select
+from lvmae.experiments.engine.probe_grid import GridProbes, ProbeGrid, chosen_per_kind, select
 from tests.cli import run_cli
 
 
@@ -103,6 +103,18 @@ def test_selection_uses_the_selection_split_not_the_reported_one():
     assert select(tie, labels) == {"label": "a"}
 
 
+def test_each_kind_is_chosen_on_the_selection_split_among_its_own_probes():
+    def row(head, name, kind, select_top1, report_top1):
+        return {"label_head": head, "probe": name, "kind": kind, "select_top1": select_top1,
+                "report_top1": report_top1}
+    table = [row("verb", "a1", "attentive", 0.9, 0.5), row("verb", "a2", "attentive", 0.9, 0.7),
+             row("verb", "l1", "linear", 0.3, 0.9), row("verb", "l2", "linear", 0.6, 0.4),
+             row("noun", "l1", "linear", 0.99, 0.99)]
+    best = chosen_per_kind(table, "verb")
+    # The attentive tie goes to the first in grid order; the linear pick ignores the reported split.
+    assert {kind: r["probe"] for kind, r in best.items()} == {"attentive": "a1", "linear": "l2"}
+
+
 def test_held_out_split_is_a_function_of_the_key_only():
     keys = [f"clip{i}" for i in range(400)]
     mask = held_out(keys, 0.2)
@@ -177,3 +189,9 @@ def test_probe_run_trains_the_grid_from_one_extraction_and_reuses_it(tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["eval/top1"]["values"] == [float(chosen["report_top1"])]
     assert "knn/top1" in metrics and (folder / "probe_heads.png").exists()
+    # Each kind of probe is also reported alone: its best member on the selection split.
+    for kind in ("attentive", "linear"):
+        rows = [row for row in table if row["kind"] == kind]
+        best = max(float(row["select_top1"]) for row in rows)
+        first_best = next(row for row in rows if float(row["select_top1"]) == best)
+        assert metrics[f"eval/{kind}/top1"]["values"] == [float(first_best["report_top1"])]

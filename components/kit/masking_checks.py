@@ -2,6 +2,8 @@
 (``dec_target_idx``) contracts on a token grid."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from lvmae import registry
@@ -16,10 +18,13 @@ from lvmae.components.kit.support import (
     _quiet_rng,
     _resolve,
 )
-from lvmae.components.masking.base import DecoderMasking, EncoderMasking
+from lvmae.components.masking.base import DecoderMasking, EncoderMasking, fraction_problem
 from lvmae.components.masking.contract import check_index_tensor, check_targets_not_kept
 from lvmae.components.masking.plan import TokenGrid
 from lvmae.registry import ContractError
+
+#: How far a decoder strategy's count may exceed its declared budget (besides one latent frame).
+BUDGET_SLACK = 2.0
 
 
 def _encoder_plan(strategy: EncoderMasking, grid: TokenGrid, batch_size: int,
@@ -55,6 +60,30 @@ def _reference_encoders() -> list[EncoderMasking]:
             registry.build("masking.encoder.random", keep_ratio=0.1)]
 
 
+def declared_budget(strategy: DecoderMasking) -> float | None:
+    """The fraction of all tokens a decoder strategy declares it decodes: the sum of its
+    fraction attributes (``budget``, ``*_budget``, ``*_ratio``: the parts of a budget split in
+    two, as adaptive's top and random parts); None when it declares none."""
+    parts = [value for name, value in vars(strategy).items()
+             if fraction_problem(name, value) is None and isinstance(value, numbers.Real)
+             and not isinstance(value, bool) and (name == "budget" or name.endswith(("_budget", "_ratio")))]
+    return float(sum(parts)) if parts else None
+
+
+def _check_budget(strategy: DecoderMasking, grid: TokenGrid, kept: int, count: int) -> None:
+    """``count`` may exceed the declared budget of all tokens by :data:`BUDGET_SLACK` times and
+    one latent frame (strategies that decode whole frames or cells round up), no more."""
+    budget = declared_budget(strategy)
+    if budget is None:
+        return
+    allowed = BUDGET_SLACK * budget * grid.n + grid.cells
+    if count > allowed:
+        raise ContractError(strategy, (
+            f"count({grid}, kept={kept}) = {count} targets per clip, but its declared budget {budget:g} of "
+            f"the n = {grid.n} tokens is {budget * grid.n:.0f} (at most {allowed:.0f} allowed: {BUDGET_SLACK:g}× "
+            "the budget plus one latent frame); count() must follow the budget, not return every masked token"))
+
+
 def _decoder_plan(strategy: DecoderMasking, grid: TokenGrid, keep: torch.Tensor,
                   generator: torch.Generator, scores: torch.Tensor | None) -> torch.Tensor:
     batch_size, kept = keep.shape
@@ -62,6 +91,7 @@ def _decoder_plan(strategy: DecoderMasking, grid: TokenGrid, keep: torch.Tensor,
         count = strategy.count(grid, kept)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ContractError(strategy, f"count({grid}, kept={kept}) must return a positive int, got {count!r}")
+    _check_budget(strategy, grid, kept, count)
     shown = "scores (b, t, h, w)" if scores is not None else "scores=None"
     try:
         targets = strategy(grid, keep, generator, scores)

@@ -23,6 +23,7 @@ from lvmae.components.kit.support import (
     _quiet_rng,
     _resolve,
     _tensor,
+    _video,
 )
 from lvmae.components.masking.plan import MaskPlan, TokenGrid
 from lvmae.registry import ContractError
@@ -33,7 +34,7 @@ def _scorer_video(scorer: nn.Module, grid: TokenGrid, batch_size: int,
     st, sh, sw = scorer.stride
     channels = channels or int(getattr(scorer, "in_channels", 3))
     shape = (batch_size, channels, grid.t * st, grid.h * sh, grid.w * sw)
-    return torch.rand(shape, generator=_generator(3)).to(_device(scorer))
+    return _video(shape, _generator(3)).to(_device(scorer))
 
 
 def _run_scorer(scorer: nn.Module, video: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
@@ -65,7 +66,7 @@ def _dummy_batch(grid: TokenGrid, tubelet: tuple[int, int, int], batch_size: int
     st, sh, sw = tubelet
     gen = _generator(5)
     batch = {
-        "video": torch.rand(batch_size, in_channels, grid.t * st, grid.h * sh, grid.w * sw, generator=gen),
+        "video": _video((batch_size, in_channels, grid.t * st, grid.h * sh, grid.w * sw), gen),
         "latents": torch.randn(batch_size, latent_dim, grid.t, grid.h, grid.w, generator=gen),
         "indices": torch.randint(2, (batch_size, grid.t, grid.h, grid.w), generator=gen),
         "scores": torch.rand(batch_size, grid.t, grid.h, grid.w, generator=gen),
@@ -217,7 +218,7 @@ def _run_backbone(backbone: nn.Module, video: torch.Tensor, keep: torch.Tensor) 
 def _backbone_video(backbone: nn.Module, batch_size: int) -> torch.Tensor:
     grid, (st, sh, sw) = backbone.grid, backbone.tubelet
     shape = (batch_size, int(getattr(backbone, "in_channels", 3)), grid.t * st, grid.h * sh, grid.w * sw)
-    return torch.rand(shape, generator=_generator(4)).to(_device(backbone))
+    return _video(shape, _generator(4)).to(_device(backbone))
 
 
 def check_backbone(backbone: nn.Module | Callable[..., nn.Module] | str, batch_size: int = 2,

@@ -30,23 +30,48 @@ from lvmae.components.masking.plan import MaskPlan, TokenGrid
 from lvmae.registry import ContractError
 
 
-def _preflight_mae(model: nn.Module, batch_size: int) -> list[str]:
+def _repeats(component: Any, what: str, first: torch.Tensor, again: torch.Tensor) -> None:
+    """A second call with the same generator state (and input) must give the same ``what``: a
+    component that draws from Python's ``random`` or torch's global generator does not."""
+    if not torch.equal(first, again):
+        raise ContractError(component, f"called twice with the same generator state, it gave different {what}: "
+                            "draw every random number from the generator argument (not Python's random, "
+                            "NumPy's or torch's global generator), so a seed gives one plan and a resumed run "
+                            "draws the masks the uninterrupted one drew")
+
+
+#: Fields of a real batch the preflight uses in place of the dummy batch's.
+REAL_FIELDS = ("video", "latents", "indices", "scores")
+
+
+def _preflight_mae(model: nn.Module, batch_size: int, real: dict | None = None) -> list[str]:
     encoder = model.encoder
     grid, tubelet = encoder.grid, tuple(encoder.tubelet)
     device = _device(model)
     channels = model.target.channels(encoder.in_channels, tubelet)
     batch = _dummy_batch(grid, tubelet, batch_size, encoder.in_channels, channels, device)
+    if real is not None and tuple(real["video"].shape[1:]) == tuple(batch["video"].shape[1:]):
+        # a batch of the configured pipeline: real pixels, normalised as the run sees them
+        batch_size = real["video"].shape[0]
+        batch = {**_dummy_batch(grid, tubelet, batch_size, encoder.in_channels, channels, device),
+                 **{name: real[name].to(device) for name in REAL_FIELDS if name in real}}
     enc_masking, dec_masking = copy.deepcopy(model.encoder_masking), copy.deepcopy(model.decoder_masking)
     checked = [registry.describe(model.encoder_masking), registry.describe(model.decoder_masking)]
     keep = _encoder_plan(enc_masking, grid, batch_size, _generator(0, device))
+    _repeats(model.encoder_masking, "enc_keep_idx", keep, _encoder_plan(
+        copy.deepcopy(model.encoder_masking), grid, batch_size, _generator(0, device)))
     scores = None
     if dec_masking.needs_scores:
         scores = batch["scores"]
         if model.scorer is not None and model.score_source != "batch":
-            scorer = copy.deepcopy(model.scorer)
+            # two copies: the same state (a scorer's own seeded generator too), as the model calls it
+            scorer, twin = (copy.deepcopy(model.scorer).eval() for _ in range(2))
             scores = _run_scorer(scorer, batch["video"], grid)
+            _repeats(model.scorer, "scores", scores, _run_scorer(twin, batch["video"], grid))
             checked.append(registry.describe(model.scorer))
     targets = _decoder_plan(dec_masking, grid, keep, _generator(1, device), scores)
+    _repeats(model.decoder_masking, "dec_target_idx", targets, _decoder_plan(
+        copy.deepcopy(model.decoder_masking), grid, keep, _generator(1, device), scores))
     # Backbone and decoder on a prefix of the plan: real grid, real signatures, little work.
     small = MaskPlan(grid, keep[:1, :PREFLIGHT_TOKENS], targets[:1, :PREFLIGHT_TOKENS])
     features = _run_backbone(encoder, batch["video"][:1], small.enc_keep_idx)
@@ -101,7 +126,7 @@ def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int,
 
 
 def preflight_components(*components: Any, batch_size: int = 2,
-                         clip: tuple[int, int, int] | None = None) -> list[str]:
+                         clip: tuple[int, int, int] | None = None, batch: dict | None = None) -> list[str]:
     """Calls every configured component once on the real shapes, before any work is recorded.
 
     Args:
@@ -115,6 +140,9 @@ def preflight_components(*components: Any, batch_size: int = 2,
       clip: (T, H, W) of the experiment's clips, for components that are not built for one
         size (tokenizers, lone scorers); default: one tokenizer window of 2×2 tokens, and
         the kit's grid for a scorer. A ``model.mae``/``model.classifier`` uses its encoder's.
+      batch: a real batch of the configured data pipeline (``video`` and any precomputed
+        fields): a ``model.mae``'s components run on it instead of the dummy batch when its clips
+        have the model's shape. The dummy batch's video is normalised as real frames are.
 
     Returns the components checked, described as ``'kind.name' (module.Class)``.
     Raises ``ContractError`` naming the first component that breaks its contract.
@@ -129,7 +157,7 @@ def preflight_components(*components: Any, batch_size: int = 2,
             continue
         with _quiet_rng():
             if isinstance(component, VideoMAE):
-                checked += _preflight_mae(component, batch_size)
+                checked += _preflight_mae(component, batch_size, batch)
             elif isinstance(component, VideoClassifier):
                 checked += _preflight_classifier(component, batch_size)
             elif isinstance(component, AdaptiveTokenizer):

@@ -65,6 +65,15 @@ def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator
     return torch.Generator(device).manual_seed(seed)
 
 
+def _video(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Pixels in [0, 1) normalised as the data pipeline normalises real frames (ImageNet's mean
+    and std): the range components see in a run, negative values included (a ``video ** 2.2``
+    is NaN there, not on [0, 1))."""
+    from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD  # pylint: disable=import-outside-toplevel
+    mean, std = sum(IMAGENET_MEAN) / len(IMAGENET_MEAN), sum(IMAGENET_STD) / len(IMAGENET_STD)
+    return (torch.rand(shape, generator=generator) - mean) / std
+
+
 def _tensor(component: Any, what: str, value: Any, shape: tuple[int, ...] | None = None,
             floating: bool | None = None) -> torch.Tensor:
     """Checks an output's type, shape (None entries match anything) and dtype family."""

@@ -14,6 +14,7 @@ from lvmae import registry
 from lvmae.components.backbones.vit import VideoViT
 from lvmae.components.masking.base import DecoderMasking, EncoderMasking
 from lvmae.components.masking.plan import MaskPlan
+from lvmae.components.models.finite_watch import FiniteWatch
 from lvmae.components.targets.base import Target
 from lvmae.registry import register, set_contract, subclass_of
 
@@ -61,6 +62,13 @@ class VideoMAE(nn.Module):
                                out_dim=target.channels(encoder.in_channels, encoder.tubelet))
         self.encoder_masking = encoder_masking
         self.decoder_masking = decoder_masking
+        # non-finite scores, targets, predictions and losses, by component (the NaN guard reads it)
+        self.finite_watch = FiniteWatch()
+        self._watched = {"scores": f"scores of {registry.describe(scorer)}",
+                         "batch scores": "the batch's precomputed scores (the shards' scores field)",
+                         "targets": f"targets of {registry.describe(target)}",
+                         "predictions": f"predictions of {registry.describe(self.decoder)}",
+                         "loss": f"the loss of {registry.describe(target)}"}
 
     def plan(self, batch_size: int, generator: torch.Generator,
              scores: torch.Tensor | None = None) -> MaskPlan:
@@ -86,12 +94,20 @@ class VideoMAE(nn.Module):
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], MaskPlan, torch.Tensor]:
         """batch{video (b, C, T, H, W)} → (loss terms, plan, predictions (b, q, c))."""
         video = batch["video"]
-        plan = self.plan(video.shape[0], generator, self.token_scores(batch))
+        scores = self.token_scores(batch)
+        if scores is not None:
+            live = self.scorer is not None and (self.score_source == "scorer" or batch.get("scores") is None)
+            self.finite_watch.note(self._watched["scores" if live else "batch scores"], scores)
+        plan = self.plan(video.shape[0], generator, scores)
         features = self.encoder(video, plan.enc_keep_idx)
         prediction = self.decoder(features, plan)
         with torch.no_grad():
             target = self.target(batch, plan, self.encoder.tubelet)
-        return self.target.loss(prediction, target, plan.loss_weight), plan, prediction
+        self.finite_watch.note(self._watched["targets"], target)
+        self.finite_watch.note(self._watched["predictions"], prediction)
+        losses = self.target.loss(prediction, target, plan.loss_weight)
+        self.finite_watch.note(self._watched["loss"], losses["loss"])
+        return losses, plan, prediction
 
     def flops(self, kept_tokens: int, target_tokens: int) -> int:
         """Forward matmul FLOPs for one clip (×3 for a training step)."""

@@ -16,7 +16,10 @@ selection split and reports it on another:
 
 It also reports a weighted kNN classifier (``knn/top1``: no training, nothing to tune), a
 per-probe table and picture, predictions and confusion matrices. ``eval/top1`` is the chosen
-probe's top-1 on the reported split, like ``finetune``'s, so sweeps and reports treat both alike.
+probe's top-1 on the reported split, like ``finetune``'s, so sweeps and reports treat both alike;
+``eval/<kind>/top1`` (``eval/linear/top1``, ``eval/attentive/top1``) the same for the best probe of
+each kind alone — the metric a study names when one kind is saturated on its task (a random
+encoder's attentive probes can solve a task its linear probes cannot).
 """
 from __future__ import annotations
 
@@ -45,7 +48,15 @@ from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.knn import knn_top1
 from lvmae.experiments.engine.metrics import Accumulator
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
-from lvmae.experiments.engine.probe_grid import GridProbes, ProbeGrid, needs_tokens, select, single, top1
+from lvmae.experiments.engine.probe_grid import (
+    GridProbes,
+    ProbeGrid,
+    chosen_per_kind,
+    needs_tokens,
+    select,
+    single,
+    top1,
+)
 from lvmae.experiments.engine.run_folder import resolve_input
 from lvmae.experiments.engine.trainer import (
     GeneratedBatches,
@@ -182,6 +193,8 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, heads
     scalars |= {"knn/top1": knn[primary], **{f"knn/{h}/top1": v for h, v in knn.items()}}
     scalars |= {f"probe/{r['label_head']}/{r['probe']}/{split}_top1": r[f"{split}_top1"]
                 for r in table for split in ("select", "report")}
+    by_kind = {kind: row["report_top1"] for kind, row in chosen_per_kind(table, primary).items()}
+    scalars |= {f"eval/{kind}/top1": value for kind, value in by_kind.items()}
     trainer.log(steps, **scalars)
     with tempfile.TemporaryDirectory() as folder:
         paths = [probe_table.write_table(table, os.path.join(folder, "probe_heads.csv")),
@@ -194,7 +207,8 @@ def probe_loop(run, seed: int, encoder=gin.REQUIRED, dataset=gin.REQUIRED, heads
                 trainer.run.add_artifact(path, os.path.basename(path))
             trainer.run.info.update({"probe_chosen": chosen, "probe_splits": dataclasses.asdict(splits),
                                      "feature_cache": {"read": cache.hits, "written": cache.misses}})
-    return {"top1": metrics[primary]["top1"], "metrics": metrics, "knn": knn, "chosen": chosen, "table": table,
+    return {"top1": metrics[primary]["top1"], "by_kind": by_kind, "metrics": metrics, "knn": knn, "chosen": chosen,
+            "table": table,
             "pretrained": pretrained, "seed": seed, "cached": "tokens" if keep_tokens else "mean",
             "probes": len(members), "cache": {"read": len(cache.hits), "written": len(cache.misses)}}
 

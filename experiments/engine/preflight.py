@@ -373,9 +373,10 @@ def check_macros(keys: list[tuple[str, str]]) -> None:
 KIT_SKIPS_KINDS = frozenset({"dataset"})
 
 
-def check_components(built: dict[str, Any]) -> list[str]:
+def check_components(built: dict[str, Any], batches: dict[str, dict] | None = None) -> list[str]:
     """Each built component through ``lvmae.components.kit.preflight_components`` (one call on
-    the experiment's real grid with a dummy batch of the real shapes); returns what it checked."""
+    the experiment's real grid with a real batch of its data pipeline, ``batches[name]``, or a
+    dummy batch of the real shapes); returns what it checked."""
     from lvmae import registry
     from lvmae.components.kit import CHECKS, preflight_components
     checked = []
@@ -384,7 +385,7 @@ def check_components(built: dict[str, Any]) -> list[str]:
         if entry is None or entry.kind in KIT_SKIPS_KINDS or (entry.kind != "model" and entry.kind not in CHECKS):
             continue
         try:
-            checked += preflight_components(obj)
+            checked += preflight_components(obj, batch=(batches or {}).get(name))
         except Exception as error:
             raise PreflightError(f"{name}: {type(error).__name__}: {error}") from error
     return checked
@@ -471,6 +472,43 @@ def check_data(roots: list[str], built: dict[str, Any], check_inputs: bool = Tru
                     raise PreflightError(str(error)) from None
             except ShardCheckError as error:
                 raise PreflightError(str(error)) from None
+
+
+# Clips of the real batch the preflight reads through the configured pipeline.
+REAL_BATCH_CLIPS = 2
+
+
+def real_batches(roots: list[str], built: dict[str, Any]) -> dict[str, dict]:
+    """``{binding: batch}``: for each pre-training model an entry point is given together with a
+    dataset, one batch of that dataset read through the entry point's data pipeline (its
+    ``pipeline`` binding, else the gin-bound ``data_pipeline``), in the main process — real
+    pixels, normalised as the run sees them, and any precomputed fields. A generated dataset
+    writes its shards here (the run would, next)."""
+    import copy
+
+    from lvmae.components.data.base import Dataset
+    from lvmae.components.data.pipeline import DataPipeline
+    from lvmae.components.models.mae import VideoMAE
+    batches = {}
+    for root in roots:
+        prefix = _display(root) + "."
+        mine = {name: obj for name, obj in built.items() if name.startswith(prefix)}
+        models = [name for name, obj in mine.items() if isinstance(obj, VideoMAE)]
+        datasets = [obj for obj in mine.values() if isinstance(obj, Dataset)]
+        pipelines = [obj for obj in mine.values() if isinstance(obj, DataPipeline)]
+        if not pipelines and _reads_default_pipeline(root):
+            pipelines = [DataPipeline()]
+        if not (models and datasets and pipelines):
+            continue
+        pipeline = copy.copy(pipelines[0])
+        pipeline.workers, pipeline.shuffle_buffer, pipeline.pin_memory = 0, 0, False
+        try:
+            batch = next(iter(pipeline.loader(datasets[0], "train", mode="train", batch_size=REAL_BATCH_CLIPS)))
+        except Exception as error:
+            raise PreflightError(f"reading one batch of {getattr(datasets[0], 'display_name', datasets[0])} through "
+                                 f"{pipeline.gin_name} failed: {type(error).__name__}: {error}") from error
+        batches.update({name: batch for name in models})
+    return batches
 
 
 def _missing_file(error: BaseException) -> bool:
@@ -565,6 +603,6 @@ def preflight(command: str, gin_files: list[str], gin_bindings: list[str], modul
     built = build_objects(roots, skip_missing_inputs=not check_inputs)
     check_augmentations(roots, built, check_inputs)
     check_data(roots, built, check_inputs)
-    check_components(built)
+    check_components(built, real_batches(roots, built) if check_inputs else None)
     warn_disk_space(roots, built)
     return built

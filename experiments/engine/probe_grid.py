@@ -179,3 +179,15 @@ def select(select_probs: dict[str, dict[str, torch.Tensor]], labels: dict[str, t
         scores = {name: top1(probs, labels[head]) for name, probs in members.items()}
         chosen[head] = max(scores, key=lambda name: scores[name])   # max keeps the first of equals
     return chosen
+
+
+def chosen_per_kind(table: list[dict], head: str) -> dict[str, dict]:
+    """{probe kind: the row of ``table`` (probe_loop's per-probe table) of that kind best on the
+    selection split} for one label head (first in grid order on ties), so each kind of
+    evaluator is reported as if it were the only one: a task the attentive probes solve from a
+    random encoder can still rank encoders under the linear probes."""
+    best: dict[str, dict] = {}
+    for row in table:
+        if row["label_head"] == head and (row["kind"] not in best or row["select_top1"] > best[row["kind"]]["select_top1"]):
+            best[row["kind"]] = row
+    return best

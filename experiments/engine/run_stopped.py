@@ -11,3 +11,8 @@ class RunStopped(SacredError):
 
     def __init__(self, message: str):
         super().__init__(message, print_traceback=False)
+
+
+class NonFiniteValue(RunStopped, FloatingPointError):
+    """The NaN guard found a non-finite loss or component output; the message names the
+    component it came from first and the last good checkpoint."""

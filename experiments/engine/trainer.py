@@ -29,6 +29,7 @@ from lvmae.components.data.loader import to_device
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
+from lvmae.experiments.engine.run_stopped import NonFiniteValue, RunStopped
 from lvmae.experiments.engine.training import (
     Distributed,
     ScalarLogger,
@@ -40,6 +41,7 @@ from lvmae.experiments.engine.training import (
     unwrap,
     warmup_cosine,
 )
+from lvmae.registry import ContractError
 
 Precision = Literal["auto", "fp32", "bf16"]
 # Exit status of a deliberate crash (``exit_after_step``): what a SIGKILL-ed process returns.
@@ -387,7 +389,10 @@ class Trainer:
                 batch = to_device(next(stream), self.device)
                 sync = micro == settings.accum_steps - 1 or not hasattr(self.wrapped, "no_sync")
                 with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), autocast(self.device, self.bf16):
-                    losses, outputs = step(batch, index)
+                    try:
+                        losses, outputs = step(batch, index)
+                    except ContractError as error:      # a plugin broke its contract at this step
+                        raise self._stopped(index, str(error)) from error
                 (losses["loss"] / settings.accum_steps).backward()
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), settings.clip_grad)
                          if settings.clip_grad else None)
@@ -430,10 +435,22 @@ class Trainer:
         return self.logger.due(step)
 
     def _guard(self, nonfinite: torch.Tensor, step: int) -> None:
-        if bool(nonfinite):
-            raise FloatingPointError(f"{self.command}: the loss was not finite at or before step {step}; "
-                                     f"the last good checkpoint is {self.checkpoint_path} "
-                                     f"(steps saved: {self.saved_steps or 'none in this process'})")
+        """Stops the run when the loss, or a value the model's ``finite_watch`` follows (scores,
+        targets, predictions), was not finite: host reads, on logging and checkpoint steps only."""
+        watch = getattr(self.model, "finite_watch", None)
+        sources = watch.nonfinite() if watch is not None else []
+        if bool(nonfinite) or sources:
+            origin = (f": they came first from {sources[0]}" + (f" (then {', '.join(sources[1:])})" if sources[1:]
+                                                               else "")) if sources else ""
+            raise NonFiniteValue(f"{self.command}: values were not finite at or before step {step}{origin}; the "
+                                 f"last good checkpoint is {self.checkpoint_path} "
+                                 f"(steps saved: {self.saved_steps or 'none in this process'})")
+
+    def _stopped(self, step: int, problem: str) -> RunStopped:
+        """The one-paragraph error of a run stopped at ``step``."""
+        return RunStopped(f"{self.command} stopped at step {step}: {problem}. The last good checkpoint is "
+                          f"{self.checkpoint_path} (steps saved: {self.saved_steps or 'none in this process'})")
+
 
     def _checkpoint_due(self, step: int, last_save: float) -> bool:
         settings = self.settings
