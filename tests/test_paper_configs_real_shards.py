@@ -148,3 +148,22 @@ def test_every_command_of_the_paper_configs_runs_two_steps_on_real_shards(shards
     assert readme.returncode == 0, readme.stderr[-3000:]
     finished = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
     assert len(finished) == 12 and all(run["status"] == "COMPLETED" for run in finished)
+
+
+def test_the_mixture_example_mixes_two_real_format_datasets(shards):
+    """gin/data/mixture_example.gin on the EPIC- and Diving48-format shards: batches of the
+    experiment's shape with clips of both, each source read by its own scoped pipeline."""
+    from lvmae.components.data.mixture import MixtureDataset
+    gin_config.parse(["gin/experiments/lvmae_b_32f.gin", SMALL, "gin/data/mixture_example.gin"],
+                     [f"EPIC_MANIFEST = '{shards['epic']}'", f"DIVING48_MANIFEST = '{shards['diving']}'",
+                      "data_pipeline.workers = 0"])
+    try:
+        dataset, pipeline = gin.query_parameter("%DATASET").scoped_configurable_fn(), DataPipeline()
+        assert isinstance(dataset, MixtureDataset) and dataset.weights == [0.7, 0.3]
+        assert [p.fps for p in dataset.pipelines] == [15.0, 0.0] and dataset.pipelines[1].short_policy == "pad"
+    finally:
+        gin.clear_config()
+    loader = pipeline.loader(dataset, "train", batch_size=4, seed=0)
+    batches = list(islice(loader, 4))
+    assert {tuple(b["video"].shape) for b in batches} == {(4, 3, 32, 16, 16)}
+    assert all(count > 0 for count in loader.drawn.values()) and sum(loader.drawn.values()) == 16

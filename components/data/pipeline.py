@@ -323,6 +323,10 @@ class DataPipeline:
         manifest = _as_manifest(manifest)
         if mode == "train":
             self.check_labels_kept(manifest)
+        from lvmae.components.data.mixture import MixedManifest  # pylint: disable=import-outside-toplevel
+        if isinstance(manifest, MixedManifest):      # dataset.mixture: one loader per source
+            from lvmae.components.data.mixture_loader import MixtureLoader  # pylint: disable=import-outside-toplevel
+            return MixtureLoader(self, manifest, mode, batch_size, seed, rank, world_size, device)
         return PipelineLoader(self, manifest, split, mode, batch_size, seed, rank, world_size, device)
 
 
@@ -656,6 +660,9 @@ def merge_states(states: list[dict]) -> dict:
     Every rank has yielded the same number of batches, so the states differ only in them."""
     if not states:
         raise ValueError("merge_states: no state given")
+    if states[0].get("kind") == "mixture":
+        from lvmae.components.data.mixture_loader import merge_mixture_states  # pylint: disable=import-outside-toplevel
+        return merge_mixture_states(states)
     merged = {**states[0], "positions": {}, "skipped_clips": []}
     names: set[str] = set()
     for state in states:
@@ -679,6 +686,8 @@ def record_skips(run, loader: PipelineLoader, prefix: str = "data") -> dict[str,
     if run is None:
         return totals
     run.info[f"{prefix}_skipped"] = totals
+    if hasattr(loader, "drawn"):        # dataset.mixture: the clips drawn from each source
+        run.info[f"{prefix}_drawn"] = loader.drawn
     if loader.skipped_clips:
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, f"{prefix}_skipped.json")
