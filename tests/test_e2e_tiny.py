@@ -46,7 +46,7 @@ def test_pretrain_then_finetune_records_both_runs(tmp_path):
     pre_metrics = json.loads((runs / "1" / "metrics.json").read_text())
     losses = pre_metrics["train/loss"]["values"]
     assert len(losses) == 7 and losses[-1] < losses[0]           # log_every 10 over 60 steps, + step 1
-    assert {"train/lr", "train/clips_per_s"} <= set(pre_metrics)
+    assert {"train/lr", "eff/clips_per_s", "eff/data_wait_fraction", "health/effective_rank"} <= set(pre_metrics)
     top1 = json.loads((runs / "2" / "metrics.json").read_text())["eval/top1"]["values"]
     assert len(top1) == 1 and 0.0 <= top1[0] <= 1.0
     assert json.loads((runs / "2" / "info.json").read_text())["checkpoint"].endswith("finetune/2/last.pt")

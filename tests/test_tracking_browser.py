@@ -1,6 +1,8 @@
 """A real browser on a real board: headless Chromium, driven by playwright-core, opens Omniboard
 (started by ``python run.py board``), finds a run, opens its metrics plot, sees a gin binding in
 its config and saves a screenshot (``$LVMAE_SCREENSHOT_DIR``, else the test's temporary folder).
+On a tiny pre-training run: its name (command · experiment) and the board's loss column in the
+run list, a default metrics plot with the loss alone, a picture sized to its panel.
 Skips when chromium, node, Omniboard or playwright-core are missing (scripts/setup_tools.sh
 installs them; .ci/run calls it)."""
 from __future__ import annotations
@@ -43,6 +45,14 @@ def test_omniboard_in_chromium_shows_the_run_its_metrics_plot_and_gin_bindings(t
                           "--tag", "browser"], runs, LVMAE_MONGO_URL=daemon.url)
         assert done.returncode == 0, done.stderr[-3000:]
         run_id = int(re.search(r'Started run with ID "(\d+)"', done.stderr).group(1))
+        tiny = ["CLIP_FRAMES=4", "IMAGE_SIZE=16", "pretrain_loop.steps=4", "pretrain_loop.batch_size=4",
+                "pretrain_loop.log_every=2", f"OUTPUTS='{tmp_path / 'outputs'}'",
+                f"dataset.synthetic_motion.root='{tmp_path / 'data'}'", "dataset.synthetic_motion.train_samples=16",
+                "dataset.synthetic_motion.val_samples=4", "dataset.synthetic_motion.samples_per_shard=8"]
+        trained = run_lvmae(["pretrain", "-g", "gin/experiments/tiny_cpu.gin", *[a for b in tiny for a in ("-b", b)],
+                             "--tag", "browser"], runs, LVMAE_MONGO_URL=daemon.url)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        pretrain_id = int(re.search(r'Started run with ID "(\d+)"', trained.stderr).group(1))
 
         port = free_port()
         board = start_lvmae(["board", "--port", str(port)], runs, LVMAE_MONGO_URL=daemon.url)
@@ -67,6 +77,16 @@ def test_omniboard_in_chromium_shows_the_run_its_metrics_plot_and_gin_bindings(t
         assert browser.returncode == 0, browser.stdout[-2000:] + browser.stderr[-3000:]
         assert "config shows gin.bindings.experiments.tracking_check_loop.lr = 0.05" in browser.stdout
         assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+        view = {"base": f"http://127.0.0.1:{port}/sacred", "runId": pretrain_id, "runName": "pretrain · tiny_cpu",
+                "column": "loss", "plotted": "train/loss", "notPlotted": "eff/", "picture": "reconstruction_0000004.png",
+                "shots": str(shots), "toolsDir": str(TOOLS), "chromium": CHROMIUM}
+        browser = subprocess.run(["node", str(ROOT / "tests" / "browser" / "omniboard_run_view.mjs"), json.dumps(view)],
+                                 capture_output=True, text=True, timeout=180)
+        assert browser.returncode == 0, browser.stdout[-2000:] + browser.stderr[-3000:]
+        assert "run list: \"pretrain · tiny_cpu\"" in browser.stdout and "metrics plot: train/loss" in browser.stdout
+        for name in ("omniboard_run_list.png", "omniboard_run_plot.png", "omniboard_run_picture.png"):
+            assert (shots / name).read_bytes().startswith(b"\x89PNG")
 
         board.send_signal(signal.SIGTERM)
         out, _ = board.communicate(timeout=30)

@@ -55,7 +55,7 @@ def test_run_documents_metrics_and_files_are_in_the_local_database(local_run):
     assert "\r" not in run["captured_out"] and len(bson.encode(run)) < MAX_RUN_DOCUMENT_BYTES
 
     metrics = {m["name"]: m for m in database.metrics.find({"run_id": run["_id"]})}
-    assert set(metrics) >= {"train/loss", "train/lr", "train/grad_norm", "train/clips_per_s"}
+    assert set(metrics) >= {"train/loss", "train/lr", "train/grad_norm", "eff/clips_per_s", "eff/data_wait_fraction"}
     for metric in metrics.values():
         assert metric["steps"] == [1, 2, 4, 6] and len(metric["values"]) == 4
 

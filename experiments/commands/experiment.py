@@ -12,7 +12,7 @@ from sacred.utils import apply_backspaces_and_linefeeds
 
 from lvmae.experiments import program
 from lvmae.experiments.engine import gin_config
-from lvmae.experiments.tracking import provenance, run_tags
+from lvmae.experiments.tracking import provenance, run_name, run_tags
 
 SETTINGS.CAPTURE_MODE = "sys"         # fd-level tee breaks progress bars and subprocesses
 SETTINGS.CONFIG.READ_ONLY_CONFIG = False
@@ -39,6 +39,11 @@ class LvmaeExperiment(Experiment):
         short, usage, internal = super().get_usage(os.path.join(self.base_dir, placeholder))
         typed = program_name or program.name()
         return short.replace(placeholder, typed), usage.replace(placeholder, typed), internal
+
+    def _create_run(self, *args, **kwargs):
+        run = super()._create_run(*args, **kwargs)
+        run_name.name_run(run)          # "pretrain · lvmae_cpu" in the run list, not "lvmae"
+        return run
 
     def get_experiment_info(self):
         info = super().get_experiment_info()

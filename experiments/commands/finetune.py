@@ -20,7 +20,9 @@ from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics,
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine import mixup as _video_mixup  # noqa: F401  (registers video_mixup with gin)
 from lvmae.experiments.engine.classifier_setup import build_classifier, manifest_heads
+from lvmae.experiments.engine.efficiency import classifier_work
 from lvmae.experiments.engine.gin_config import gin_applies
+from lvmae.experiments.engine.health import HealthMonitor, encoder_health
 from lvmae.experiments.engine.layer_decay import build_finetune_optimizer
 from lvmae.experiments.engine.parallel import Parallel
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder
@@ -108,7 +110,9 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
             interim = validation("eval")
             trainer.log(index, **flat_metrics(interim.metrics(), classifier.head_names[0]))
 
-    result = trainer.fit(step, batches, interim_evaluation, "finetune")
+    trainer.monitors.append(HealthMonitor(trainer.run, encoder_health(classifier.encoder, frames, side), steps,
+                                          trainer.info.is_main))
+    result = trainer.fit(step, batches, interim_evaluation, "finetune", work=classifier_work(classifier))
     accumulator = validation("evaluate")
     metrics = accumulator.metrics()
     trainer.log(steps, **flat_metrics(metrics, classifier.head_names[0]))

@@ -15,7 +15,10 @@ import torch
 
 from lvmae.components.data.pipeline import DataPipeline
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
+from lvmae.experiments.engine.efficiency import mae_work
 from lvmae.experiments.engine.gin_config import gin_applies
+from lvmae.experiments.engine.health import HealthMonitor, mae_health
+from lvmae.experiments.engine.online_probe import OnlineProbe
 from lvmae.experiments.engine.parallel import Parallel
 from lvmae.experiments.engine.trainer import Precision, Settings, Trainer, check_input_size
 from lvmae.experiments.engine.training import build_optimizer, step_generator
@@ -84,7 +87,11 @@ def pretrain_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                                   os.path.join(trainer.folder, f"reconstruction_{index:07d}.png"))
             attach_score_maps(trainer.run, batch)
 
-    result = trainer.fit(step, batches, pictures, "pretrain")
+    trainer.monitors.append(HealthMonitor(trainer.run, mae_health(trainer.unwrapped()), steps, trainer.info.is_main))
+    probe = OnlineProbe(trainer.unwrapped().encoder, steps, trainer.device, precision)
+    if probe.enabled:
+        trainer.monitors.append(probe)
+    result = trainer.fit(step, batches, pictures, "pretrain", work=mae_work(trainer.unwrapped()))
     return {**result, "model": trainer.unwrapped()}
 
 

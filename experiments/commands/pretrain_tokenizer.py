@@ -13,6 +13,7 @@ import tempfile
 
 import gin
 import torch
+from einops import rearrange
 from torch import nn
 
 from lvmae.components.data.flicker_clips import selection_recall
@@ -20,7 +21,9 @@ from lvmae.components.data.pipeline import DataPipeline
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import discriminator_gan_loss, generator_gan_loss, r1_penalty
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
+from lvmae.experiments.engine.efficiency import StepWork
 from lvmae.experiments.engine.gin_config import gin_applies
+from lvmae.experiments.engine.health import HealthMonitor, feature_statistics, in_eval_mode
 from lvmae.experiments.engine.trainer import (
     GeneratedBatches,
     Precision,
@@ -55,6 +58,26 @@ def codebook_statistics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
     entropy = -(probability * probability.log()).sum()
     return {"codebook_usage": len(counts) / codebook_size, "codes_used": float(len(counts)),
             "perplexity": float(entropy.exp())}
+
+
+def tokenizer_health(model: AdaptiveTokenizer):
+    """The tokenizer's health on the fixed clips: its encoder's continuous latents as rows
+    (b·t·h·w, d), and the codebook usage and perplexity of the codes of the kept tokens."""
+    def measure(batch: dict) -> dict[str, float]:
+        video = batch["video"]
+        latents = in_eval_mode(model, lambda: model.tokenizer.encode_continuous(video))    # (b, d, t, h, w)
+        output = in_eval_mode(model, lambda: model(video))
+        codes = codebook_statistics(output.quantized.indices[output.selection > 0.5],
+                                    model.tokenizer.quantizer.codebook_size)
+        return (feature_statistics(rearrange(latents, "b d t h w -> (b t h w) d"))
+                | {"health/codebook_usage": codes["codebook_usage"], "health/perplexity": codes["perplexity"]})
+    return measure
+
+
+def _work(batch: dict, output) -> StepWork:
+    """Clips and latent tokens (encoded and decoded) of a step; the 3-D CNN has no FLOP model."""
+    clips, tokens = output.selection.shape[0], output.selection[0].numel()
+    return StepWork(clips, clips * tokens, clips * tokens)
 
 
 def _training_batches(trainer: Trainer, pipeline: DataPipeline, dataset, clips, batch_size: int, seed: int):
@@ -215,7 +238,8 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
         return extra
 
     first_eval = run_evaluation(trainer.start_step)
-    result = trainer.fit(step, batches, after_step, "pretrain_tokenizer")
+    trainer.monitors.append(HealthMonitor(trainer.run, tokenizer_health(model), steps, trainer.info.is_main))
+    result = trainer.fit(step, batches, after_step, "pretrain_tokenizer", work=_work)
     last_eval = run_evaluation(steps) if trainer.start_step < steps else first_eval
     return {"first_eval": first_eval, "last_eval": last_eval, "checkpoint": result["checkpoint"],
             "images": images, "start_step": trainer.start_step, "run_folder": result["run_folder"]}

@@ -28,6 +28,7 @@ from torch import nn
 from lvmae.components.data.loader import to_device
 from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
+from lvmae.experiments.engine.efficiency import EfficiencyMeter, StepWork, device_peak_tflops
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model
 from lvmae.experiments.engine.run_stopped import NonFiniteValue, RunStopped
 from lvmae.experiments.engine.training import (
@@ -207,6 +208,14 @@ def eval_loader(pipeline, manifest, split: str, batch_size: int, frames: int, si
     return pipeline.loader(manifest, split, mode="eval", batch_size=batch_size, device=device)
 
 
+def _clips_in(batch: dict) -> int:
+    """Clips in a batch: the leading size of its ``video`` (else of its first tensor)."""
+    tensor = batch.get("video")
+    if tensor is None:
+        tensor = next((v for v in batch.values() if torch.is_tensor(v)), None)
+    return int(tensor.shape[0]) if tensor is not None else 0
+
+
 def _state_of(obj):
     return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
 
@@ -221,6 +230,8 @@ def _restore(obj, state) -> None:
 # ---------------------------------------------------------------- the engine
 
 StepFunction = Callable[[dict, int], tuple[dict[str, torch.Tensor], object]]
+# (batch, outputs) → what a micro-batch processed (host counts from shapes, for eff/ metrics)
+WorkFunction = Callable[[dict, object], StepWork]
 AfterStep = Callable[[int, dict, dict[str, torch.Tensor], object], dict[str, torch.Tensor] | None]
 
 
@@ -256,6 +267,9 @@ class Trainer:
         self.model = self.wrapped = self.forward = self.optimizer = self.scheduler = None
         self.tracked: dict[str, object] = {}
         self.logger: ScalarLogger | None = None
+        # Called on logging steps only: monitor.due(step) → monitor(step, batch) gives scalars
+        # (representation health, the online probe); they may read the device there.
+        self.monitors: list = []
 
     @property
     def resuming(self) -> bool:
@@ -372,21 +386,23 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def fit(self, step: StepFunction, batches: Iterable[dict], after_step: AfterStep | None = None,
-            description: str | None = None) -> dict:
+            description: str | None = None, work: WorkFunction | None = None) -> dict:
         """Trains from the resumed step to ``settings.steps``. ``step(batch, step)`` runs the
         forward under autocast on a device batch and returns (losses with a ``loss`` term,
         outputs for ``after_step``); ``after_step(step, batch, losses, outputs)`` may return
-        more tensors to log (read only on logging steps)."""
+        more tensors to log (read only on logging steps); ``work(batch, outputs)`` counts what
+        a micro-batch processed (tokens, model FLOPs) for the ``eff/`` metrics (default: clips)."""
         settings, info = self.settings, self.info
         self.logger.bar.set_description(description or self.command)
         stream = iter(batches)
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
-        last_save, clips_since_log = self.clock(), 0
+        last_save = self.clock()
+        meter = EfficiencyMeter(self.device, info.world_size, device_peak_tflops(self.device), self.clock)
         self.wrapped.train()
         for index in range(self.start_step + 1, settings.steps + 1):
             self.optimizer.zero_grad(set_to_none=True)
             for micro in range(settings.accum_steps):
-                batch = to_device(next(stream), self.device)
+                batch = to_device(meter.next_batch(stream), self.device)
                 sync = micro == settings.accum_steps - 1 or not hasattr(self.wrapped, "no_sync")
                 with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), autocast(self.device, self.bf16):
                     try:
@@ -394,6 +410,7 @@ class Trainer:
                     except ContractError as error:      # a plugin broke its contract at this step
                         raise self._stopped(index, str(error)) from error
                 (losses["loss"] / settings.accum_steps).backward()
+                meter.add(work(batch, outputs) if work is not None else StepWork(_clips_in(batch)))
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), settings.clip_grad)
                          if settings.clip_grad else None)
             lr_now = self.scheduler.get_last_lr()[self.lr_group]
@@ -401,15 +418,20 @@ class Trainer:
             self.scheduler.step()
             nonfinite |= ~torch.isfinite(losses["loss"].detach())
             extra = after_step(index, batch, losses, outputs) if after_step is not None else None
-            clips_since_log += self.effective_batch
+            meter.step_done()
             if self.logger.due(index):
                 self._guard(nonfinite, index)
                 scalars = {f"train/{k}": mean_across_ranks(v, info) for k, v in {**losses, **(extra or {})}.items()}
                 if grad_norm is not None:
                     scalars["train/grad_norm"] = float(grad_norm)
-                self.logger.log(index, **scalars, **{"train/lr": lr_now, "train/clips_per_s":
-                                                     clips_since_log / self.logger.seconds_since_last()})
-                clips_since_log = 0
+                scalars["train/lr"] = lr_now
+                scalars.update(meter.scalars())     # eff/: the steps since the last logging step
+                for monitor in self.monitors:       # every rank (a sharded model needs them all)
+                    if monitor.due(index):
+                        with autocast(self.device, self.bf16):
+                            scalars.update(monitor(index, batch))
+                meter.restart()                     # the monitors' time is not the steps'
+                self.logger.log(index, **scalars)
             if self._checkpoint_due(index, last_save):
                 self._guard(nonfinite, index)
                 self.save(index)

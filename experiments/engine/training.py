@@ -174,6 +174,11 @@ def gather_objects(obj, info: Distributed) -> list:
     return gathered
 
 
+# The progress bar shows losses and evaluation; of the efficiency and health groups only these.
+BAR_LEAVES_OUT = ("eff/", "health/", "probe/")
+BAR_SHOWS = ("eff/clips_per_s", "eff/data_wait_fraction", "health/effective_rank")
+
+
 class ScalarLogger:
     """Logs scalars to the Sacred run every ``every`` steps and shows a progress bar.
 
@@ -202,7 +207,8 @@ class ScalarLogger:
             value = float(value)
             self.history.setdefault(name, []).append((step, value))
             log_scalar(self.run, name, value, step)   # counters go to info, not the plot
-        self.bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()}, refresh=False)
+        self.bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()
+                              if not k.startswith(BAR_LEAVES_OUT) or k in BAR_SHOWS}, refresh=False)
 
     def seconds_since_last(self) -> float:
         now = time.perf_counter()

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]   # the repository (or installed pack
 OMNIBOARD_ENV = "LVMAE_OMNIBOARD"   # path to an omniboard start.js, to use another install
 LOCAL_OMNIBOARD = ROOT / ".tools" / "node" / "node_modules" / "omniboard" / "dist" / "start.js"
 LOOPBACK_PRELOAD = Path(__file__).with_name("board_loopback.cjs")
+DEFAULTS_PRELOAD = Path(__file__).with_name("board_defaults.cjs")    # plot selection, picture size
 DEFAULT_PORT = 9000
 READY_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 10.0
@@ -99,8 +100,11 @@ def main(argv: list[str]) -> int:
     from lvmae.experiments.tracking.dead_runs import mark_at
     mark_at(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB), safe_url(url))
     database_url = with_database(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB))
-    environment = {**os.environ, "PORT": str(args.port), "MONGO_URI": database_url, "NODE_ENV": "production"}
-    command = ["node", "-r", str(LOOPBACK_PRELOAD), str(script)]
+    from lvmae.experiments.tracking import board_columns
+    board_columns.ensure(url, os.environ.get(MONGO_DB_ENV, DEFAULT_DB))
+    environment = {**os.environ, "PORT": str(args.port), "MONGO_URI": database_url, "NODE_ENV": "production",
+                   board_columns.PLOT_ENV: board_columns.plot_names()}
+    command = ["node", "-r", str(LOOPBACK_PRELOAD), "-r", str(DEFAULTS_PRELOAD), str(script)]
     start = lambda: subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, cwd=script.parent)
     process = start()
     stopping = threading.Event()

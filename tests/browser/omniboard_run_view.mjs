@@ -1,0 +1,75 @@
+// Drives headless Chromium (playwright-core) through Omniboard on a pre-training run: its name
+// in the run list is "command · experiment", the board's metric column shows its final loss,
+// its metrics plot selects the loss alone (the eff/ and health/ metrics stay in the menu, not
+// on the loss's axis), and a picture in its artifacts is no wider than its panel. Screenshots
+// of the list, the plot and the picture. Exit code 0 only if all is seen.
+//   node omniboard_run_view.mjs '{"base": ..., "runId": 2, "runName": "pretrain · tiny_cpu",
+//     "column": "loss", "plotted": "train/loss", "notPlotted": "eff/clips_per_s",
+//     "picture": "reconstruction_0000004.png", "shots": "dir", "toolsDir": ..., "chromium": ...}'
+import { createRequire } from 'module';
+import path from 'path';
+
+const job = JSON.parse(process.argv[2]);
+const require = createRequire(path.resolve(job.toolsDir) + '/');
+const { chromium } = require('playwright-core');
+const TIMEOUT_MS = 30000;
+
+const browser = await chromium.launch({
+  executablePath: job.chromium,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.setDefaultTimeout(TIMEOUT_MS);
+  await page.goto(job.base);
+  await page.waitForSelector('[test-attr="cell-row_expander-0"]');
+  const header = await page.locator('.fixedDataTableLayout_header').first().innerText();
+  if (!header.split(/\s+/).includes(job.column)) throw new Error(`no "${job.column}" column in the run list: ${header}`);
+  const rows = await page.locator('[test-attr^="cell-row_expander-"]').count();
+  let row = -1;
+  let rowText = '';
+  for (let index = 0; index < rows && row < 0; index++) {
+    const cells = page.locator('.fixedDataTableRowLayout_rowWrapper').filter({
+      has: page.locator(`[test-attr="cell-row_expander-${index}"]`) });
+    rowText = await cells.first().innerText();
+    if (rowText.split(/\s+/).includes(String(job.runId))) row = index;
+  }
+  if (row < 0) throw new Error(`run ${job.runId} is not in Omniboard's run list`);
+  if (!rowText.includes(job.runName)) throw new Error(`run ${job.runId} is not named "${job.runName}": ${rowText}`);
+  if (!/\d\.\d/.test(rowText)) throw new Error(`run ${job.runId} shows no metric value in its row: ${rowText}`);
+  console.log(`run list: "${job.runName}", column ${job.column}: ${rowText.replace(/\s+/g, ' ')}`);
+  await page.screenshot({ path: path.join(job.shots, 'omniboard_run_list.png') });
+
+  await page.click(`[test-attr="cell-row_expander-${row}"]`);
+  await page.waitForSelector('text=Details for:');
+  await page.click('a[role=button]:text-is("Metrics Plot")');
+  await page.waitForSelector(`.js-plotly-plot .legendtext:text-is("${job.plotted}")`);
+  const legend = await page.locator('.js-plotly-plot .legendtext').allInnerTexts();
+  if (legend.some(name => name.startsWith(job.notPlotted))) {
+    throw new Error(`the default plot puts ${job.notPlotted} beside ${job.plotted}: ${legend}`);
+  }
+  console.log(`metrics plot: ${legend.join(', ')}`);
+  await page.screenshot({ path: path.join(job.shots, 'omniboard_run_plot.png') });
+
+  await page.click('a[role=button]:text-is("Artifacts")');
+  await page.click(`text=${job.picture}`);
+  const picture = page.locator('img[alt="image"]').first();
+  await picture.waitFor();
+  await page.waitForFunction(() => {
+    const img = document.querySelector('img[alt="image"]');
+    return img && img.complete && img.naturalWidth > 0;
+  });
+  const fit = await picture.evaluate(img => {
+    const panel = img.parentElement.getBoundingClientRect();
+    return { maxWidth: getComputedStyle(img).maxWidth, width: img.getBoundingClientRect().width,
+             panel: panel.width, natural: img.naturalWidth };
+  });
+  if (fit.maxWidth !== '100%' || fit.width > fit.panel + 1) {
+    throw new Error(`the picture is not sized to its panel: ${JSON.stringify(fit)}`);
+  }
+  console.log(`picture: ${fit.width}px shown in a ${fit.panel}px panel (natural ${fit.natural}px)`);
+  await page.screenshot({ path: path.join(job.shots, 'omniboard_run_picture.png') });
+} finally {
+  await browser.close();
+}
