@@ -546,3 +546,22 @@ def test_the_ledger_keeps_runs_so_another_machine_reports_them(tmp_path, monkeyp
     (ledger / "toy.jsonl").write_text('{"study": "toy"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"toy\.jsonl:1: not a study record"):
         stored_runs("toy")
+
+
+def test_each_evaluated_stage_can_name_its_own_primary_metric(tmp_path):
+    """A probe study whose attentive probes are saturated decides on the linear probes
+    (``eval/linear/top1``) while its fine-tune rows keep ``eval/top1``."""
+    text = BASE.replace("stages: [pretrain, finetune]", "stages: [pretrain, finetune, probe]").replace(
+        "metric: eval/top1", "metric: {finetune: eval/top1, probe: eval/linear/top1}")
+    study = load_study(_write(tmp_path, text))
+    assert study.metric_for("probe") == "eval/linear/top1" and study.metric_for("probe on long") == "eval/linear/top1"
+    assert study.metric_for("finetune") == "eval/top1"
+    runs = [StoredRun(f"{arm}{command}{seed}", command, arm, seed,
+                      {"eval/top1": 0.99, "eval/linear/top1": value + (0.4 if arm == "a" else 0.0)},
+                      study=study.name, origin_arm=arm)
+            for arm in ("a", "b") for command in ("finetune", "probe") for seed, value in enumerate(A_VALUES, 1)]
+    probe = {s.arm: s.mean for s in arm_stats(study, runs, "probe")}
+    finetune = {s.arm: s.mean for s in arm_stats(study, runs, "finetune")}
+    assert probe["a"] - probe["b"] == pytest.approx(0.4) and finetune == {"a": 0.99, "b": 0.99}
+    path = tmp_path / "s.yaml"
+    _refused(path, text.replace("probe: eval/linear/top1", "pretrain: eval/loss"), r"s\.yaml: metric as a mapping")

@@ -105,7 +105,7 @@ def arm_stats(study: Study, runs: list[StoredRun], command: str, task: str | Non
     """Per arm (study order), the final ``metric`` (default: the study's) of the ``command`` runs
     on ``task`` (None: the study's own data), one per seed. ``runs`` are the runs that count, one
     per seed already (``current_runs``)."""
-    metric = metric or study.metric
+    metric = metric or study.metric_for(command)
     result = []
     for arm in study.arms:
         by_seed = {run.seed: run.finals[metric] for run in runs

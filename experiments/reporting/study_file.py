@@ -61,6 +61,13 @@ class Study:
     random_control: str | None = None       # the randomly initialised encoder's arm
     saturation_margin: float = SATURATION_MARGIN
     descriptive_metrics: list[str] = field(default_factory=list)   # shown, never tested
+    stage_metrics: dict[str, str] = field(default_factory=dict)    # evaluated stage → its primary metric
+
+    def metric_for(self, stage: str) -> str:
+        """The primary metric of an evaluated stage (``metric``, or the stage's entry when the
+        study file maps stages to metrics, e.g. the probe's ``eval/linear/top1`` beside the
+        fine-tune's ``eval/top1``). An evaluation name (``probe on <task>``) counts as its stage."""
+        return self.stage_metrics.get(stage.split(" ")[0], self.metric)
 
     def comparison(self, arm: str) -> Comparison:
         return self.comparisons.get(arm, Comparison())
@@ -153,10 +160,11 @@ def load_study(path: str) -> Study:
     if any(s not in evaluated for s in task_stages):
         raise SystemExit(f"study: {path}: task_stages {task_stages} must be among the evaluated stages {evaluated}")
     study = Study(path, str(data["name"]), str(data["question"]).strip(), gin, stages, seeds, arms,
-                  str(data["reference"]), str(data["metric"]), bindings,
+                  str(data["reference"]), _primary_metric(path, data["metric"], stages), bindings,
                   str(data.get("notes") or "").strip(), prepare, str(data.get("claim") or "").strip(),
                   prepared_by, tasks, task_stages)
     study.reuse = {arm: _reused_arm(study, arm, str(source)) for arm, source in (data.get("reuse") or {}).items()}
+    study.stage_metrics = {str(k): str(v) for k, v in data["metric"].items()} if isinstance(data["metric"], dict) else {}
     study.controls = [str(arm) for arm in data.get("controls") or []]
     if any(arm not in arms or arm == study.reference for arm in study.controls):
         raise SystemExit(f"study: {path}: controls {study.controls} must be arms other than the reference")
@@ -164,12 +172,26 @@ def load_study(path: str) -> Study:
     return study
 
 
+def _primary_metric(path: str, metric, stages: list[str]) -> str:
+    """``metric``: one metric name, or a mapping {evaluated stage: metric name} (every evaluated
+    stage of the study named); → the first evaluated stage's (the default of ``metric_for``)."""
+    evaluated = [s for s in stages if s in EVALUATED]
+    if isinstance(metric, dict):
+        names = [str(k) for k in metric]
+        if sorted(names) != sorted(evaluated) or any(not isinstance(v, str) or not v.strip() for v in metric.values()):
+            raise SystemExit(f"study: {path}: metric as a mapping must name one metric for each evaluated stage "
+                             f"{evaluated}, got {metric!r}")
+        return str(metric[evaluated[0]]) if evaluated else str(next(iter(metric.values())))
+    if not isinstance(metric, str) or not metric.strip():
+        raise SystemExit(f"study: {path}: metric must name the one metric verdicts use (or map each evaluated "
+                         f"stage {evaluated} to one), got {metric!r}")
+    return metric
+
+
 def _read_evidence(study: Study, data: dict) -> None:
     """The keys that say how the report decides: the primary ``metric``, ``comparisons``,
     ``ceiling``, ``random_control``, ``saturation_margin`` and ``descriptive_metrics``."""
     path = study.path
-    if not isinstance(data["metric"], str) or not data["metric"].strip():
-        raise SystemExit(f"study: {path}: metric must name the one metric verdicts use, got {data['metric']!r}")
     comparisons = data.get("comparisons") or {}
     if not isinstance(comparisons, dict):
         raise SystemExit(f"study: {path}: comparisons must map arm names to {{kind: {SUPERIORITY}}} or "

@@ -74,7 +74,7 @@ def _test_cell(row: Row) -> str:
 def study_table(study: Study, table: Table) -> list[str]:
     """Markdown rows: arm, mean ± std, n, seeds, saturation, Δ vs reference [95% CI], test, p,
     Holm-adjusted p, outcome."""
-    lines = [(f"| arm | {study.metric} mean ± std | n | seeds | saturated | Δ vs {study.reference} [95% CI] "
+    lines = [(f"| arm | {study.metric_for(table.command)} mean ± std | n | seeds | saturated | Δ vs {study.reference} [95% CI] "
              f"| test | p | Holm p | at α = {ALPHA} |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.rows:
         s = row.stats
@@ -101,7 +101,7 @@ def _table_heading(study: Study, table: Table, tests: int) -> str:
         bounds.append(f"random control `{study.random_control}` {_fmt(table.floor)}")
     saturation = (f"; saturated = within {study.saturation_margin:g} of the " + " or of the ".join(bounds)
                   if bounds else "")
-    heading = (f"**{table.name}** ({study.metric}, final value per run; arm − `{study.reference}`, paired by seed "
+    heading = (f"**{table.name}** ({study.metric_for(table.command)}, final value per run; arm − `{study.reference}`, paired by seed "
                f"where both have the seed, else Welch; p Holm-adjusted over the study's {tests} tests{saturation}):")
     if table.too_few:
         heading += (f" **too few seeds** (< {MIN_SEEDS} for {', '.join(f'`{a}`' for a in table.too_few)}): "
@@ -152,7 +152,7 @@ def save_plot(study: Study, tables: dict[str, list[ArmStats]], path: Path) -> Pa
             axis.scatter([index] * len(s.values), s.values, color="#08306b", s=12, zorder=3)
         axis.set_xticks(range(len(stats)), [s.arm for s in stats], rotation=30, ha="right")
         axis.set_title(f"{study.name}: {command}")
-        axis.set_ylabel(study.metric)
+        axis.set_ylabel(study.metric_for(command))
     figure.suptitle("mean ± std over seeds (dots: seeds; orange: reference)", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
