@@ -53,6 +53,7 @@ def test_omniboard_in_chromium_shows_the_run_its_metrics_plot_and_gin_bindings(t
                              "--tag", "browser"], runs, LVMAE_MONGO_URL=daemon.url)
         assert trained.returncode == 0, trained.stderr[-3000:]
         pretrain_id = int(re.search(r'Started run with ID "(\d+)"', trained.stderr).group(1))
+        final_loss = re.search(r"'final_loss': ([0-9.]+)", trained.stderr).group(1)[:5]
 
         port = free_port()
         board = start_lvmae(["board", "--port", str(port)], runs, LVMAE_MONGO_URL=daemon.url)
@@ -79,13 +80,15 @@ def test_omniboard_in_chromium_shows_the_run_its_metrics_plot_and_gin_bindings(t
         assert screenshot.read_bytes().startswith(b"\x89PNG")
 
         view = {"base": f"http://127.0.0.1:{port}/sacred", "runId": pretrain_id, "runName": "pretrain · tiny_cpu",
-                "column": "loss", "plotted": "train/loss", "notPlotted": "eff/", "picture": "reconstruction_0000004.png",
+                "column": "loss", "value": final_loss, "plotted": "train/loss", "notPlotted": "eff/", "picture": "reconstruction_0000004.png",
                 "shots": str(shots), "toolsDir": str(TOOLS), "chromium": CHROMIUM}
         browser = subprocess.run(["node", str(ROOT / "tests" / "browser" / "omniboard_run_view.mjs"), json.dumps(view)],
                                  capture_output=True, text=True, timeout=180)
         assert browser.returncode == 0, browser.stdout[-2000:] + browser.stderr[-3000:]
         assert "run list: \"pretrain · tiny_cpu\"" in browser.stdout and "metrics plot: train/loss" in browser.stdout
-        for name in ("omniboard_run_list.png", "omniboard_run_plot.png", "omniboard_run_picture.png"):
+        assert f"column loss: {final_loss}" in browser.stdout
+        for name in ("omniboard_run_list.png", "omniboard_run_columns.png", "omniboard_run_plot.png",
+                     "omniboard_run_picture.png"):
             assert (shots / name).read_bytes().startswith(b"\x89PNG")
 
         board.send_signal(signal.SIGTERM)

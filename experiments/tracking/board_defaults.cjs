@@ -24,7 +24,7 @@ const snippet = `<script>(function(){try{var k=${JSON.stringify(PLOT_KEY)};` +
 let page = null;
 function indexPage() {
   if (page === null) {
-    const omniboard = path.dirname(require.main.filename);          // .../omniboard/dist
+    const omniboard = path.dirname(path.resolve(process.argv[1]));     // .../omniboard/dist (start.js)
     const html = fs.readFileSync(path.join(omniboard, '..', 'web', 'build', 'index.html'), 'utf8');
     page = html.replace('</head>', snippet + '</head>');
   }

@@ -4,7 +4,7 @@
 // on the loss's axis), and a picture in its artifacts is no wider than its panel. Screenshots
 // of the list, the plot and the picture. Exit code 0 only if all is seen.
 //   node omniboard_run_view.mjs '{"base": ..., "runId": 2, "runName": "pretrain · tiny_cpu",
-//     "column": "loss", "plotted": "train/loss", "notPlotted": "eff/clips_per_s",
+//     "column": "loss", "value": "1.19", "plotted": "train/loss", "notPlotted": "eff/",
 //     "picture": "reconstruction_0000004.png", "shots": "dir", "toolsDir": ..., "chromium": ...}'
 import { createRequire } from 'module';
 import path from 'path';
@@ -24,8 +24,6 @@ try {
   page.setDefaultTimeout(TIMEOUT_MS);
   await page.goto(job.base);
   await page.waitForSelector('[test-attr="cell-row_expander-0"]');
-  const header = await page.locator('.fixedDataTableLayout_header').first().innerText();
-  if (!header.split(/\s+/).includes(job.column)) throw new Error(`no "${job.column}" column in the run list: ${header}`);
   const rows = await page.locator('[test-attr^="cell-row_expander-"]').count();
   let row = -1;
   let rowText = '';
@@ -37,15 +35,30 @@ try {
   }
   if (row < 0) throw new Error(`run ${job.runId} is not in Omniboard's run list`);
   if (!rowText.includes(job.runName)) throw new Error(`run ${job.runId} is not named "${job.runName}": ${rowText}`);
-  if (!/\d\.\d/.test(rowText)) throw new Error(`run ${job.runId} shows no metric value in its row: ${rowText}`);
-  console.log(`run list: "${job.runName}", column ${job.column}: ${rowText.replace(/\s+/g, ' ')}`);
+  console.log(`run list: "${job.runName}"`);
   await page.screenshot({ path: path.join(job.shots, 'omniboard_run_list.png') });
+  // The board's metric columns sit after Omniboard's own: scroll the table right to them.
+  for (let tries = 0; tries < 10 && !(await page.locator(`[test-attr="header-sort-${job.column}"]`).count()); tries++) {
+    await page.mouse.move(700, 300);
+    await page.mouse.wheel(800, 0);
+    await page.waitForTimeout(300);
+  }
+  const withColumn = (await page.locator('.fixedDataTableRowLayout_rowWrapper').allInnerTexts())
+    .map(text => text.replace(/\s+/g, ' '));
+  const shown = withColumn.find(text => text.split(' ').includes(String(job.runId)));
+  if (!(await page.locator(`[test-attr="header-sort-${job.column}"]`).count()) || !shown || !shown.includes(job.value)) {
+    throw new Error(`no "${job.column}" column showing ${job.value} for run ${job.runId}: ${withColumn.join(' / ')}`);
+  }
+  console.log(`column ${job.column}: ${job.value}`);
+  await page.screenshot({ path: path.join(job.shots, 'omniboard_run_columns.png') });
+  await page.reload();
+  await page.waitForSelector(`[test-attr="cell-row_expander-${row}"]`);
 
   await page.click(`[test-attr="cell-row_expander-${row}"]`);
   await page.waitForSelector('text=Details for:');
   await page.click('a[role=button]:text-is("Metrics Plot")');
   await page.waitForSelector(`.js-plotly-plot .legendtext:text-is("${job.plotted}")`);
-  const legend = await page.locator('.js-plotly-plot .legendtext').allInnerTexts();
+  const legend = await page.locator('.js-plotly-plot .legendtext').allTextContents();   // SVG text
   if (legend.some(name => name.startsWith(job.notPlotted))) {
     throw new Error(`the default plot puts ${job.notPlotted} beside ${job.plotted}: ${legend}`);
   }
