@@ -15,7 +15,14 @@ from lvmae.registry.core import (
     unknown_name_message,
     unregister,
 )
-from lvmae.registry.discovery import ENTRY_POINT_GROUP, PluginImportError, discover, load_entry_points
+from lvmae.registry.discovery import (
+    ENTRY_POINT_GROUP,
+    PluginImportError,
+    discover,
+    failed_plugins,
+    load_entry_points,
+    plugin_folders,
+)
 from lvmae.registry.kinds import (
     Kind,
     all_kinds,
@@ -28,7 +35,7 @@ from lvmae.registry.kinds import (
 
 __all__ = [
     "ENTRY_POINT_GROUP", "ContractError", "Entry", "Kind", "PluginImportError", "RegistryError",
-    "all_kinds", "build", "define_kind", "describe", "discover", "entries", "entry_of", "get",
-    "get_kind", "has_methods", "load_entry_points", "names", "register", "set_contract",
+    "all_kinds", "build", "define_kind", "describe", "discover", "entries", "entry_of", "failed_plugins", "get",
+    "get_kind", "has_methods", "load_entry_points", "names", "plugin_folders", "register", "set_contract",
     "subclass_of", "suggest", "temporary", "unknown_name_message", "unregister",
 ]

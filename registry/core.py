@@ -209,6 +209,8 @@ def unknown_name_message(full_name: str) -> str:
         lines.append(f"Registered {kind} components: {', '.join(names(kind)) or '(none)'}")
     except KeyError:
         lines.append(f"Kinds: {', '.join(_kinds.all_kinds())}")
+    from lvmae.registry.discovery import failed_plugins  # pylint: disable=import-outside-toplevel
+    lines += [f"Note: {failure}" for failure in failed_plugins().values()]
     return "\n".join(lines)
 
 

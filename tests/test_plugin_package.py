@@ -114,7 +114,8 @@ def test_installed_plugin_package_passes_the_kit_and_our_suite_stays_green(tmp_p
     # lvmae's own registry-parametrised tests, with the package installed: the kit runs on its
     # components; the gin-file smoke tests cover lvmae's components only.
     suite = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-rA",
-                  "tests/test_kit.py", "tests/test_core_smoke.py::test_masking_strategy_builds_from_its_gin_file_and_trains"],
+                  "tests/test_kit.py", "tests/test_core_smoke.py::test_masking_strategy_builds_from_its_gin_file_and_trains",
+                  "tests/test_tracking_provenance.py::test_the_operative_config_of_a_plugin_run_reparses_in_a_fresh_process"],
                  site, ROOT)
     assert suite.returncode == 0, suite.stdout[-3000:]
     assert "PASSED tests/test_kit.py::test_every_registered_component_passes_the_kit[masking.decoder.throwaway_checker]" in suite.stdout

@@ -87,13 +87,44 @@ def test_plugin_through_entry_point_group(plugin_dir):
         _uses_plugin(gin_file)
 
 
-def test_broken_entry_point_names_the_plugin(plugin_dir):
-    dist = plugin_dir / "broken-0.1.dist-info"
+def _broken_plugin(folder) -> None:
+    dist = folder / "broken-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nbroken = no_such_module_xyz\n")
-    with pytest.raises(registry.PluginImportError, match="'broken' = 'no_such_module_xyz'"):
+
+
+def test_broken_entry_point_is_named_once_and_stops_only_what_uses_it(plugin_dir, capsys, monkeypatch):
+    from lvmae.registry import discovery
+    monkeypatch.setattr(discovery, "_FAILED", {})
+    _broken_plugin(plugin_dir)
+    with registry.temporary():
+        registry.load_entry_points()              # the other plugins and lvmae's components load
         registry.load_entry_points()
+    [line] = capsys.readouterr().err.splitlines()   # one paragraph, once per process
+    assert line.startswith("lvmae: plugin 'broken' = 'no_such_module_xyz' (entry-point group 'lvmae.plugins', "
+                           "distribution 'broken') failed to import: ModuleNotFoundError")
+    assert "pip uninstall broken" in line
+    assert "failed to import" in registry.unknown_name_message("masking.decoder.from_broken")
+    with pytest.raises(registry.PluginImportError, match="'broken' = 'no_such_module_xyz'"):
+        registry.load_entry_points(strict=True)
+
+
+def test_a_plugin_packages_gin_files_are_found_by_name_through_its_entry_point(plugin_dir):
+    package = plugin_dir / "lvmae_test_plugin_d"
+    (package / "gin").mkdir(parents=True)
+    (package / "__init__.py").write_text(PLUGIN.format(name="first_tokens_d"))
+    (package / "gin" / "first_tokens_d.gin").write_text("pick.strategy = @masking.decoder.first_tokens_d()\n"
+                                                       "include 'first_three.gin'\n")
+    (package / "gin" / "first_three.gin").write_text("masking.decoder.first_tokens_d.first = 3\n")
+    dist = plugin_dir / "lvmae_test_plugin_d-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lvmae-test-plugin-d\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nd = lvmae_test_plugin_d\n")
+    assert str(package / "gin") in registry.plugin_folders()
+    with registry.temporary():
+        registry.load_entry_points()
+        _uses_plugin("first_tokens_d.gin")     # -g NAME: no path, found in the package's gin folder
 
 
 @pytest.mark.slow
@@ -102,12 +133,14 @@ def test_list_shows_origins_and_import_line_plugins_with_g(plugin_dir):
 
     from tests.cli import run_cli
     (plugin_dir / "lvmae_test_plugin_c.py").write_text(PLUGIN.format(name="first_tokens_c"))
+    _broken_plugin(plugin_dir)             # installed, fails to import: named, and `list` still works
     gin_file = plugin_dir / "use.gin"
     gin_file.write_text("import lvmae_test_plugin_c\n")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))}
     plain = run_cli(["list"], plugin_dir / "runs", env=env)
     with_file = run_cli(["list", "-g", str(gin_file)], plugin_dir / "runs", env=env)
     assert plain.returncode == 0 and with_file.returncode == 0, with_file.stderr[-2000:]
+    assert plain.stderr.count("lvmae: plugin 'broken' = 'no_such_module_xyz'") == 1
     assert "-g FILE" in plain.stdout and "first_tokens_c" not in plain.stdout
     assert "masking.encoder.tube(keep_ratio=0.1)    [lvmae.components.masking.encoder_tube — lvmae]" in plain.stdout
     [line] = [l for l in with_file.stdout.splitlines() if "masking.decoder.first_tokens_c" in l]

@@ -106,8 +106,8 @@ def _not_found(path: str, origin: str) -> str:
     if os.path.isabs(path):
         places = f"{path!r} does not exist"
     else:
-        folders = dict.fromkeys(os.path.realpath(folder) for folder in (os.getcwd(), GIN_ROOT))
-        places = "looked in " + " and ".join(repr(folder) for folder in folders)
+        folders = dict.fromkeys(os.path.realpath(folder) for folder in (os.getcwd(), GIN_ROOT, *registry.plugin_folders()))
+        places = "looked in " + ", ".join(repr(folder) for folder in folders)
     close = difflib.get_close_matches(path.removeprefix("./"), shipped_gin_files(), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; no shipped file is close (they are under {GIN_ROOT}/gin)"
     return f"gin file not found: {path!r} ({origin}; {places}){hint}"
@@ -115,13 +115,16 @@ def _not_found(path: str, origin: str) -> str:
 
 def resolve_gin_file(path: str) -> str:
     """``path`` as given if it exists, else relative to :data:`GIN_ROOT` (the gin files lvmae
-    ships); raises GinConfigError naming the path, where it was looked for and the nearest
-    shipped file."""
+    ships), else relative to an installed plugin package's ``gin`` folder or the package itself
+    (``registry.plugin_folders``: a package ships ``my_plugins/gin/masking.gin``, users pass
+    ``-g masking.gin``); raises GinConfigError naming the path, where it was looked for and the
+    nearest shipped file."""
     if os.path.isfile(path):
         return path
-    shipped = os.path.join(GIN_ROOT, path)
-    if not os.path.isabs(path) and os.path.isfile(shipped):
-        return shipped
+    if not os.path.isabs(path):
+        for folder in (GIN_ROOT, *registry.plugin_folders()):     # lvmae's gin files, then plugin packages'
+            if os.path.isfile(os.path.join(folder, path)):
+                return os.path.join(folder, path)
     raise GinConfigError(_not_found(path, "from gin_files / -g"))
 
 
@@ -214,8 +217,9 @@ def parse(gin_files: list[str], gin_bindings: list[str]) -> None:
     registry.discover()
     _register_experiment_functions()
     gin.clear_config()
-    if GIN_ROOT not in gin_config._LOCATION_PREFIXES:  # pylint: disable=protected-access
-        gin.add_config_file_search_path(GIN_ROOT)
+    for folder in (GIN_ROOT, *registry.plugin_folders()):     # `include` lines resolve there too
+        if folder not in gin_config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+            gin.add_config_file_search_path(folder)
     gin_files = [resolve_gin_file(path) for path in gin_files]
     for path in gin_files:
         try:
