@@ -4,34 +4,15 @@
 //   node omniboard_check.mjs '{"base": "http://127.0.0.1:9000/sacred", "runId": 1,
 //     "metric": "train/loss", "configPath": ["gin", "bindings", ...], "value": "0.05",
 //     "screenshot": "out.png", "toolsDir": ".tools/node", "chromium": "/usr/bin/chromium"}'
-import { createRequire } from 'module';
-import path from 'path';
+import { TIMEOUT_MS, findRun, launch } from './omniboard_page.mjs';
 
 const job = JSON.parse(process.argv[2]);
-const require = createRequire(path.resolve(job.toolsDir) + '/');
-const { chromium } = require('playwright-core');
-const TIMEOUT_MS = 30000;
-
-const browser = await chromium.launch({
-  executablePath: job.chromium,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(job);
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
   page.setDefaultTimeout(TIMEOUT_MS);
   await page.goto(job.base);
-  // The run list is a fixed-data-table: rows carry test-attr="cell-row_expander-N"; find ours.
-  await page.waitForSelector('[test-attr="cell-row_expander-0"]');
-  const rows = await page.locator('[test-attr^="cell-row_expander-"]').count();
-  let row = -1;
-  for (let index = 0; index < rows && row < 0; index++) {
-    const cells = page.locator('.fixedDataTableRowLayout_rowWrapper').filter({
-      has: page.locator(`[test-attr="cell-row_expander-${index}"]`) });
-    const text = await cells.first().innerText();
-    if (text.split(/\s+/).includes(String(job.runId))) row = index;
-  }
-  if (row < 0) throw new Error(`run ${job.runId} is not in Omniboard's run list`);
+  const [row] = await findRun(page, job.runId);
   await page.click(`[test-attr="cell-row_expander-${row}"]`);
   await page.waitForSelector(`text=Details for:`);
 

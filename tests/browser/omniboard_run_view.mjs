@@ -6,34 +6,16 @@
 //   node omniboard_run_view.mjs '{"base": ..., "runId": 2, "runName": "pretrain · tiny_cpu",
 //     "column": "loss", "value": "1.19", "plotted": "train/loss", "notPlotted": "eff/",
 //     "picture": "reconstruction_0000004.png", "shots": "dir", "toolsDir": ..., "chromium": ...}'
-import { createRequire } from 'module';
 import path from 'path';
+import { TIMEOUT_MS, findRun, launch } from './omniboard_page.mjs';
 
 const job = JSON.parse(process.argv[2]);
-const require = createRequire(path.resolve(job.toolsDir) + '/');
-const { chromium } = require('playwright-core');
-const TIMEOUT_MS = 30000;
-
-const browser = await chromium.launch({
-  executablePath: job.chromium,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(job);
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.setDefaultTimeout(TIMEOUT_MS);
   await page.goto(job.base);
-  await page.waitForSelector('[test-attr="cell-row_expander-0"]');
-  const rows = await page.locator('[test-attr^="cell-row_expander-"]').count();
-  let row = -1;
-  let rowText = '';
-  for (let index = 0; index < rows && row < 0; index++) {
-    const cells = page.locator('.fixedDataTableRowLayout_rowWrapper').filter({
-      has: page.locator(`[test-attr="cell-row_expander-${index}"]`) });
-    rowText = await cells.first().innerText();
-    if (rowText.split(/\s+/).includes(String(job.runId))) row = index;
-  }
-  if (row < 0) throw new Error(`run ${job.runId} is not in Omniboard's run list`);
+  const [row, rowText] = await findRun(page, job.runId);
   if (!rowText.includes(job.runName)) throw new Error(`run ${job.runId} is not named "${job.runName}": ${rowText}`);
   console.log(`run list: "${job.runName}"`);
   await page.screenshot({ path: path.join(job.shots, 'omniboard_run_list.png') });
