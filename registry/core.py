@@ -224,5 +224,22 @@ def get(full_name: str) -> Entry:
 
 
 def build(full_name: str, **kwargs: Any) -> Any:
-    """Builds a component; gin bindings apply to parameters not passed here."""
-    return get(full_name).obj(**kwargs)
+    """Builds a component; gin bindings apply to parameters not passed here. A required
+    parameter that neither gives raises TypeError naming the registered name and how to bind it."""
+    entry = get(full_name)
+    try:
+        return entry.obj(**kwargs)
+    except TypeError as error:
+        missing = _unbound_required(entry, kwargs)
+        if not missing:
+            raise
+        raise TypeError(f"{describe(entry.obj)} needs {', '.join(missing)}: neither the call nor gin gives "
+                        f"{'it' if len(missing) == 1 else 'them'} — bind {entry.full_name}.{missing[0]} = ... in a "
+                        f"gin file (or -b), or pass {missing[0]}=... ({str(error).splitlines()[0]})") from None
+
+
+def _unbound_required(entry: Entry, given: dict[str, Any]) -> list[str]:
+    """Required parameters of ``entry`` that neither ``given`` nor a gin binding supplies."""
+    bound = gin_config._CONFIG.get(("", entry.full_name), {})  # pylint: disable=protected-access
+    required = [name for name, default in entry.parameters().items() if default == "<required>"]
+    return [name for name in required if name not in given and name not in bound]

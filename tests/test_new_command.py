@@ -51,3 +51,12 @@ def test_new_refuses_bad_names_unknown_kinds_and_overwrites(tmp_path, capsys):
     assert new.main(["scorer", "mine", "--dir", str(tmp_path)]) == 2
     assert "already exist" in capsys.readouterr().err
     assert (tmp_path / "mine.py").read_text().endswith("# my edits\n")
+
+
+def test_a_scaffold_written_into_components_has_no_import_line():
+    from lvmae.experiments.commands.new import render
+    from lvmae.experiments.engine.gin_config import GIN_ROOT
+    outside = render("masking.decoder", "my_mask", "plugins")["my_mask.gin"]
+    inside = render("masking.decoder", "my_mask", str(Path(GIN_ROOT) / "components" / "masking"))["my_mask.gin"]
+    assert "\nimport my_mask\n" in outside
+    assert "\nimport my_mask" not in inside and "lvmae imports every module under components/" in inside

@@ -40,11 +40,13 @@ FACTORY_KINDS = ("head", "decoder")
 
 def check_component(name: str, **kwargs: Any) -> None:
     """Runs the kit's check for a registered component's kind, building it by name with
-    ``kwargs`` (gin bindings apply to the others)."""
+    ``kwargs`` (gin bindings apply to the others). lvmae's components and the installed
+    plugins are discovered first, so a plain script needs no ``registry.discover()``."""
+    registry.discover()
     entry = registry.get(name)
     if entry.kind not in CHECKS:
         raise ValueError(f"the kit has no check for kind {entry.kind!r}; kinds: {', '.join(CHECKS)}")
     if entry.kind in FACTORY_KINDS:
         CHECKS[entry.kind](functools.partial(entry.obj, **kwargs))
     else:
-        CHECKS[entry.kind](entry.obj(**kwargs))
+        CHECKS[entry.kind](registry.build(name, **kwargs))

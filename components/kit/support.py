@@ -30,7 +30,7 @@ def _resolve(component: Any, kind: str) -> Any:
         entry = registry.get(component)
         if entry.kind != kind:
             raise ValueError(f"{component!r} is a {entry.kind} component, not a {kind}")
-        return entry.obj()
+        return registry.build(component)
     return component
 
 

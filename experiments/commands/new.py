@@ -433,9 +433,12 @@ _GIN = '''# $kind.$name — the import line loads the plugin module (it must be 
 # PYTHONPATH or beside run.py); then the component goes into its slot. Use it after an
 # experiment file, e.g.
 #   PYTHONPATH=$folder python run.py pretrain -g gin/experiments/tiny_cpu.gin -g $gin_path
-import $name
-
+# Moved into lvmae's components/ folder, the module is found by lvmae itself: delete the
+# import line then (it would import the module a second time, under another name).
+$import_line
 $lines'''
+# What the gin file says instead of the import line for a module written under components/.
+_DISCOVERED = "# (no import line: lvmae imports every module under components/ itself)"
 
 _TEST = '''"""Contract test of $kind.$name (written by `run.py new`): the kit runs the plugin on the
 shapes lvmae uses and fails naming it when a contract is broken."""
@@ -469,6 +472,13 @@ def class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def in_components(folder: str) -> bool:
+    """Whether ``folder`` lies under lvmae's own ``components/`` (auto-discovered modules)."""
+    from lvmae.experiments.engine.gin_config import GIN_ROOT
+    components = os.path.realpath(os.path.join(GIN_ROOT, "components"))
+    return os.path.commonpath([components, os.path.realpath(folder)]) == components
+
+
 def render(kind: str, name: str, folder: str = ".") -> dict[str, str]:
     """The three files ``new`` writes: {file name: text}."""
     if kind not in KINDS:
@@ -486,6 +496,7 @@ def render(kind: str, name: str, folder: str = ".") -> dict[str, str]:
                   subject=f"{name}.{cls}" if factory else f"{name}.{cls}({args})", folder=folder,
                   gin_path=os.path.join(folder, f"{name}.gin"))
     values["lines"] = string.Template(gin_lines).substitute(values)
+    values["import_line"] = _DISCOVERED + "\n" if in_components(folder) else f"import {name}\n"
     return {f"{name}.py": string.Template(module).substitute(values),
             f"{name}.gin": string.Template(_GIN).substitute(values),
             f"test_{name}.py": string.Template(_TEST).substitute(values)}
