@@ -73,8 +73,8 @@ def require_room(folder: str, needed: int, what: str) -> None:
     if free < needed:
         raise CheckpointSpaceError(f"not enough disk space for {what} in {folder!r}: it needs about "
                                    f"{_size(needed)}, the file system has {_size(free)} free; nothing was "
-                                   f"written and the previous checkpoint is kept. Free some space or move "
-                                   f"WORKDIR, then resume the run")
+                                   f"written and the checkpoints already there are kept. Free some space or "
+                                   f"move WORKDIR, then resume the run")
 
 
 def full_disk(error: BaseException) -> bool:
@@ -89,8 +89,8 @@ def write_failed(folder: str, needed: int, what: str, error: BaseException) -> C
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return CheckpointSpaceError(f"writing {what} into {folder!r} failed: the file system ran out of space "
                                 f"({reason}); it needs about {_size(needed)}, {_size(free_bytes(folder))} are "
-                                f"free now. The unfinished file was removed and the previous checkpoint is "
-                                f"kept. Free some space or move WORKDIR, then resume the run")
+                                f"free now. The unfinished file was removed and the checkpoints already there "
+                                f"are kept. Free some space or move WORKDIR, then resume the run")
 
 
 def room_warning(workdir: str, model: nn.Module) -> str | None:
