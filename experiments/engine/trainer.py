@@ -464,15 +464,19 @@ class Trainer:
         if bool(nonfinite) or sources:
             origin = (f": they came first from {sources[0]}" + (f" (then {', '.join(sources[1:])})" if sources[1:]
                                                                else "")) if sources else ""
-            raise NonFiniteValue(f"{self.command}: values were not finite at or before step {step}{origin}; the "
-                                 f"last good checkpoint is {self.checkpoint_path} "
-                                 f"(steps saved: {self.saved_steps or 'none in this process'})")
+            raise NonFiniteValue(f"{self.command}: values were not finite at or before step {step}{origin}; "
+                                 f"{self._last_good()}")
 
     def _stopped(self, step: int, problem: str) -> RunStopped:
         """The one-paragraph error of a run stopped at ``step``."""
-        return RunStopped(f"{self.command} stopped at step {step}: {problem}. The last good checkpoint is "
-                          f"{self.checkpoint_path} (steps saved: {self.saved_steps or 'none in this process'})")
+        return RunStopped(f"{self.command} stopped at step {step}: {problem}; {self._last_good()}")
 
+    def _last_good(self) -> str:
+        """Where the run can be resumed from, for the messages of a stopped run."""
+        if not os.path.isfile(self.checkpoint_path):
+            return f"no checkpoint was written yet (it would be {self.checkpoint_path})"
+        return (f"the last good checkpoint is {self.checkpoint_path} "
+                f"(steps saved: {self.saved_steps or 'none in this process'})")
 
     def _checkpoint_due(self, step: int, last_save: float) -> bool:
         settings = self.settings
