@@ -193,3 +193,11 @@ def test_installed_lvmae_lists_helps_and_refuses_by_its_own_name(installed, tmp_
     assert refused.stderr.startswith("lvmae pretrain: gin file not found: 'gin/experiments/tiny_cpuu.gin'")
     assert "did you mean 'gin/experiments/tiny_cpu.gin'?" in refused.stderr
     assert not list(tmp_path.iterdir()), "a refused command left files behind"
+
+    # A study started from the installed package runs its stages through the package (there is
+    # no run.py beside an installed lvmae).
+    study = _run(["lvmae", "study", "run", "gin/studies/battery_long.yaml", "--seed", "1", "--dry-run"],
+                 tmp_path, installed)
+    assert study.returncode == 0, study.stderr[-3000:]
+    stages = [line for line in study.stdout.splitlines() if line.startswith("$ ")]
+    assert stages and all(" -m lvmae.experiments.commands.cli " in line for line in stages), study.stdout[-2000:]

@@ -96,7 +96,7 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
     """The ``run.py`` command line of one stage of one (arm, seed[, task]) (see ``stage_config``),
     tagged with its study, arm, task and configuration hash."""
     gin_files, bindings = stage_config(study, arm, seed, stage, os.path.abspath(root), overrides, extra, task)
-    args = [sys.executable, str(ROOT / "run.py"), stage]
+    args = [*launcher(), stage]
     for gin_file in gin_files:
         args += ["-g", gin_file]
     for binding in bindings:
@@ -105,6 +105,13 @@ def stage_command(study: Study, arm: str, seed: int, stage: str, root: str,
     tags = [STUDY_TAG + tagged.name, ARM_TAG + arm] + ([TASK_TAG + task] if task is not None else [])
     tags.append(CONFIG_TAG + config_hash(study, arm, seed, stage, overrides, extra, task))
     return args + [word for tag in tags for word in ("--tag", tag)] + ["with", f"seed={seed}"]
+
+
+def launcher() -> list[str]:
+    """How a stage is started: the checkout's ``run.py`` (works before installation), or, from an
+    installed package (no run.py beside it), the command line module of the same interpreter."""
+    script = ROOT / "run.py"
+    return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "lvmae.experiments.commands.cli"]
 
 
 def expected_hash(study: Study, overrides: list[str], extra: list[str]) -> Callable[[StoredRun], str | None]:

@@ -8,10 +8,13 @@ and the key at fault.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 STAGES = ("pretrain_tokenizer", "precompute", "pretrain", "finetune", "probe")
 SHARED = "_shared"
@@ -88,7 +91,12 @@ def prepare_owner(study: Study) -> Study:
 
 
 def load_study(path: str) -> Study:
-    """Reads and validates a study file; errors name the file and the key at fault."""
+    """Reads and validates a study file; errors name the file and the key at fault. A relative
+    path that is not a file here is read from the package (its shipped ``gin/studies/``), as
+    gin files are, so an installed lvmae runs its studies from any folder."""
+    shipped = PACKAGE_ROOT / path
+    if not os.path.isabs(path) and not os.path.isfile(path) and shipped.is_file():
+        path = str(shipped)
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
