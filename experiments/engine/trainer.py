@@ -428,7 +428,7 @@ class Trainer:
                 scalars.update(meter.scalars())     # eff/: the steps since the last logging step
                 for monitor in self.monitors:       # every rank (a sharded model needs them all)
                     if monitor.due(index):
-                        with autocast(self.device, self.bf16):
+                        with autocast(self.device, self.bf16), self._root_unsharded():
                             scalars.update(monitor(index, batch))
                 meter.restart()                     # the monitors' time is not the steps'
                 self.logger.log(index, **scalars)
@@ -449,6 +449,20 @@ class Trainer:
         history = self.logger.history.get("train/loss", [(self.start_step, float("nan"))])
         return {"first_loss": history[0][1], "final_loss": history[-1][1], "checkpoint": self.checkpoint_path,
                 "resumed_from": self.start_step, "run_folder": self.folder, "run_id": self.run_id}
+
+    @contextlib.contextmanager
+    def _root_unsharded(self):
+        """Under FSDP2, the root's own parameters (patch embedding, final norm) gathered, so that a
+        monitor may call a submodule such as the encoder directly; the blocks, sharded on their
+        own, gather theirs in their forward. A collective: every rank runs the monitors."""
+        if not (self.info.enabled and self.parallel == "fsdp2"):
+            yield
+            return
+        self.wrapped.unshard()
+        try:
+            yield
+        finally:
+            self.wrapped.reshard()
 
     def log(self, step: int, **scalars: float) -> None:
         self.logger.log(step, **scalars)
