@@ -114,3 +114,26 @@ def test_a_shard_copied_short_of_samples_is_counted_from_the_manifests_count(ind
                 new.addfile(member, old.extractfile(member))
     loader = DataPipeline(**OPTIONS).loader(indexed, "train", mode="eval", batch_size=4)
     assert len(_keys(loader)) == SAMPLES - 2 and loader.skipped["corrupt"] == 2
+
+
+def test_a_pretrain_run_past_the_threshold_stops_and_records_the_loss(tmp_path):
+    """Through run.py (default max_skip_fraction 1%): the run stops with the paragraph, and its
+    record holds data_skipped and the data_skipped.json artifact naming the loss."""
+    import json
+
+    from tests.cli import run_cli
+    clips = [(f"s{i:02d}", np.full((16, 32, 32, 3), 8 * i, dtype=np.uint8), 16) for i in range(SAMPLES)]
+    path = write_set(tmp_path / "set", clips, per_shard=PER_SHARD)
+    save_manifest(record_shards(load_manifest(path)), path)
+    _destroy_headers(os.path.join(tmp_path, "set", "train-000000.tar"), "s03")
+    runs = tmp_path / "runs"
+    stopped = run_cli(["pretrain", "-g", "gin/experiments/tiny_cpu.gin", "-b", "DATASET = @dataset.manifest()",
+                       "-b", f"dataset.manifest.path = '{path}'", "-b", f"WORKDIR = '{tmp_path / 'work'}'",
+                       "-b", "pretrain_loop.steps = 40", "-b", "data_pipeline.workers = 1"],
+                      runs, env={"LVMAE_OBSERVER": "file"})
+    assert stopped.returncode != 0 and "DataLossError" in stopped.stderr, stopped.stderr[-3000:]
+    assert "1 of its 16 clips could not be read" in stopped.stderr
+    assert json.loads((runs / "1" / "run.json").read_text())["status"] == "FAILED"
+    assert json.loads((runs / "1" / "info.json").read_text())["data_skipped"] == {"corrupt": 1, "short": 0}
+    (record,) = json.loads((runs / "1" / "data_skipped.json").read_text())
+    assert record["name"].endswith("train-000000.tar") and "lost with their keys" in record["message"]
