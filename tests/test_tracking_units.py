@@ -172,3 +172,12 @@ def test_one_queued_observer_records_runs_one_after_the_other(tmp_path):
     assert covered.events == [(run, name) for run in (1, 2)
                               for name in ("started_event", "log_metrics", "completed_event")]
     assert not (tmp_path / "unflushed").exists()
+
+
+def test_resume_replays_the_command_line_without_crash_test_hooks():
+    from lvmae.experiments.commands.resume import command_line
+    run = {"command": "pretrain", "config": {"gin_files": ["gin/experiments/tiny_cpu.gin"], "seed": 3,
+                                             "gin_bindings": ["pretrain_loop.steps = 20", "pretrain_loop.exit_after_step=12"]}}
+    line = command_line(7, run, ["-b", "pretrain_loop.steps=30"])
+    assert "exit_after_step" not in " ".join(line) and "pretrain_loop.steps = 20" in " ".join(line)
+    assert line[1:6] == ["pretrain", "-b", "pretrain_loop.steps=30", "--resume-run", "7"]
