@@ -22,6 +22,9 @@ PANELS = (
     ("eff/data_wait_fraction", "data-wait fraction"),
 )
 
+#: metrics drawn on a log scale (a diverging loss spans orders of magnitude)
+LOG_SCALE = ("train/loss",)
+
 
 def series_of(database, run_id: int) -> dict[str, tuple[list[int], list[float]]]:
     return {doc["name"]: (doc["steps"], doc["values"])
@@ -42,6 +45,8 @@ def plot(runs: list[dict], path: str) -> str:
             axis = axes[row][column]
             steps, values = run["series"].get(metric, ([], []))
             axis.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3)
+            if metric in LOG_SCALE:
+                axis.set_yscale("log")
             axis.set_ylabel(title, fontsize=8)
             axis.tick_params(labelsize=7)
             axis.grid(alpha=0.3)
