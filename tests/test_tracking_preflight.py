@@ -127,6 +127,17 @@ def test_a_resume_its_checkpoint_refuses_is_stopped_before_the_run_is_reopened(t
         resume([], seed=None)
     with pytest.raises(PreflightError, match="seed 3"):
         resume([], seed=4)
+    # the folder run 7 recorded holds another run's checkpoint (a collision): refused, naming both
+    from lvmae.experiments.engine import run_folder
+    checkpoints.save_rotating(str(tmp_path / "pretrain" / "7-other"), {
+        "format": checkpoints.FORMAT, "version": checkpoints.FORMAT_VERSION, "command": "pretrain", "run_id": "2",
+        "seed": 3, "step": 10, "bindings": {}})
+    run_folder.request_resume(7, str(tmp_path / "pretrain" / "7-other"))
+    try:
+        with pytest.raises(PreflightError, match=r"7-other/last\.pt' holds run 2's checkpoint, not run 7's"):
+            resume([])
+    finally:
+        run_folder.request_resume(None)
 
 
 def test_evaluate_without_a_finetuned_checkpoint_is_named_before_the_run(tmp_path):
