@@ -157,7 +157,7 @@ def _pretrain(tmp_path, lr: float) -> FakeRun:
                 "representation_health.every = 4"]
     gin_config.parse(["gin/experiments/tiny_cpu.gin"], bindings)
     run = FakeRun()
-    pretrain.pretrain_loop(run, 0)
+    run.model = pretrain.pretrain_loop(run, 0)["model"]
     gin.clear_config()
     return run
 
@@ -175,6 +175,12 @@ def test_a_collapsed_pretraining_run_is_flagged_and_a_healthy_one_is_not(tmp_pat
     assert [s for s, _ in healthy.series("health/feature_std")] == [1, 4, 8, 12]
     assert {"eff/mfu", "eff/tflop_per_s"} & {n for n, _, _ in healthy.logged}
     assert healthy.series("health/target_std")[0][1] == pytest.approx(1.0, abs=0.05)    # norm-pix target
+    # the step's FLOPs are the planner's: memory_model.step_shape of the same model and mask counts
+    from lvmae.experiments.engine.memory_model import step_shape
+    model = healthy.model
+    plan = model.plan(1, torch.Generator().manual_seed(0))
+    planned = step_shape(model, plan.enc_keep_idx.shape[1], plan.dec_target_idx.shape[1]).step_flops
+    assert all(v == pytest.approx(8 * planned / 1e12) for _, v in healthy.series("eff/step_tflop"))
 
 
 def test_the_online_probe_knn_separates_what_the_encoder_separates():
