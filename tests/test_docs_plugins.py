@@ -5,7 +5,6 @@ pass; the packaging block is valid TOML with the entry-point group."""
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import sys
 from pathlib import Path
@@ -117,24 +116,30 @@ def test_readme_one_file_plugin_runs_as_written(scratch):
     assert registry.build("masking.decoder.last_frames").budget == 0.2
 
 
-def test_check_component_by_name_in_a_plain_script(tmp_path):
-    """What the page says of ``check_component``: a plain script needs no ``registry.discover()``,
-    and a required ``__init__`` argument nothing binds is named with its registered name."""
-    import subprocess
-    (tmp_path / "needs_budget.py").write_text(
-        "from lvmae.components.masking.base import DecoderMasking\n"
-        "from lvmae.registry import register\n\n\n"
-        "@register('masking.decoder.needs_budget')\n"
-        "class NeedsBudget(DecoderMasking):\n"
-        "    def __init__(self, budget: float):\n"
-        "        self.budget = budget\n\n"
-        "    def count(self, grid, kept):\n        return 1\n\n"
-        "    def __call__(self, grid, enc_keep_idx, generator, scores=None):\n        return enc_keep_idx[:, :1]\n")
-    script = ("import needs_budget\nfrom lvmae.components.kit import check_component\n"
-              "check_component('masking.decoder.random')\nprint('built-in checked')\n"
-              "check_component('masking.decoder.needs_budget')\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"})
-    assert "built-in checked" in done.stdout, done.stderr[-2000:]
-    assert ("TypeError: 'masking.decoder.needs_budget' (needs_budget.NeedsBudget) needs budget: neither the call "
-            "nor gin gives it — bind masking.decoder.needs_budget.budget = ...") in done.stderr
+def test_check_component_by_name_in_a_plain_script(monkeypatch):
+    """What the page says of ``check_component``: it discovers lvmae's components and the
+    installed plugins itself (a plain script calls no ``registry.discover()``), and a required
+    ``__init__`` argument nothing binds is named with the registered name and the binding."""
+    from lvmae.components.kit import checks
+    from lvmae.components.masking.base import DecoderMasking
+    calls = []
+    monkeypatch.setattr(checks.registry, "discover", lambda *a, **k: calls.append(a))
+    checks.check_component("masking.decoder.random")
+    assert calls, "check_component must discover the components before looking the name up"
+
+    class NeedsBudget(DecoderMasking):
+        def __init__(self, budget: float):
+            self.budget = budget
+
+        def count(self, grid, kept):
+            return 1
+
+        def __call__(self, grid, enc_keep_idx, generator, scores=None):
+            return enc_keep_idx[:, :1]
+
+    with registry.temporary():
+        registry.register("masking.decoder.needs_budget")(NeedsBudget)
+        with pytest.raises(TypeError, match=r"^'masking\.decoder\.needs_budget' \(.*NeedsBudget\) needs budget: "
+                                            r"neither the call nor gin gives it — bind "
+                                            r"masking\.decoder\.needs_budget\.budget = \.\.\."):
+            checks.check_component("masking.decoder.needs_budget")

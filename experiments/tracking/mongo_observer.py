@@ -78,6 +78,8 @@ class RedactingMongoObserver(QueueCompatibleMongoObserver):
         self.run_entry["start_time"] = previous.get("start_time", start_time)
         for stale in STALE_ON_RESUME:       # the crash that stopped it is not this run's end
             self.run_entry.pop(stale, None)
+        # Sacred saves with $set, which keeps fields the entry no longer has: remove them
+        self.runs.update_one({"_id": self.run_entry["_id"]}, {"$unset": dict.fromkeys(STALE_ON_RESUME, "")})
         self.run_entry["artifacts"] = list(previous.get("artifacts", []))
         self.run_entry["info"] = dict(previous.get("info") or {})
         old_tags = (previous.get("omniboard") or {}).get("tags", [])
