@@ -68,3 +68,15 @@ def test_preflight_warns_when_workdir_cannot_hold_two_checkpoints(tmp_path, monk
     monkeypatch.setattr(disk_space, "free_bytes", lambda path: 2 * one - 1)
     warning = disk_space.room_warning(str(tmp_path / "work"), model)
     assert warning.startswith("warning: WORKDIR") and f"{one:,} bytes" in warning
+
+
+def test_run_py_preflight_prints_the_warning_and_goes_on(tmp_path, monkeypatch, capsys):
+    from lvmae.experiments.commands import command_index
+    from lvmae.experiments.engine.preflight import preflight
+    monkeypatch.setattr(disk_space, "free_bytes", lambda path: 1000)
+    built = preflight("pretrain", ["gin/experiments/tiny_cpu.gin"],
+                      ["CLIP_FRAMES = 4", "IMAGE_SIZE = 16", f"WORKDIR = '{tmp_path / 'work'}'"],
+                      module=command_index()["pretrain"].module, check_inputs=False)
+    assert built                                          # a warning, not a refusal
+    err = capsys.readouterr().err
+    assert f"preflight: warning: WORKDIR '{tmp_path / 'work'}' has 1,000 bytes (0.0 MiB) free" in err

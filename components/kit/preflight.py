@@ -89,7 +89,9 @@ def _preflight_classifier(model: nn.Module, batch_size: int) -> list[str]:
     video = _backbone_video(encoder, 1)
     checked = [registry.describe(encoder)]
     if model.token_dropper is not None:
-        _encoder_plan(copy.deepcopy(model.token_dropper), encoder.grid, batch_size, _generator(0, video.device))
+        keep = _encoder_plan(copy.deepcopy(model.token_dropper), encoder.grid, batch_size, _generator(0, video.device))
+        _repeats(model.token_dropper, "enc_keep_idx", keep, _encoder_plan(
+            copy.deepcopy(model.token_dropper), encoder.grid, batch_size, _generator(0, video.device)))
         checked.append(registry.describe(model.token_dropper))
     keep = torch.arange(min(PREFLIGHT_TOKENS, encoder.grid.n), device=video.device)[None]
     features = _run_backbone(encoder, video, keep)
@@ -116,9 +118,11 @@ def _preflight_adaptive_tokenizer(model: nn.Module, batch_size: int,
         selector = copy.deepcopy(model.topk)
         k = model.selected_count((grid.t, grid.h, grid.w))
         with _calling(selector, f"select_on_grid(scores {tuple(scores.shape)}, k={k})"):
-            selection = selector.select_on_grid(standardize_per_clip(scores, first=1), k,
-                                                keep_first_frame=True, generator=_generator(2, video.device))
+            selection, again = (copy.deepcopy(model.topk).select_on_grid(
+                standardize_per_clip(scores, first=1), k, keep_first_frame=True, generator=_generator(2, video.device))
+                for _ in range(2))
         _tensor(selector, "selection", selection, tuple(scores.shape), floating=True)
+        _repeats(model.topk, "selections", selection, again)
         if not torch.equal(selection.sum(dim=(1, 2, 3)), torch.full_like(selection[:, 0, 0, 0], k + grid.cells)):
             raise ContractError(selector, f"the selection must keep latent frame 0 and exactly k={k} other tokens")
         checked.append(registry.describe(model.topk))
