@@ -143,3 +143,8 @@ def test_check_component_by_name_in_a_plain_script(monkeypatch):
                                             r"neither the call nor gin gives it — bind "
                                             r"masking\.decoder\.needs_budget\.budget = \.\.\."):
             checks.check_component("masking.decoder.needs_budget")
+        with pytest.raises(TypeError) as built_by_gin:      # a gin file's reference: the preflight's message
+            gin.get_configurable("masking.decoder.needs_budget")()
+        assert re.match(r"'masking\.decoder\.needs_budget' \(.*NeedsBudget\) needs budget: nothing binds it — "
+                        r"add masking\.decoder\.needs_budget\.budget = \.\.\.",
+                        gin_config.missing_arguments(built_by_gin.value))

@@ -66,6 +66,23 @@ def _explain(error: Exception, source: str, top_file: str | None = None, binding
     return f"{source}: {text}"
 
 
+def missing_arguments(error: BaseException) -> str | None:
+    """For a TypeError gin raised because a configurable's required parameters got no value,
+    the component's registered name, the parameters and the binding to add; None otherwise."""
+    text = str(error)
+    missing = re.search(r"No values supplied by Gin or caller for arguments: \[(.*?)\]", text)
+    called = re.search(r"In call to configurable '[\w.]+' \(<(?:class|function) '([\w.<>]+)'", text)
+    if not isinstance(error, TypeError) or missing is None or called is None:
+        return None
+    names = [name.strip(" '\"") for name in missing.group(1).split(",") if name.strip()]
+    entry = next((e for e in registry.entries()
+                  if f"{getattr(e.obj, '__module__', '')}.{getattr(e.obj, '__qualname__', '')}" == called.group(1)), None)
+    if entry is None or not names:
+        return None
+    return (f"{registry.describe(entry.obj)} needs {', '.join(names)}: nothing binds "
+            f"{'it' if len(names) == 1 else 'them'} — add {entry.full_name}.{names[0]} = ... to a gin file (or -b)")
+
+
 # The folder that holds ``gin/``: the repository, or the installed ``lvmae`` package. gin
 # ``include 'gin/...'`` lines and ``-g gin/...`` resolve against it from any working folder.
 GIN_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -410,6 +410,7 @@ def build_objects(roots: list[str], skip_missing_inputs: bool = False) -> dict[s
                 if skip_missing_inputs and _missing_file(error):
                     continue
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                message = gin_config.missing_arguments(error) or message     # names the registered component
                 raise PreflightError(f"building {name} = {value!r} failed: {type(error).__name__}: "
                                      f"{message}") from error
     return built
