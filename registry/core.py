@@ -233,8 +233,8 @@ def build(full_name: str, **kwargs: Any) -> Any:
         missing = _unbound_required(entry, kwargs)
         if not missing:
             raise
-        raise TypeError(f"{describe(entry.obj)} needs {', '.join(missing)}: neither the call nor gin gives "
-                        f"{'it' if len(missing) == 1 else 'them'} — bind {entry.full_name}.{missing[0]} = ... in a "
+        raise TypeError(f"{describe(entry.obj)} needs {', '.join(missing)}: nothing binds "
+                        f"{'it' if len(missing) == 1 else 'them'} — add {entry.full_name}.{missing[0]} = ... to a "
                         f"gin file (or -b), or pass {missing[0]}=... ({str(error).splitlines()[0]})") from None
 
 

@@ -140,8 +140,7 @@ def test_check_component_by_name_in_a_plain_script(monkeypatch):
     with registry.temporary():
         registry.register("masking.decoder.needs_budget")(NeedsBudget)
         with pytest.raises(TypeError, match=r"^'masking\.decoder\.needs_budget' \(.*NeedsBudget\) needs budget: "
-                                            r"neither the call nor gin gives it — bind "
-                                            r"masking\.decoder\.needs_budget\.budget = \.\.\."):
+                                            r"nothing binds it — add masking\.decoder\.needs_budget\.budget = \.\.\."):
             checks.check_component("masking.decoder.needs_budget")
         with pytest.raises(TypeError) as built_by_gin:      # a gin file's reference: the preflight's message
             gin.get_configurable("masking.decoder.needs_budget")()
