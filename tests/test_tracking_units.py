@@ -181,3 +181,25 @@ def test_resume_replays_the_command_line_without_crash_test_hooks():
     line = command_line(7, run, ["-b", "pretrain_loop.steps=30"])
     assert "exit_after_step" not in " ".join(line) and "pretrain_loop.steps = 20" in " ".join(line)
     assert line[1:6] == ["pretrain", "-b", "pretrain_loop.steps=30", "--resume-run", "7"]
+
+
+def test_a_resumed_file_store_run_keeps_its_points_up_to_the_checkpoint_and_no_old_failure(tmp_path):
+    import datetime
+    import json
+    observer = observers.file_observer()
+    observer.basedir = str(tmp_path)
+    ex_info = {"name": "t", "base_dir": str(tmp_path), "sources": [], "dependencies": [], "repositories": []}
+    now = datetime.datetime(2026, 1, 1)
+    run_id = observer.started_event(ex_info, "pretrain", {}, now, {}, {}, None)
+    points = lambda a, b: {"steps": list(range(a, b + 1)), "values": list(range(a, b + 1)),
+                           "timestamps": [now] * (b - a + 1)}
+    observer.log_metrics({"train/loss": points(1, 12)}, {})
+    observer.failed_event(now, ["killed"])
+    resumed = observers.ResumableFileStorageObserver(str(tmp_path), resume_run=run_id)
+    resumed.started_event(ex_info, "pretrain", {}, now, {}, {}, None)
+    resumed.truncate_metrics(after_step=10)
+    resumed.log_metrics({"train/loss": points(11, 20)}, {})
+    resumed.completed_event(now, None)
+    run = json.loads((tmp_path / str(run_id) / "run.json").read_text())
+    assert run["status"] == "COMPLETED" and "fail_trace" not in run
+    assert json.loads((tmp_path / str(run_id) / "metrics.json").read_text())["train/loss"]["steps"] == list(range(1, 21))
