@@ -182,6 +182,21 @@ def test_a_strategy_drawing_global_random_numbers_is_refused_by_the_preflight(so
         preflight_components(_mae(registry.build("masking.decoder.global_rng")))
 
 
+def test_a_scorer_drawing_from_torchs_global_generator_is_refused_by_the_preflight():
+    class Noisy(Scorer):
+        def __init__(self):
+            super().__init__()
+            self.stride = TUBELET
+
+        def forward(self, video):
+            return torch.rand(video.shape[0], *(n // s for n, s in zip(video.shape[2:], self.stride)))
+
+    registry.register("scorer.noisy")(Noisy)
+    with pytest.raises(ContractError, match=r"'scorer\.noisy' \(.*Noisy\): called twice with the same generator "
+                                            r"state, it gave different scores"):
+        preflight_components(_mae(registry.build("masking.decoder.adaptive"), registry.build("scorer.noisy")))
+
+
 # ---------------------------------------------------------------- 5. breaks from the third call
 
 def test_targets_that_break_from_the_third_call_stop_the_run_at_that_step_naming_the_plugin(tmp_path):
