@@ -36,8 +36,14 @@ function withDefaults(req, res, next) {
   if (req.method !== 'GET' || req.path.includes('/api/') || last.includes('.') || !req.accepts('html')) {
     return next();
   }
+  let html;
+  try {
+    html = indexPage();
+  } catch (error) {       // another Omniboard layout: serve its page as it is, without defaults
+    return next();
+  }
   res.setHeader('Cache-Control', 'no-cache');
-  res.type('html').send(indexPage());
+  res.type('html').send(html);
 }
 
 const load = Module._load;
