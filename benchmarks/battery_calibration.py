@@ -77,13 +77,18 @@ def gin_dataset(gin_file: str, bindings: list[str]):
     return dataset
 
 
+def own_bindings(task: str, bindings: list[str]) -> list[str]:
+    """The gin bindings among ``bindings`` that name ``task``'s dataset."""
+    return [b for b in bindings if b.startswith(f"dataset.{SUITES[task][1]}.")]
+
+
 def task_dataset(task: str, data_root: str, labelled: int, bindings: list[str] = ()):
     """The task's dataset as its gin file configures it (the data root and the number of
     training clips generated overridden), plus the ``bindings`` that name its dataset."""
     name = SUITES[task][1]
-    own = [b for b in bindings if b.startswith(f"dataset.{name}.")]
     return gin_dataset(SUITES[task][2], [f"dataset.{name}.root = '{data_root}'",
-                                         f"dataset.{name}.train_samples = {labelled}", *own])
+                                         f"dataset.{name}.train_samples = {labelled}",
+                                         *own_bindings(task, bindings)])
 
 
 def clips_tensor(dataset, split: str, cache: str, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,8 +285,16 @@ def run(args) -> None:
     # Only non-default choices enter the key, so the rows of earlier runs keep theirs.
     config.update({"world": args.world} if args.world != DEFAULT_WORLD else {})
     config.update({"encoder": args.encoder_gin} if args.encoder_gin else {})
-    config.update({"task_bind": list(args.task_bind)} if args.task_bind else {})
-    tag = json.dumps(config, sort_keys=True)
+
+    def task_config(task: str) -> dict:
+        """The run's configuration as one task sees it: only the task bindings naming its
+        dataset; the long-range task has its own encoder and pre-training clips whatever
+        ``--world`` and ``--encoder-gin`` say."""
+        own = own_bindings(task, args.task_bind)
+        mine = {k: v for k, v in config.items() if task != "long_range" or k not in ("world", "encoder")}
+        return mine | ({"task_bind": own} if own else {})
+
+    tags = {task: json.dumps(task_config(task), sort_keys=True) for task in args.tasks}
     data = {}
     for task in args.tasks:
         dataset = task_dataset(task, args.data_root, args.labelled_pool, args.task_bind)
@@ -296,7 +309,7 @@ def run(args) -> None:
             wanted = [(steps, task, mode) for steps in order for task in tasks
                       for mode in ["probe"] + (["finetune"] if args.finetune_steps and steps in (0, steps_kept[-1]) else [])
                       + (["ceiling"] if args.ceiling_steps and steps == 0 else [])
-                      if f"{tag}|{seed}|{steps}|{task}|{mode}" not in done]
+                      if f"{tags[task]}|{seed}|{steps}|{task}|{mode}" not in done]
             if not wanted:
                 continue
             paths = pretrain(args, gin_file, seed, steps_kept, own)
@@ -314,7 +327,7 @@ def run(args) -> None:
                 else:
                     result = finetune(encoder, (train_x, train_y), val, classes, args.ceiling_steps,
                                       args.finetune_lr, seed)
-                row = {"key": f"{tag}|{seed}|{steps}|{task}|{mode}", "config": config, "seed": seed,
+                row = {"key": f"{tags[task]}|{seed}|{steps}|{task}|{mode}", "config": task_config(task), "seed": seed,
                        "pretrain_steps": steps, "task": task, "mode": mode, "labelled": len(train[1]) if mode != "ceiling"
                        else len(train_y), "val_clips": len(val[1]), **result, "seconds": round(time.time() - start, 1)}
                 if mode != "probe":
@@ -372,9 +385,9 @@ def report(args) -> None:
     steps (table and curve, one panel per evaluator)."""
     rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
             and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)
-            and r["config"].get("world", DEFAULT_WORLD) == args.world
-            and r["config"].get("encoder", "") == args.encoder_gin
-            and r["config"].get("task_bind", []) == list(args.task_bind)]
+            and r["config"].get("world", DEFAULT_WORLD) == (DEFAULT_WORLD if r["task"] == "long_range" else args.world)
+            and r["config"].get("encoder", "") == ("" if r["task"] == "long_range" else args.encoder_gin)
+            and r["config"].get("task_bind", []) == own_bindings(r["task"], args.task_bind)]
     table: dict = {}
     for r in rows:
         for evaluator in EVALUATORS if r["mode"] == "probe" else ("grid",):
