@@ -14,7 +14,7 @@ from lvmae.experiments.reporting.study import stage_command
 from lvmae.experiments.reporting.study_analysis import analyse, arm_stats, verdict
 from lvmae.experiments.reporting.study_command import config_hash
 from lvmae.experiments.reporting.study_file import Study, load_study
-from lvmae.experiments.reporting.study_report import render_study
+from lvmae.experiments.reporting.study_report import descriptive_rows, render_study
 from lvmae.experiments.reporting.study_runs import StoredRun, stored_runs, study_runs
 
 STUDIES = sorted((Path(study_module.ROOT) / "gin" / "studies").glob("*.yaml"))
@@ -514,7 +514,8 @@ def test_report_command_writes_the_results_file(tmp_path, monkeypatch):
     text = out.read_text(encoding="utf-8")
     assert "1 stale run(s) ignored" in text and "paired t-test" in text and "Holm" in text
     assert "| toy |" in text and "held: a significantly higher than b" in text
-    assert "Descriptive metrics of **finetune**" in text and (tmp_path / "docs" / "results" / "toy.png").is_file()
+    # No run recorded eval/loss: no empty descriptive table.
+    assert "Descriptive metrics of" not in text and (tmp_path / "docs" / "results" / "toy.png").is_file()
 
 
 def test_the_ledger_keeps_runs_so_another_machine_reports_them(tmp_path, monkeypatch):
@@ -565,3 +566,25 @@ def test_each_evaluated_stage_can_name_its_own_primary_metric(tmp_path):
     assert probe["a"] - probe["b"] == pytest.approx(0.4) and finetune == {"a": 0.99, "b": 0.99}
     path = tmp_path / "s.yaml"
     _refused(path, text.replace("probe: eval/linear/top1", "pretrain: eval/loss"), r"s\.yaml: metric as a mapping")
+
+
+
+def test_a_study_of_the_reference_against_its_controls_decides_on_them(tmp_path):
+    """battery_long's shape: pixel_mae vs random_init only, random_init a control. The verdict
+    compares with the controls, and a descriptive metric shows only where runs hold it."""
+    text = (BASE.replace("stages: [pretrain, finetune]", "stages: [pretrain, finetune, probe]")
+            .replace("metric: eval/top1", "metric: {finetune: eval/top1, probe: eval/linear/top1}")
+            + "controls: [b]\ndescriptive_metrics: [knn/top1]\n")
+    study = load_study(_write(tmp_path, text))
+    runs = [StoredRun(f"{arm}{command}{seed}", command, arm, seed,
+                      {"eval/top1": top1, **({"eval/linear/top1": top1, "knn/top1": 0.99} if command == "probe" else {})},
+                      study=study.name, origin_arm=arm, config=config_hash(study, arm, seed, command, [], []))
+            for arm, values in (("a", B_VALUES), ("b", A_VALUES)) for command in ("finetune", "probe")
+            for seed, top1 in enumerate(values, 1)]
+    analysis = analyse(study, runs)
+    probe = next(t for t in analysis.tables if t.command == "probe")
+    finetune = next(t for t in analysis.tables if t.command == "finetune")
+    assert verdict(study, probe) == "held: a significantly higher than b (Holm-adjusted p < 0.05)"
+    assert descriptive_rows(study, runs, finetune) == []
+    shown = descriptive_rows(study, runs, probe)
+    assert shown[2] == "| arm | knn/top1 |" and shown[4].startswith("| `a` | 0.990 ± 0.000 (5)")

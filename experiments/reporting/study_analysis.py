@@ -185,12 +185,17 @@ def verdict(study: Study, table: Table) -> str:
     controls show is added after."""
     reference = next((row for row in table.rows if row.stats.arm == study.reference), None)
     others = [row for row in table.rows if row is not reference and row.stats.arm not in study.controls]
+    # A study of the reference against its controls alone (e.g. pre-trained vs random init): the
+    # controls are what the claim compares with.
+    controls_are_the_claim = not [a for a in study.arms if a != study.reference and a not in study.controls]
+    if controls_are_the_claim:
+        others = [row for row in table.rows if row is not reference]
     if reference is None or not others:
         return "not tested (reference or other arms missing)"
     by_outcome: dict[str, list[str]] = {}
     for row in others:
         by_outcome.setdefault(row.outcome, []).append(row.stats.arm)
-    missing = [a for a in study.arms if a != study.reference and a not in study.controls
+    missing = [a for a in study.arms if a != study.reference and (controls_are_the_claim or a not in study.controls)
                and not any(row.stats.arm == a for row in table.rows)]
     if by_outcome.get(HIGHER):
         text = f"contradicted: {', '.join(by_outcome[HIGHER])} significantly higher than {study.reference}"
@@ -206,6 +211,6 @@ def verdict(study: Study, table: Table) -> str:
         text = "not shown (" + "; ".join(parts) + ")"
     words = {HIGHER: "significantly higher", LOWER: "significantly lower"}
     controls = [f"{row.stats.arm}: {words.get(row.outcome, row.outcome)}" for row in table.rows
-                if row.stats.arm in study.controls]
+                if row.stats.arm in study.controls and not controls_are_the_claim]
     return text + (f"; control{'s' if len(controls) > 1 else ''} vs {study.reference}: {', '.join(controls)}"
                    if controls else "")

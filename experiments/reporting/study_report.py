@@ -110,15 +110,22 @@ def _table_heading(study: Study, table: Table, tests: int) -> str:
 
 
 def descriptive_rows(study: Study, runs: list[StoredRun], table: Table) -> list[str]:
-    """Markdown rows of the study's descriptive metrics in one evaluation (mean ± std; never tested)."""
-    columns = [{s.arm: s for s in arm_stats(study, runs, table.command, table.task, metric)}
-               for metric in study.descriptive_metrics]
-    lines = []
+    """Markdown table (header and rows) of the study's descriptive metrics that the runs of one
+    evaluation hold (mean ± std; never tested); none when they hold none (a fine-tune has no
+    probe metrics)."""
+    found = {metric: {s.arm: s for s in arm_stats(study, runs, table.command, table.task, metric)}
+             for metric in study.descriptive_metrics}
+    found = {metric: column for metric, column in found.items() if column}
+    if not found:
+        return []
+    columns = list(found.values())
+    lines = [f"Descriptive metrics of **{table.name}** (mean ± std (n); not tested):", "",
+             "| arm | " + " | ".join(found) + " |", "|---|" + "---|" * len(found)]
     for arm in [row.stats.arm for row in table.rows]:
         cells = [f"{_fmt(c[arm].mean)} ± {_fmt(c[arm].std)} ({len(c[arm].values)})" if arm in c else "—"
                  for c in columns]
         lines.append(f"| `{arm}` | " + " | ".join(cells) + " |")
-    return lines
+    return lines + [""]
 
 
 def tokenizer_rows(study: Study, runs: list[StoredRun]) -> list[str]:
@@ -178,10 +185,7 @@ def render_study(analysis: Analysis, plot_dir: Path | None, docs_dir: Path | Non
     missing = [arm for arm in study.arms if not any(row.stats.arm == arm for t in analysis.tables for row in t.rows)]
     for table in analysis.tables:
         lines += [_table_heading(study, table, analysis.tests), "", *study_table(study, table), ""]
-        if study.descriptive_metrics:
-            lines += [f"Descriptive metrics of **{table.name}** (mean ± std (n); not tested):", "",
-                      "| arm | " + " | ".join(study.descriptive_metrics) + " |",
-                      "|---|" + "---|" * len(study.descriptive_metrics), *descriptive_rows(study, runs, table), ""]
+        lines += descriptive_rows(study, runs, table)
     tokenizer = tokenizer_rows(study, runs)
     if tokenizer:
         shared_by = f" (`_shared`: the tokenizers of `{study.prepared_by}`)" if study.prepared_by else ""
