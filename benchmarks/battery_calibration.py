@@ -61,7 +61,8 @@ from lvmae.registry import discover
 ROOT = Path(__file__).resolve().parents[1]
 # task → (the MAE's gin file, the dataset's registered name, the task's gin file)
 SUITES = {task: ("gin/battery/battery_cpu.gin", task, f"gin/battery/{task}.gin")
-          for task in ("shape_class", "motion_direction", "pan_direction", "temporal_order", "playback_speed")}
+          for task in ("shape_class", "texture_orientation", "motion_direction", "pan_direction", "temporal_order",
+                               "playback_speed")}
 # The long-range task needs a 128-frame encoder of its own, pre-trained on its unlabelled clips.
 SUITES["long_range"] = ("gin/battery/long_range.gin", "cue_probe", "gin/battery/long_range.gin")
 TASKS = tuple(SUITES)

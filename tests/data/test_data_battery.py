@@ -19,13 +19,15 @@ from lvmae.components.data.battery import (
     PanDirection,
     ShapeClass,
     TemporalOrder,
+    TextureOrientation,
 )
-from lvmae.components.data.scenes import SHAPES, shape_mask
+from lvmae.components.data.scenes import SHAPES, shape_mask, stripes
 from lvmae.experiments.commands import data_commands  # noqa: F401  (oracle_ceiling_job: task files bind it)
 from lvmae.registry import discover
 
 GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "battery")
-PROCEDURAL = ("battery_world", "shape_class", "motion_direction", "pan_direction", "temporal_order")
+PROCEDURAL = ("battery_world", "shape_class", "texture_orientation", "motion_direction", "pan_direction",
+              "temporal_order")
 
 
 def small(name: str, tmp_path, **kwargs):
@@ -62,6 +64,23 @@ def test_motion_label_is_the_moving_objects_direction():
         direction = np.sign(target["velocity"])
         assert tuple(direction) == tuple(np.sign(list(DIRECTIONS.values())[plan["label"]]))
 
+
+
+def test_texture_label_is_the_stripes_orientation_as_seen():
+    dataset = TextureOrientation(root="unused", jitter=0.0, noise=0.0, drift=0.0)
+    # Along a stripe the pattern is constant: step (row, col) along each class's direction.
+    along = {"horizontal": (0, 1), "falling": (1, 1), "vertical": (1, 0), "rising": (-1, 1)}
+    seen = set()
+    for plan in dataset.plans("val", 40):
+        name = dataset.class_names[plan["label"]]
+        tex = plan["objects"][0]["texture"]
+        pattern = stripes(32, tex["period"], tex["angle"], tex["phase"])
+        dy, dx = along[name]
+        rows, cols = np.mgrid[1:31, 1:31]
+        assert np.allclose(pattern[rows + dy, cols + dx], pattern[rows, cols], atol=1e-6), name
+        seen.add(name)
+    assert seen == set(along)
+    assert "flip" in dataset.unsafe_augmentations()
 
 
 def test_pan_label_is_the_backgrounds_direction_and_the_texture_moves_that_way():
