@@ -144,22 +144,17 @@ class ShapeClass(BatteryTask):
                 "noise_seed": int(rng.integers(2**32))}
 
 
-@register("dataset.motion_direction")
-class MotionDirection(BatteryTask):
-    """Label = the moving object's direction (right, left, down, up); see the module docstring."""
+class DirectionTask(BatteryTask):
+    """A task whose label is a direction of motion (right, left, down, up) at a speed drawn in
+    ``speed`` (px/frame); a horizontal flip swaps left and right."""
 
-    name = "motion_direction"
     label_preserving_augmentations = ("crop",)
-    label_changes: ClassVar[Mapping[str, str]] = {"flip": "a mirrored clip moves the other way (left ↔ right)"}
 
-    def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
-                 train_samples: int = 1024, val_samples: int = 2000, samples_per_shard: int = 256,
-                 seed: int = 0, fps: float = 8.0, codec: str = "npy", noise: float = 6.0,
-                 speed: tuple[float, float] = (0.5, 1.5), distractors: int = 2):
+    @staticmethod
+    def check_speed(name: str, speed: tuple[float, float]) -> list[float]:
         if not 0 < speed[0] <= speed[1]:
-            raise ValueError(f"dataset.motion_direction.speed: need 0 < low ≤ high, got {speed}")
-        super().__init__(root, clip_frames, image_size, train_samples, val_samples, samples_per_shard, seed,
-                         fps, codec, noise, speed=list(speed), distractors=distractors)
+            raise ValueError(f"dataset.{name}.speed: need 0 < low ≤ high, got {speed}")
+        return list(speed)
 
     @property
     def num_classes(self) -> int:
@@ -169,11 +164,30 @@ class MotionDirection(BatteryTask):
     def class_names(self) -> tuple[str, ...]:
         return tuple(DIRECTIONS)
 
+    def velocity(self, rng: np.random.Generator, label: int) -> tuple[float, float]:
+        """(row, col) px/frame: the label's direction at a speed drawn in ``speed``."""
+        magnitude = float(rng.uniform(*self.params["speed"]))
+        return tuple(magnitude * v for v in list(DIRECTIONS.values())[label])
+
+
+@register("dataset.motion_direction")
+class MotionDirection(DirectionTask):
+    """Label = the moving object's direction (right, left, down, up); see the module docstring."""
+
+    name = "motion_direction"
+    label_changes: ClassVar[Mapping[str, str]] = {"flip": "a mirrored clip moves the other way (left ↔ right)"}
+
+    def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
+                 train_samples: int = 1024, val_samples: int = 2000, samples_per_shard: int = 256,
+                 seed: int = 0, fps: float = 8.0, codec: str = "npy", noise: float = 6.0,
+                 speed: tuple[float, float] = (0.5, 1.5), distractors: int = 2):
+        super().__init__(root, clip_frames, image_size, train_samples, val_samples, samples_per_shard, seed,
+                         fps, codec, noise, speed=self.check_speed(self.name, speed), distractors=distractors)
+
     def draw(self, rng: np.random.Generator) -> dict:
         p = self.params
         label = int(rng.integers(len(DIRECTIONS)))
-        magnitude = float(rng.uniform(*p["speed"]))
-        velocity = tuple(magnitude * v for v in list(DIRECTIONS.values())[label])
+        velocity = self.velocity(rng, label)
         background = draw_background(rng)
         objects = [draw_object(rng, p["image_size"], velocity=(0.0, 0.0)) for _ in range(p["distractors"])]
         objects.append(draw_object(rng, p["image_size"], velocity=velocity))
@@ -229,13 +243,12 @@ class TextureOrientation(BatteryTask):
 
 
 @register("dataset.pan_direction")
-class PanDirection(BatteryTask):
+class PanDirection(DirectionTask):
     """Label = which way (right, left, down, up) the whole textured background pans (the camera's
     motion, not an object's); see the module docstring. No position, colour or texture says
     which: only how the texture moves from frame to frame."""
 
     name = "pan_direction"
-    label_preserving_augmentations = ("crop",)
     label_changes: ClassVar[Mapping[str, str]] = {"flip": "a mirrored clip pans the other way (left ↔ right)"}
 
     def __init__(self, root: str = "data", clip_frames: int = 16, image_size: int = 32,
@@ -243,26 +256,16 @@ class PanDirection(BatteryTask):
                  seed: int = 0, fps: float = 8.0, codec: str = "npy", noise: float = 6.0,
                  speed: tuple[float, float] = (1.0, 2.0), contrast: tuple[float, float] = (20.0, 50.0),
                  distractors: int = 1):
-        if not 0 < speed[0] <= speed[1]:
-            raise ValueError(f"dataset.pan_direction.speed: need 0 < low ≤ high, got {speed}")
         if not 0 < contrast[0] <= contrast[1]:
             raise ValueError(f"dataset.pan_direction.contrast: need 0 < low ≤ high, got {contrast}")
         super().__init__(root, clip_frames, image_size, train_samples, val_samples, samples_per_shard, seed,
-                         fps, codec, noise, speed=list(speed), contrast=list(contrast), distractors=distractors)
-
-    @property
-    def num_classes(self) -> int:
-        return len(DIRECTIONS)
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(DIRECTIONS)
+                         fps, codec, noise, speed=self.check_speed(self.name, speed), contrast=list(contrast),
+                         distractors=distractors)
 
     def draw(self, rng: np.random.Generator) -> dict:
         p = self.params
         label = int(rng.integers(len(DIRECTIONS)))
-        magnitude = float(rng.uniform(*p["speed"]))
-        pan = tuple(magnitude * v for v in list(DIRECTIONS.values())[label])
+        pan = self.velocity(rng, label)
         background = draw_background(rng, amplitude=tuple(p["contrast"]), pan=pan)
         # Static distractors (objects do not move with the background).
         objects = [draw_object(rng, p["image_size"], velocity=(0.0, 0.0)) for _ in range(p["distractors"])]
