@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lvmae import registry
-from lvmae.components.data.augment import normalise
+from lvmae.components.data.reading.augment import normalise
 from lvmae.experiments.engine import gin_config
 from lvmae.registry import discover
 

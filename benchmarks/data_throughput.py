@@ -41,13 +41,13 @@ import numpy as np
 import torch
 
 from lvmae import registry
-from lvmae.components.data.augment import SpatialAugment, normalise
-from lvmae.components.data.manifest import FrameStats, Manifest, Split, load_manifest, save_manifest
-from lvmae.components.data.pipeline import DataPipeline
-from lvmae.components.data.schema import make_sample, parse_sample
-from lvmae.components.data.shards import write_shards
-from lvmae.components.data.temporal import TemporalSampler
-from lvmae.components.data.writer import WriteOptions, write_split
+from lvmae.components.data.formats.manifest import FrameStats, Manifest, Split, load_manifest, save_manifest
+from lvmae.components.data.formats.schema import make_sample, parse_sample
+from lvmae.components.data.reading.augment import SpatialAugment, normalise
+from lvmae.components.data.reading.batch_streams import write_shards
+from lvmae.components.data.reading.pipeline import DataPipeline
+from lvmae.components.data.reading.temporal import TemporalSampler
+from lvmae.components.data.writing.writer import WriteOptions, write_split
 
 CLIP_FRAMES, SIZE, STORED_SHORT_SIDE = 32, 112, 128
 SOURCES = ["bigbuckbunny.mp4", "bikes.mp4"]

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from einops import reduce
 
-from lvmae.components.data.manifest import load_manifest
-from lvmae.components.data.reader import ClipStream
+from lvmae.components.data.formats.manifest import load_manifest
+from lvmae.components.data.reading.reader import ClipStream
 
 # Square colours are drawn in [96, 256), backgrounds in [0, 64) plus N(0, 8) noise.
 _OBJECT_THRESHOLD = 88

@@ -18,7 +18,7 @@ import time
 import torch
 
 from lvmae import registry
-from lvmae.components.data.flicker_clips import FlickerSquare
+from lvmae.components.data.datasets.flicker_clips import FlickerSquare
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.scorers.learned import LearnedScorer
 from lvmae.components.tokenizers.fsq import FSQ

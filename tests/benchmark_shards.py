@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-from lvmae.components.data.codec import encode_mp4
-from lvmae.components.data.writer import WriteOptions, write_dataset
+from lvmae.components.data.decoding.codec import encode_mp4
+from lvmae.components.data.writing.writer import WriteOptions, write_dataset
 from tests.data.video_fixtures import EPIC_HEADER, moving_clip
 
 FORMATS = {"ssv2": "ssv2", "k400": "generic", "diving48": "diving48", "ek100": "epic100"}

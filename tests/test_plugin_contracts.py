@@ -213,7 +213,7 @@ def test_the_preflight_leaves_the_model_and_the_rng_untouched():
 
 
 def _base(kind: str) -> type:
-    from lvmae.components.data.base import Dataset
+    from lvmae.components.data.datasets.base import Dataset
     from lvmae.components.scorers.base import Scorer
     from lvmae.components.targets.base import Target
     from lvmae.components.tokenizers.base import Tokenizer

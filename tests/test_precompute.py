@@ -15,10 +15,10 @@ import torch
 from einops import rearrange
 
 from lvmae import registry
-from lvmae.components.data.manifest import load_manifest
-from lvmae.components.data.pipeline import DataPipeline
-from lvmae.components.data.reader import ClipStream
-from lvmae.components.data.shards import to_video_tensor
+from lvmae.components.data.formats.manifest import load_manifest
+from lvmae.components.data.reading.batch_streams import to_video_tensor
+from lvmae.components.data.reading.pipeline import DataPipeline
+from lvmae.components.data.reading.reader import ClipStream
 from lvmae.experiments.commands.precompute import load_frozen_tokenizer, precompute_job, window_scores
 from lvmae.experiments.engine import gin_config
 from lvmae.experiments.engine.training import save_checkpoint
@@ -193,10 +193,10 @@ def test_live_scorer_fills_in_missing_scores_and_can_override_stored_ones():
 def test_short_and_corrupt_clips_are_left_out_counted_and_reported(setup, tmp_path):
     """precompute never aborts on one bad clip: under short_policy='skip' a clip shorter than
     the view and a truncated mp4 are left out, counted, and the manifest counts what is left."""
-    from lvmae.components.data.codec import encode_mp4
-    from lvmae.components.data.manifest import Manifest, Split, save_manifest
-    from lvmae.components.data.schema import make_sample
-    from lvmae.components.data.shards import write_shards
+    from lvmae.components.data.decoding.codec import encode_mp4
+    from lvmae.components.data.formats.manifest import Manifest, Split, save_manifest
+    from lvmae.components.data.formats.schema import make_sample
+    from lvmae.components.data.reading.batch_streams import write_shards
     from tests.data.video_fixtures import moving_clip
 
     def generate():

@@ -12,7 +12,7 @@ import torch
 
 from lvmae import registry
 from lvmae.components.backbones.pos_interpolation import resize_table
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.components.masking.plan import TokenGrid
 from lvmae.experiments.engine import gin_config
 from lvmae.experiments.engine.pretrained import load_pretrained_encoder

@@ -13,7 +13,7 @@ from pathlib import Path
 import gin
 import pytest
 
-from lvmae.components.data.manifest import load_manifest
+from lvmae.components.data.formats.manifest import load_manifest
 from lvmae.experiments.engine.preflight import PreflightError, preflight
 from tests.benchmark_shards import FORMATS, write_benchmark
 from tests.cli import run_cli

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lvmae import registry
-from lvmae.components.data.flicker_clips import FlickerSquare, object_token_mask, selection_recall
+from lvmae.components.data.datasets.flicker_clips import FlickerSquare, object_token_mask, selection_recall
 
 registry.discover()
 SCORERS = registry.names("scorer")

@@ -138,7 +138,7 @@ def test_perceptual_term_from_a_local_exported_file(tmp_path):
 
 
 def test_training_loop_with_a_discriminator_checkpoints_and_resumes_it(tmp_path):
-    from lvmae.components.data.flicker_clips import FlickerSquare
+    from lvmae.components.data.datasets.flicker_clips import FlickerSquare
     from lvmae.experiments.commands.pretrain_tokenizer import pretrain_tokenizer_loop
     from lvmae.experiments.engine.run_folder import request_resume
     from lvmae.experiments.engine.training import load_checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmae.components.data.flicker_clips import FlickerSquare
+from lvmae.components.data.datasets.flicker_clips import FlickerSquare
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import VideoDiscriminator
 from lvmae.components.scorers.learned import LearnedScorer

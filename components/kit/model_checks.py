@@ -321,7 +321,7 @@ def check_topk(selector: nn.Module | str, batch_size: int = 2, candidates: int =
 def check_dataset(dataset: Any) -> None:
     """A dataset: ``prepare()`` returns a Manifest whose splits list shard files that exist
     (for a generated dataset this writes its shards: build it with a small size)."""
-    from lvmae.components.data.manifest import Manifest  # pylint: disable=import-outside-toplevel
+    from lvmae.components.data.formats.manifest import Manifest  # pylint: disable=import-outside-toplevel
     dataset = _resolve(dataset, "dataset")
     _contract(dataset, "dataset")
     with _calling(dataset, "prepare()"):

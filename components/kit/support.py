@@ -69,7 +69,7 @@ def _video(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """Pixels in [0, 1) normalised as the data pipeline normalises real frames (ImageNet's mean
     and std): the range components see in a run, negative values included (a ``video ** 2.2``
     is NaN there, not on [0, 1))."""
-    from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD  # pylint: disable=import-outside-toplevel
+    from lvmae.components.data.reading.reader import IMAGENET_MEAN, IMAGENET_STD  # pylint: disable=import-outside-toplevel
     mean, std = sum(IMAGENET_MEAN) / len(IMAGENET_MEAN), sum(IMAGENET_STD) / len(IMAGENET_STD)
     return (torch.rand(shape, generator=generator) - mean) / std
 

@@ -17,10 +17,16 @@ from typing import Literal
 
 import gin
 
-from lvmae.components.data.annotations import AnnotationError, AnnotationFormat
-from lvmae.components.data.codec import PixelFormat
-from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import OnError, WriteError, WriteOptions, summary_lines, write_dataset
+from lvmae.components.data.decoding.codec import PixelFormat
+from lvmae.components.data.writing.annotations import AnnotationError, AnnotationFormat
+from lvmae.components.data.writing.validate import validate_manifest
+from lvmae.components.data.writing.writer import (
+    OnError,
+    WriteError,
+    WriteOptions,
+    summary_lines,
+    write_dataset,
+)
 from lvmae.experiments.commands.experiment import ex
 from lvmae.experiments.engine.gin_config import gin_applies
 

@@ -16,7 +16,7 @@ from einops import reduce
 from tqdm import tqdm
 
 from lvmae.components.backbones.pos_interpolation import adapt_state
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.components.masking.plan import TokenGrid
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.classifier_setup import build_classifier

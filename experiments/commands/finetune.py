@@ -15,7 +15,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine import mixup as _video_mixup  # noqa: F401  (registers video_mixup with gin)

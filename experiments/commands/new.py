@@ -299,9 +299,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lvmae.components.data.base import Dataset
-from lvmae.components.data.manifest import Manifest, Split
-from lvmae.components.data.writer import generated_folder, publish_generated, write_shards
+from lvmae.components.data.datasets.base import Dataset
+from lvmae.components.data.formats.manifest import Manifest, Split
+from lvmae.components.data.writing.writer import generated_folder, publish_generated, write_shards
 from lvmae.registry import register
 
 LABELS = ["dark", "bright"]

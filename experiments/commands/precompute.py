@@ -5,7 +5,7 @@ stride 16, concatenated along time) over one fixed *view* of every clip of a dat
 the data pipeline's evaluation view (``data_pipeline``: centred window of ``view_frames``
 under its short-clip policy, short side resized, centred square; docs/data.md §4) — and writes
 ``latents`` (float16 by default), ``indices`` and ``scores`` beside each clip into new shards
-(``components/data/fields.py:add_fields``), each sample's json recording its view, with a new
+(``components/data/writing/fields.py:add_fields``), each sample's json recording its view, with a new
 manifest declaring the fields. MAE pre-training then reads them as
 ``batch["latents"|"indices"|"scores"]`` (targets ``tokenizer_latents``/``token_ids``, decoder
 masking ``adaptive``), through the same pipeline, which decodes exactly that view.
@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lvmae.components.data.fields import add_fields
-from lvmae.components.data.manifest import View, load_manifest
-from lvmae.components.data.pipeline import DataPipeline
-from lvmae.components.data.shards import to_video_tensor
+from lvmae.components.data.formats.manifest import View, load_manifest
+from lvmae.components.data.reading.batch_streams import to_video_tensor
+from lvmae.components.data.reading.pipeline import DataPipeline
+from lvmae.components.data.writing.fields import add_fields
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer, rebuild_adaptive_tokenizer
 from lvmae.components.scorers.base import FirstFrame, check_choice
 from lvmae.experiments import program

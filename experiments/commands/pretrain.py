@@ -13,7 +13,7 @@ import os
 import gin
 import torch
 
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.efficiency import mae_work
 from lvmae.experiments.engine.gin_config import gin_applies

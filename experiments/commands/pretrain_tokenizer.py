@@ -16,8 +16,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from lvmae.components.data.flicker_clips import selection_recall
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.datasets.flicker_clips import selection_recall
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import discriminator_gan_loss, generator_gan_loss, r1_penalty
 from lvmae.experiments.commands.experiment import attach_operative_config, ex

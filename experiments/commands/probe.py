@@ -32,7 +32,7 @@ import gin
 import torch
 from einops import rearrange
 
-from lvmae.components.data.pipeline import DataPipeline
+from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
 from lvmae.experiments.engine.classifier_setup import manifest_heads

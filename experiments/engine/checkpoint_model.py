@@ -76,7 +76,7 @@ def parse_stored_config(state: dict, path: str) -> None:
 
 def preprocessing() -> dict:
     """The gin-bound ``data_pipeline``'s settings that decide what the encoder sees."""
-    from lvmae.components.data.pipeline import DataPipeline
+    from lvmae.components.data.reading.pipeline import DataPipeline
     pipeline = DataPipeline(workers=0)
     sampling = {"clip_frames": pipeline.clip_frames, "stride": pipeline.stride, "fps": pipeline.fps,
                 "window": "center", "short_policy": pipeline.short_policy,

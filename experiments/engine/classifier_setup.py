@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lvmae.components.data.manifest import Manifest
+from lvmae.components.data.formats.manifest import Manifest
 
 
 def manifest_heads(manifest: Manifest) -> dict[str, int]:

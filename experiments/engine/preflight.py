@@ -422,7 +422,7 @@ PIPELINE_PARAMETER = "pipeline"
 def _reads_default_pipeline(root: str) -> bool:
     """Whether the entry point reads its dataset through the gin-bound ``data_pipeline`` when its
     ``pipeline`` parameter is left unset (annotated ``DataPipeline | None``, as every loop is)."""
-    from lvmae.components.data.pipeline import DataPipeline
+    from lvmae.components.data.reading.pipeline import DataPipeline
     configurable = gin_lib._REGISTRY.get_match(root)  # pylint: disable=protected-access
     if configurable is None:
         return False
@@ -433,9 +433,9 @@ def _reads_default_pipeline(root: str) -> bool:
 def check_augmentations(roots: list[str], built: dict[str, Any], check_inputs: bool = True) -> None:
     """Every dataset an entry point reads through a data pipeline (its ``pipeline`` binding, else
     the gin-bound ``data_pipeline``) keeps its labels under that pipeline's augmentations
-    (components/data/label_safety.py): a horizontal flip on a left/right task stops here."""
-    from lvmae.components.data.base import Dataset
-    from lvmae.components.data.pipeline import DataPipeline
+    (components/data/formats/label_safety.py): a horizontal flip on a left/right task stops here."""
+    from lvmae.components.data.datasets.base import Dataset
+    from lvmae.components.data.reading.pipeline import DataPipeline
     for root in roots:
         prefix = _display(root) + "."
         mine = {name: obj for name, obj in built.items() if name.startswith(prefix)}
@@ -459,8 +459,8 @@ def check_augmentations(roots: list[str], built: dict[str, Any], check_inputs: b
 def check_data(roots: list[str], built: dict[str, Any], check_inputs: bool = True) -> None:
     """Every shard of each manifest an entry point reads (a ``manifest`` path, a built
     ``dataset.manifest`` or ``dataset.mixture``) exists with the size the manifest recorded
-    (components/data/shard_index.py): a missing or changed shard stops here, naming it."""
-    from lvmae.components.data.shard_index import ShardCheckError, check_dataset_shards
+    (components/data/formats/shard_index.py): a missing or changed shard stops here, naming it."""
+    from lvmae.components.data.formats.shard_index import ShardCheckError, check_dataset_shards
     for root in roots:
         prefix = _display(root) + "."
         sources = [obj for name, obj in built.items() if name.startswith(prefix)]
@@ -487,8 +487,8 @@ def real_batches(roots: list[str], built: dict[str, Any]) -> dict[str, dict]:
     writes its shards here (the run would, next)."""
     import copy
 
-    from lvmae.components.data.base import Dataset
-    from lvmae.components.data.pipeline import DataPipeline
+    from lvmae.components.data.datasets.base import Dataset
+    from lvmae.components.data.reading.pipeline import DataPipeline
     from lvmae.components.models.mae import VideoMAE
     batches = {}
     for root in roots:

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lvmae.components.data.loader import to_device
-from lvmae.components.data.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
+from lvmae.components.data.reading.loader import to_device
+from lvmae.components.data.reading.pipeline import DataPipeline, PipelineLoader, merge_states, record_skips
 from lvmae.experiments.engine import checkpoints, run_folder
 from lvmae.experiments.engine.efficiency import EfficiencyMeter, StepWork, device_peak_tflops
 from lvmae.experiments.engine.parallel import Parallel, full_state, load_full_state, wrap_model

@@ -5,7 +5,7 @@ side of the model's input.
 
 Evaluation views (the centred clip and crop — the paper's protocol — or windows spread evenly
 over the clip × squares along its longer side, VideoMAE's multi-view test) are the data
-pipeline's (components/data/pipeline.py: ``temporal_views``, ``spatial_views``).
+pipeline's (components/data/reading/pipeline.py: ``temporal_views``, ``spatial_views``).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import os
 import torch
 
 from lvmae.components.backbones.mae_decoder import gather_tokens
-from lvmae.components.data.shards import IMAGENET_MEAN, IMAGENET_STD
+from lvmae.components.data.reading.batch_streams import IMAGENET_MEAN, IMAGENET_STD
 from lvmae.components.masking.plan import MaskPlan
 from lvmae.components.targets.pixels import PixelTarget, patchify, unpatchify
 

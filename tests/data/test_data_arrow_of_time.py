@@ -11,7 +11,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from lvmae.components.data.arrow_of_time import ArrowOfTime, ArrowOfTimeWindows
+from lvmae.components.data.datasets.arrow_of_time import ArrowOfTime, ArrowOfTimeWindows
 from lvmae.components.kit import check_dataset
 
 

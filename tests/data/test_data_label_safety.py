@@ -1,5 +1,5 @@
 """Datasets declare the augmentations that keep their labels; the data pipeline refuses the
-others (components/data/label_safety.py), in preflight through ``run.py`` and in a training loader."""
+others (components/data/formats/label_safety.py), in preflight through ``run.py`` and in a training loader."""
 from __future__ import annotations
 
 import glob
@@ -12,17 +12,17 @@ import pytest
 import webdataset as wds
 
 from lvmae import registry
-from lvmae.components.data.arrow_of_time import ArrowOfTime
-from lvmae.components.data.base import Dataset
-from lvmae.components.data.cue_probe import CueProbe
-from lvmae.components.data.digit_sum import DigitSum, glyph
-from lvmae.components.data.label_safety import AUGMENTATIONS, UnsafeAugmentationError
-from lvmae.components.data.manifest import Manifest, Split, load_manifest, save_manifest
-from lvmae.components.data.manifest_dataset import ManifestDataset
-from lvmae.components.data.pipeline import DataPipeline
-from lvmae.components.data.schema import make_sample
-from lvmae.components.data.synthetic_motion import SyntheticMotion
-from lvmae.components.data.writer import mirrored_classes
+from lvmae.components.data.datasets.arrow_of_time import ArrowOfTime
+from lvmae.components.data.datasets.base import Dataset
+from lvmae.components.data.datasets.cue_probe import CueProbe
+from lvmae.components.data.datasets.digit_sum import DigitSum, glyph
+from lvmae.components.data.datasets.manifest_dataset import ManifestDataset
+from lvmae.components.data.datasets.synthetic_motion import SyntheticMotion
+from lvmae.components.data.formats.label_safety import AUGMENTATIONS, UnsafeAugmentationError
+from lvmae.components.data.formats.manifest import Manifest, Split, load_manifest, save_manifest
+from lvmae.components.data.formats.schema import make_sample
+from lvmae.components.data.reading.pipeline import DataPipeline
+from lvmae.components.data.writing.writer import mirrored_classes
 from lvmae.experiments.engine import gin_config, preflight
 from tests.cli import run_cli
 

@@ -18,10 +18,10 @@ import pytest
 from test_data_pipeline import _FakeRun, write_set
 from video_fixtures import moving_clip
 
-from lvmae.components.data.codec import encode_mp4
-from lvmae.components.data.manifest import load_manifest, save_manifest
-from lvmae.components.data.pipeline import DataLossError, DataPipeline, record_skips
-from lvmae.components.data.shard_index import record_shards
+from lvmae.components.data.decoding.codec import encode_mp4
+from lvmae.components.data.formats.manifest import load_manifest, save_manifest
+from lvmae.components.data.formats.shard_index import record_shards
+from lvmae.components.data.reading.pipeline import DataLossError, DataPipeline, record_skips
 
 SAMPLES, PER_SHARD = 16, 8
 OPTIONS = dict(clip_frames=4, size=8, workers=0, shuffle_buffer=4)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_data_pipeline import _FakeRun, write_set
 
-from lvmae.components.data.mixture import MixtureDataset
-from lvmae.components.data.pipeline import DataPipeline, record_skips
+from lvmae.components.data.datasets.mixture import MixtureDataset
+from lvmae.components.data.reading.pipeline import DataPipeline, record_skips
 
 WEIGHTS = [0.7, 0.3]
 CLIPS, BATCH = 2000, 8

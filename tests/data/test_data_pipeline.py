@@ -13,11 +13,11 @@ import torch
 from einops import rearrange, reduce
 from video_fixtures import moving_clip
 
-from lvmae.components.data.codec import encode_mp4
-from lvmae.components.data.manifest import FrameStats, Manifest, Split, View, save_manifest
-from lvmae.components.data.pipeline import DataPipeline, EmptyPipelineError, record_skips
-from lvmae.components.data.schema import make_sample, npy_bytes, parse_sample
-from lvmae.components.data.shards import write_shards
+from lvmae.components.data.decoding.codec import encode_mp4
+from lvmae.components.data.formats.manifest import FrameStats, Manifest, Split, View, save_manifest
+from lvmae.components.data.formats.schema import make_sample, npy_bytes, parse_sample
+from lvmae.components.data.reading.batch_streams import write_shards
+from lvmae.components.data.reading.pipeline import DataPipeline, EmptyPipelineError, record_skips
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -198,7 +198,7 @@ def test_fields_stay_aligned_with_the_pixels_through_flips(tmp_path):
 
 
 def test_oracle_ceiling_uses_the_pipelines_sampler():
-    from lvmae.components.data.cue_probe import CueProbe
+    from lvmae.components.data.datasets.cue_probe import CueProbe
     from lvmae.experiments.commands.data_commands import oracle_ceiling_job
     dataset = CueProbe(root="unused")
     table = oracle_ceiling_job(dataset=dataset, samplers=[], clips=100,
@@ -228,7 +228,7 @@ def test_frames_are_scaled_down_as_they_are_decoded():
     """A decode with short_side never returns full-size frames: (h, w) follows the short side,
     aspect kept, and the picture is the full decode area-averaged (4:4:4 chroma, so only the
     scaling differs)."""
-    from lvmae.components.data.codec import PyAVDecoder
+    from lvmae.components.data.decoding.codec import PyAVDecoder
     data = encode_mp4(moving_clip(12, 64, 96, seed=4), 25.0, gop=4, pix_fmt="yuv444p")
     full = PyAVDecoder().decode(data, [3, 7])
     small = PyAVDecoder().decode(data, [3, 7], short_side=16)
@@ -241,7 +241,7 @@ def test_frames_are_scaled_down_as_they_are_decoded():
 
 def test_each_rank_resumes_its_own_readers_from_a_merged_state(numbered):
     """2 ranks × 2 workers: rank 1 resumed from the merged state continues exactly where it was."""
-    from lvmae.components.data.pipeline import merge_states
+    from lvmae.components.data.reading.pipeline import merge_states
     pipeline = DataPipeline(clip_frames=4, size=8, workers=2, shuffle_buffer=4)
     ranks = [pipeline.loader(numbered, "train", batch_size=2, seed=1, rank=r, world_size=2) for r in (0, 1)]
     iterators = [iter(loader) for loader in ranks]
@@ -270,8 +270,8 @@ def test_a_split_smaller_than_a_batch_still_trains_and_fewer_samples_than_reader
 
 
 def test_evaluation_windows_and_crops_spread_from_first_to_last():
-    from lvmae.components.data.augment import short_side_boxes
-    from lvmae.components.data.temporal import TemporalSampler
+    from lvmae.components.data.reading.augment import short_side_boxes
+    from lvmae.components.data.reading.temporal import TemporalSampler
     sampler = TemporalSampler(16, 1, "center")
     assert [w[0] for w in sampler.windows(32, 1)] == [8]                       # centred
     assert [w[0] for w in sampler.windows(32, 3)] == [0, 8, 16]                # first to last

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from test_data_pipeline import write_set
 
-from lvmae.components.data.manifest import load_manifest, save_manifest
-from lvmae.components.data.shard_index import record_shards, shard_problems
+from lvmae.components.data.formats.manifest import load_manifest, save_manifest
+from lvmae.components.data.formats.shard_index import record_shards, shard_problems
 from lvmae.experiments.commands import cli
 from tests.cli import run_cli
 

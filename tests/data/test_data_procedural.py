@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from lvmae import registry
-from lvmae.components.data.cue_probe import CueProbe
-from lvmae.components.data.digit_sum import DigitSum
-from lvmae.components.data.loader import make_loader
-from lvmae.components.data.procedural import window_fraction
-from lvmae.components.data.reader import ClipStream
+from lvmae.components.data.datasets.cue_probe import CueProbe
+from lvmae.components.data.datasets.digit_sum import DigitSum
+from lvmae.components.data.datasets.procedural import window_fraction
+from lvmae.components.data.reading.loader import make_loader
+from lvmae.components.data.reading.reader import ClipStream
 
 
 def small(cls, tmp_path, **kwargs):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from video_fixtures import moving_clip
 
-from lvmae.components.data.codec import encode_mp4
-from lvmae.components.data.loader import make_loader
-from lvmae.components.data.manifest import Manifest, Split, save_manifest
-from lvmae.components.data.reader import ClipStream, CorruptSampleError
-from lvmae.components.data.schema import make_sample
-from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import write_shards
+from lvmae.components.data.decoding.codec import encode_mp4
+from lvmae.components.data.formats.manifest import Manifest, Split, save_manifest
+from lvmae.components.data.formats.schema import make_sample
+from lvmae.components.data.reading.loader import make_loader
+from lvmae.components.data.reading.reader import ClipStream, CorruptSampleError
+from lvmae.components.data.writing.validate import validate_manifest
+from lvmae.components.data.writing.writer import write_shards
 
 
 def write_npy_shards(folder, samples: int, per_shard: int, frames: int = 8) -> str:
@@ -134,8 +134,8 @@ def test_loader_normalises_in_main_process_like_per_item(tmp_path):
     """BatchLoader (uint8 from workers, normalised per batch, optionally after a device copy)
     gives the same batches as normalising each item."""
     urls = write_npy_shards(tmp_path, samples=6, per_shard=3)
-    from lvmae.components.data.augment import channels_first, normalise
-    from lvmae.components.data.reader import IMAGENET_MEAN, IMAGENET_STD
+    from lvmae.components.data.reading.augment import channels_first, normalise
+    from lvmae.components.data.reading.reader import IMAGENET_MEAN, IMAGENET_STD
     for device, workers in [(None, 0), ("cpu", 2)]:
         stream = ClipStream(urls, clip_frames=4, train=False)
         batches = list(make_loader(stream, batch_size=3, num_workers=workers, device=device))
@@ -149,7 +149,7 @@ def test_loader_normalises_in_main_process_like_per_item(tmp_path):
 
 
 def test_legacy_stream_batches_forward_clip_options(tmp_path):
-    from lvmae.components.data.shards import repeat_batches, stream_batches
+    from lvmae.components.data.reading.batch_streams import repeat_batches, stream_batches
     urls = write_npy_shards(tmp_path, samples=5, per_shard=5, frames=8)
     full = next(stream_batches(urls, batch_size=5))
     assert full["video"].shape == (5, 3, 8, 8, 8) and set(full["labels"]) == {"label", "aux"}

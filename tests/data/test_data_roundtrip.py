@@ -8,10 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from lvmae.components.data.codec import read_video_file
-from lvmae.components.data.loader import make_loader
-from lvmae.components.data.reader import ClipStream
-from lvmae.components.data.writer import WriteOptions, write_split
+from lvmae.components.data.decoding.codec import read_video_file
+from lvmae.components.data.reading.loader import make_loader
+from lvmae.components.data.reading.reader import ClipStream
+from lvmae.components.data.writing.writer import WriteOptions, write_split
 
 MIN_PSNR_DB = 35.0
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmae.components.data.augment import SpatialAugment
-from lvmae.components.data.temporal import TemporalSampler
+from lvmae.components.data.reading.augment import SpatialAugment
+from lvmae.components.data.reading.temporal import TemporalSampler
 
 
 @pytest.mark.parametrize("num_frames", [40, 200])

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from lvmae.components.data.codec import PyAVDecoder
+from lvmae.components.data.decoding.codec import PyAVDecoder
 
 # Real clips and indices: early frames, a seek past the first key frame, the last frames.
 REAL_CLIPS = {"carphone_pristine": [0, 1, 60, 61, 119, 3], "bikes": [2, 100, 101, 249]}
@@ -22,7 +22,7 @@ SCALED_MEAN_DIFF = 3.0
 
 @pytest.fixture(scope="module")
 def torchcodec_decoder():
-    from lvmae.components.data.decoder_torchcodec import TorchCodecDecoder
+    from lvmae.components.data.decoding.decoder_torchcodec import TorchCodecDecoder
     try:
         return TorchCodecDecoder()
     except ImportError as error:
@@ -47,6 +47,6 @@ def test_torchcodec_refuses_a_gpu_it_does_not_have(torchcodec_decoder):
     import torch
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    from lvmae.components.data.decoder_torchcodec import TorchCodecDecoder
+    from lvmae.components.data.decoding.decoder_torchcodec import TorchCodecDecoder
     with pytest.raises(ValueError, match="no GPU is visible"):
         TorchCodecDecoder(device="cuda")

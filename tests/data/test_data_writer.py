@@ -11,12 +11,12 @@ import pytest
 import torch
 from video_fixtures import EPIC_HEADER
 
-from lvmae.components.data.loader import make_loader
-from lvmae.components.data.manifest import Manifest, Split, View, load_manifest, save_manifest
-from lvmae.components.data.reader import ClipStream
-from lvmae.components.data.schema import make_sample
-from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import WriteOptions, write_shards, write_split
+from lvmae.components.data.formats.manifest import Manifest, Split, View, load_manifest, save_manifest
+from lvmae.components.data.formats.schema import make_sample
+from lvmae.components.data.reading.loader import make_loader
+from lvmae.components.data.reading.reader import ClipStream
+from lvmae.components.data.writing.validate import validate_manifest
+from lvmae.components.data.writing.writer import WriteOptions, write_shards, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -84,7 +84,7 @@ def _stored(folder) -> dict[str, dict]:
 def test_rerun_reuses_exactly_the_unchanged_samples(tmp_path, video_folder, monkeypatch):
     """samples_per_shard changed: the manifest keeps all 4 samples, none re-encoded; labels
     swapped: exactly those two are rewritten; a replaced video: only its clip is."""
-    from lvmae.components.data import writer
+    from lvmae.components.data.writing import shard_files as writer
     folder, write = video_folder
     for i in range(4):
         write(f"v{i}.mp4", 12, seed=i)
@@ -230,7 +230,7 @@ def test_manifest_dataset_reads_written_shards(tmp_path, video_folder):
 
 
 def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_folder):
-    from lvmae.components.data.fields import add_fields
+    from lvmae.components.data.writing.fields import add_fields
     folder, write = video_folder
     write("a.mp4", 20)
     write("b.mp4", 24, seed=5)
@@ -273,7 +273,7 @@ def test_parallel_writer_matches_serial(tmp_path, epic):
 
 
 def _real_frames(real_videos, frames: int, short_side: int = 48) -> np.ndarray:
-    from lvmae.components.data.codec import read_video_file
+    from lvmae.components.data.decoding.codec import read_video_file
     clip, _ = read_video_file(os.path.join(real_videos, "bikes.mp4"), short_side, None, 0, None, frames)
     return clip
 
@@ -285,7 +285,7 @@ def test_half_truncated_real_video_is_skipped_or_fails(tmp_path, real_videos, co
     120 frames, half the bytes decode to fewer — skipped with a reason, or an error naming it."""
     from video_fixtures import cut_file, write_container
 
-    from lvmae.components.data.writer import WriteError
+    from lvmae.components.data.writing.writer import WriteError
     videos = tmp_path / "videos"
     videos.mkdir()
     frames = _real_frames(real_videos, 120)
@@ -318,7 +318,7 @@ def test_range_past_the_end_is_checked_and_the_stored_range_is_real(tmp_path, vi
                            options=WriteOptions(codec="npy", short_side=16), progress=False)
     meta = _stored(tmp_path / "epic")["P01_01_0"]
     assert meta["frames"] == [7, 200] and meta["num_frames"] == 193 == manifest.splits["train"].frames.max
-    from lvmae.components.data.writer import WriteError
+    from lvmae.components.data.writing.writer import WriteError
     with pytest.raises(WriteError, match=r"every clip was skipped \({'range_past_end': 1}\)"):
         write_split(folder, str(annotation), "epic100", str(tmp_path / "strict"),
                     options=WriteOptions(codec="npy", frame_tolerance=0.0), progress=False)
@@ -331,7 +331,7 @@ def test_range_past_the_end_is_checked_and_the_stored_range_is_real(tmp_path, vi
 
 def test_fail_leaves_no_tmp_and_names_the_clip(tmp_path, video_folder, monkeypatch):
     """A clip that fails while encoding (after the sources looked fine) under on_error='fail'."""
-    from lvmae.components.data import writer
+    from lvmae.components.data.writing import shard_files as writer
     folder, write = video_folder
     write("a.mp4", 8)
     write("b.mp4", 8, seed=1)
@@ -357,7 +357,7 @@ def test_image_folders_and_npy_arrays_are_sources(tmp_path, video_folder):
         av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(os.path.join(folder, "frames", f"{t:05d}.png"))
     annotation = tmp_path / "train.csv"
     annotation.write_text("path,label,start,end\narray,x,1,5\nframes,y,0,6\n")
-    from lvmae.components.data.writer import WriteError
+    from lvmae.components.data.writing.writer import WriteError
     with pytest.raises(WriteError, match="sequence_fps"):
         write_split(folder, str(annotation), "generic", str(tmp_path / "none"), on_error="fail", progress=False)
     manifest = write_split(folder, str(annotation), "generic", str(tmp_path / "out"),
@@ -370,8 +370,8 @@ def test_image_folders_and_npy_arrays_are_sources(tmp_path, video_folder):
 
 
 def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
-    from lvmae.components.data.annotations import AnnotationError
-    from lvmae.components.data.writer import write_dataset
+    from lvmae.components.data.writing.annotations import AnnotationError
+    from lvmae.components.data.writing.writer import write_dataset
     folder, write = video_folder
     write("a.mp4", 8)
     write("b.mp4", 8, seed=1)
@@ -386,7 +386,7 @@ def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
         write_split(folder, str(val), "generic", str(out), split="val", options=options, progress=False)
     assert not list(out.glob("val-*"))                   # refused before encoding: no orphan shards
     val.write_text("b.mp4,run\n")
-    from lvmae.components.data.writer import WriteError
+    from lvmae.components.data.writing.writer import WriteError
     with pytest.raises(WriteError, match="one folder holds one storage format"):
         write_split(folder, str(val), "generic", str(out), split="val", progress=False,
                     options=WriteOptions(codec="npy", short_side=16))
@@ -494,7 +494,7 @@ def test_readme_data_section_verbatim(tmp_path, real_videos):
 def test_a_run_that_dies_mid_rewrite_keeps_the_old_samples_reusable(tmp_path, video_folder, monkeypatch):
     """Killed while rewriting: no manifest entry describes the half-written split, and the
     next run (inputs back as before) copies the old samples instead of encoding them."""
-    from lvmae.components.data import writer
+    from lvmae.components.data.writing import shard_files as writer
     folder, write = video_folder
     for i in range(4):
         write(f"v{i}.mp4", 8, seed=i)
@@ -559,7 +559,7 @@ def test_parallel_fail_leaves_no_tmp(tmp_path, real_videos):
     the clip, the pool stops, no shard is left half-written."""
     from video_fixtures import cut_file, write_container
 
-    from lvmae.components.data.writer import WriteError
+    from lvmae.components.data.writing.writer import WriteError
     videos = tmp_path / "videos"
     videos.mkdir()
     frames = _real_frames(real_videos, 120)

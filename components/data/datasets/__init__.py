@@ -1,0 +1,2 @@
+"""Datasets: the contract, existing shards by manifest, weighted mixtures, and the generated
+and real-footage evaluation sets."""
