@@ -32,6 +32,17 @@ table — per task the pre-trained encoder beside its controls, paired t-tests o
         --ceiling-steps 300
     python benchmarks/battery_calibration.py --report --probe-lrs 1e-3 1e-2
 
+Round 2 (docs/results/battery_calibration_own.md): the short tasks with the small encoder
+pre-trained on each task's own unlabelled clips; ``-t`` binds a task's dataset (each task takes
+the bindings that name its dataset, and its rows are keyed by them):
+
+    TO='-t dataset.temporal_order.flash_frames=4 -t dataset.temporal_order.gap=6 -t dataset.temporal_order.distractors=0'
+    python benchmarks/battery_calibration.py --world own --encoder-gin gin/battery/battery_small.gin \
+        --tasks temporal_order texture_orientation pan_direction --steps 0 500 --probe-lrs 1e-3 1e-2 $TO
+    python benchmarks/battery_calibration.py --report --world own --encoder-gin gin/battery/battery_small.gin \
+        --probe-lrs 1e-3 1e-2 $TO --markdown docs/results/battery_calibration_own.md \
+        --plot docs/results/battery_calibration_own.png
+
 Clips come straight from the datasets' generators (no shards), normalised like the data
 pipeline (ImageNet mean/std); pre-training applies a random horizontal flip (the world's
 labels are unused), no crop. Each process uses ``OMP_NUM_THREADS`` threads; progress bars
@@ -79,8 +90,9 @@ def gin_dataset(gin_file: str, bindings: list[str]):
 
 
 def own_bindings(task: str, bindings: list[str]) -> list[str]:
-    """The gin bindings among ``bindings`` that name ``task``'s dataset."""
-    return [b for b in bindings if b.startswith(f"dataset.{SUITES[task][1]}.")]
+    """The gin bindings among ``bindings`` that name ``task``'s dataset, written ``key = value``."""
+    canonical = [" = ".join(part.strip() for part in b.split("=", 1)) for b in bindings]
+    return [b for b in canonical if b.startswith(f"dataset.{SUITES[task][1]}.")]
 
 
 def task_dataset(task: str, data_root: str, labelled: int, bindings: list[str] = ()):
