@@ -52,6 +52,15 @@ test shows that. Every study file is under `gin/studies/`; the setting each was 
 its gin files and bindings. Runs of one configuration and seed agree closely but not bit for
 bit across machines and thread counts (floating-point reduction order), so an arm shared
 between studies (`reuse`) holds one set of runs, not repeats.
+
+Which tasks can rank encoders at all was calibrated first (`benchmarks/battery_calibration.py`;
+docs/data.md, "Battery calibration"): a pixel MAE beside its own random initialisation under
+each evaluator, and frozen-probe top-1 against pre-training steps —
+[round 1](results/battery_calibration.md) (ViT-tiny pre-trained on the procedural world) and
+[round 2](results/battery_calibration_own.md) (the small encoder pre-trained on each task's own
+clips). Studies decide on the tasks and evaluators that ranked there.
+
+![battery calibration, round 2: frozen probe top-1 vs pixel-MAE pre-training steps, per evaluator](results/battery_calibration_own.png)
 """
 
 
