@@ -68,6 +68,9 @@ def parse_stored_config(state: dict, path: str) -> None:
     if not isinstance(text, str) or not text.strip():
         raise CheckpointError(f"checkpoint {path!r} has no 'gin_config' to rebuild its model from")
     gin_config.parse([], [])      # components discovered, commands registered, gin cleared
+    from lvmae.components.data.reading.pipeline import MOVED_SELECTORS
+    for old, new in MOVED_SELECTORS.items():      # selectors renamed since the checkpoint was written
+        text = text.replace(f"{old}.", f"{new}.")
     try:
         gin.parse_config(text)
     except Exception as error:  # gin raises ValueError, SyntaxError, ImportError, ...

@@ -279,3 +279,17 @@ def test_evaluation_windows_and_crops_spread_from_first_to_last():
     assert [(b.top, b.left, b.height) for b in boxes] == [(0, 0, 12), (0, 2, 12), (0, 4, 12)]
     portrait = short_side_boxes(20, 10, size=8, resize=10, count=1)[0]         # crop 8 of 10 source px
     assert (portrait.top, portrait.left, portrait.height, portrait.width) == (6, 1, 8, 8)
+
+
+@pytest.mark.parametrize("module", ["lvmae.components.data.pipeline", "lvmae.components.data.reading.pipeline"])
+def test_a_checkpoints_stored_config_naming_data_pipeline_by_either_module_parses(module):
+    """Checkpoints store the operative config with full selectors: data_pipeline's written before
+    and while components/data was rearranged both re-parse (checkpoint_model.parse_stored_config)."""
+    import gin
+
+    from lvmae.experiments.engine.checkpoint_model import parse_stored_config
+    parse_stored_config({"gin_config": f"{module}.data_pipeline.clip_frames = 7\n"}, "a checkpoint")
+    try:
+        assert DataPipeline(workers=0).clip_frames == 7
+    finally:
+        gin.clear_config()

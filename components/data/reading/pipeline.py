@@ -88,6 +88,13 @@ __all__ = ["CORRUPT_POLICIES", "DEFAULT_MAX_SKIP_FRACTION", "MODES", "SKIP_REASO
 
 # Unreadable clips a training run accepts, as a fraction of the split (data_pipeline.max_skip_fraction).
 DEFAULT_MAX_SKIP_FRACTION = 0.01
+# gin's full selector of data_pipeline is <module>.data_pipeline, and every checkpoint stores its
+# operative config with full selectors (re-parsed to rebuild its model): the module stays the one
+# checkpoints were written with before components/data was arranged by concept.
+GIN_MODULE = "lvmae.components.data.pipeline"
+# Full selectors some checkpoints hold that name data_pipeline otherwise (written while it was
+# registered under this file's own module) → the one above; applied when a stored config is re-parsed.
+MOVED_SELECTORS = {"lvmae.components.data.reading.pipeline.data_pipeline": f"{GIN_MODULE}.data_pipeline"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +117,7 @@ class FieldView:
         return {"frames": list(self.frames), "size": self.size, "resize": self.resize}
 
 
-@gin.configurable("data_pipeline")
+@gin.configurable("data_pipeline", module=GIN_MODULE)
 class DataPipeline:
     """Everything between shards and a batch, set once (gin: ``data_pipeline.*``).
 
