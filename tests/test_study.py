@@ -205,6 +205,8 @@ def test_verdict_follows_the_significance_against_the_reference(tmp_path):
     # Fewer than 5 seeds decide nothing, however large the difference.
     few = _verdict(study, {"a": high[:3], "b": low[:3]})
     assert few.startswith("not shown") and "too few seeds (n < 5): b" in few and "held" not in few
+    # The heading names the arm that is short of seeds: here the reference.
+    assert _analysed(study, {"a": high[:4], "b": low}).tables[0].too_few == ["a"]
     # A control arm is tested and named but does not decide the claim.
     three = BASE.replace('  b: ["pretrain_loop.steps = 2"]', '  b: ["pretrain_loop.steps = 2"]\n  c: []') + "controls: [c]\n"
     study = load_study(_write(tmp_path, three))

@@ -80,7 +80,11 @@ class Table:
 
     @property
     def too_few(self) -> list[str]:
-        return [row.stats.arm for row in self.rows if row.outcome == TOO_FEW]
+        """The arms with fewer than MIN_SEEDS runs, when a comparison is undecided for it (a
+        reference short of seeds leaves every comparison undecided: it is the one named)."""
+        if not any(row.outcome == TOO_FEW for row in self.rows):
+            return []
+        return [row.stats.arm for row in self.rows if len(row.stats.values) < MIN_SEEDS]
 
 
 @dataclass
