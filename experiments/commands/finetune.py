@@ -15,6 +15,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
+from lvmae.components.data.datasets.mixture import MixedManifest
 from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.experiments.commands.evaluate import attach_evaluation, flat_metrics, predict, print_metrics
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
@@ -45,6 +46,25 @@ def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torc
 
 
 @gin_applies
+def evaluation_manifest(manifest, eval_dataset, classes: dict):
+    """The manifest whose ``val`` split fine-tuning reports: ``eval_dataset``'s when given (its
+    label heads must be the training data's), else the training dataset's own — refused for a
+    ``dataset.mixture``, which is for training only (a mixed validation set would mix the
+    reported numbers of several tasks)."""
+    if eval_dataset is None:
+        if isinstance(manifest, MixedManifest):
+            raise ValueError("finetune_loop.dataset is a dataset.mixture, which has no val split to report (it mixes "
+                             "several tasks' clips for training); name the data to evaluate on with "
+                             "finetune_loop.eval_dataset = @dataset.manifest() (or another dataset with the same "
+                             "label heads)")
+        return manifest
+    evaluated = eval_dataset.prepare()
+    if manifest_heads(evaluated) != classes:
+        raise ValueError(f"finetune_loop.eval_dataset has label heads {manifest_heads(evaluated)}, but the model is "
+                         f"trained on {classes}: evaluate on data with the training data's heads and classes")
+    return evaluated
+
+
 def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
                   batch_size: int = 16, accum_steps: int = 1, steps: int = 100, lr: float = 1e-3,
@@ -52,11 +72,12 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   clip_grad: float = 1.0, label_smoothing: float = 0.0, mixup=None,
                   log_every: int = 10, eval_every: int = 0, checkpoint_every: int = 0,
                   checkpoint_minutes: float = 10.0, pipeline: DataPipeline | None = None,
-                  shuffle_buffer: int | None = None,
+                  shuffle_buffer: int | None = None, eval_dataset=None,
                   workdir: str = "outputs/default", precision: Precision = "auto", device: str = "auto",
                   parallel: Parallel = "ddp", deterministic: bool = False, exit_after_step: int = 0) -> dict:
     """Fine-tunes ``model`` (a ``model.classifier`` factory, or one built with the dataset's
-    heads) on the train split of ``dataset`` and evaluates it on ``val``.
+    heads) on the train split of ``dataset`` and evaluates it on ``val`` (of ``eval_dataset``
+    when given: needed when ``dataset`` is a ``dataset.mixture``, which has no ``val``).
 
     Args:
       pretrained: a checkpoint of ours (pre-training or fine-tuning; a path, a run folder, or
@@ -77,6 +98,7 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                       batch_size=batch_size, device=device, parallel=parallel, deterministic=deterministic)
     manifest = dataset.prepare()
     classes = manifest_heads(manifest)
+    evaluated = evaluation_manifest(manifest, eval_dataset, classes)
     classifier = build_classifier(model, manifest)
     if pretrained and not trainer.resuming:
         path = resolve_input(pretrained, workdir, "pretrain", "finetune_loop.pretrained")
@@ -94,7 +116,7 @@ def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
     frames, side = input_size(classifier.encoder)
 
     def validation(description: str):
-        batches = eval_loader(pipeline, manifest, "val", batch_size, frames, side, 1, 1, trainer.device)
+        batches = eval_loader(pipeline, evaluated, "val", batch_size, frames, side, 1, 1, trainer.device)
         return predict(classifier, batches, trainer.device, precision, description)
 
     def step(batch: dict, index: int):

@@ -80,3 +80,24 @@ def test_every_source_must_give_the_commands_clip_shape(mixture):
         MixtureDataset(mixture.sources, [1.0, 0.0])
     with pytest.raises(ValueError, match="mixture of datasets is for training"):
         DataPipeline(clip_frames=6, size=8, workers=0).loader(mixture, "train", mode="eval", batch_size=2)
+
+
+def test_fine_tuning_on_a_mixture_reports_the_eval_dataset_it_names(mixture):
+    from lvmae.components.data.formats.manifest import load_manifest
+    from lvmae.experiments.commands.finetune import evaluation_manifest
+
+    mixed = mixture.prepare()
+    classes = {"label": 3}
+    with pytest.raises(ValueError, match=r"finetune_loop\.dataset is a dataset\.mixture.*finetune_loop\.eval_dataset"):
+        evaluation_manifest(mixed, None, classes)
+
+    class Named:      # a dataset whose prepare() gives a source's manifest
+        def __init__(self, manifest):
+            self.manifest = manifest
+
+        def prepare(self):
+            return self.manifest
+    source = load_manifest(mixture.sources[0])
+    assert evaluation_manifest(mixed, Named(source), classes) is source
+    with pytest.raises(ValueError, match=r"eval_dataset has label heads \{'label': 3\}.*trained on \{'label': 2\}"):
+        evaluation_manifest(mixed, Named(source), {"label": 2})

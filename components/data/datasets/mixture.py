@@ -15,7 +15,7 @@ order is a function of (seed, clip number) only — deterministic and resumable 
 (``info["data_drawn"]``). gin/data/mixture_example.gin mixes two real-footage datasets.
 
 Training only: a command that evaluates reads one dataset (evaluating a mixture would mix the
-reported numbers of two tasks).
+reported numbers of two tasks); fine-tuning on a mixture reports ``finetune_loop.eval_dataset``.
 """
 from __future__ import annotations
 
