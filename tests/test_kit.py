@@ -20,8 +20,9 @@ SMALL = {
 }
 # Presets whose width and depth are fixed (ViT-S/B/L): building one takes seconds.
 SLOW = {"backbone.vit_s", "backbone.vit_b", "backbone.vit_l"}
-# Needs a manifest of an existing dataset: checked on one made by a generated dataset below.
-NEEDS_FILES = {"dataset.manifest"}
+# Need datasets that exist (a manifest; a mixture's sources): checked on ones made by a generated
+# dataset below.
+NEEDS_FILES = {"dataset.manifest", "dataset.mixture"}
 
 
 def _names() -> list:
@@ -60,3 +61,4 @@ def test_a_manifest_dataset_passes_the_kit(tmp_path):
     kit.check_dataset(generated)
     [manifest] = tmp_path.glob("synthetic_motion-*/manifest.yaml")
     kit.check_dataset(registry.build("dataset.manifest", path=str(manifest)))
+    kit.check_dataset(registry.build("dataset.mixture", sources=[generated, str(manifest)], weights=[0.5, 0.5]))
