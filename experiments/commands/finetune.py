@@ -45,7 +45,6 @@ def classification_loss(logits: dict[str, torch.Tensor], targets: dict[str, torc
     return terms
 
 
-@gin_applies
 def evaluation_manifest(manifest, eval_dataset, classes: dict):
     """The manifest whose ``val`` split fine-tuning reports: ``eval_dataset``'s when given (its
     label heads must be the training data's), else the training dataset's own — refused for a
@@ -65,6 +64,7 @@ def evaluation_manifest(manifest, eval_dataset, classes: dict):
     return evaluated
 
 
+@gin_applies
 def finetune_loop(run, seed: int, model=gin.REQUIRED, dataset=gin.REQUIRED,
                   pretrained: str | None = None, pretrained_grid: tuple[int, int, int] | None = None,
                   batch_size: int = 16, accum_steps: int = 1, steps: int = 100, lr: float = 1e-3,
