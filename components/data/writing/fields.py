@@ -35,6 +35,7 @@ from webdataset.shardlists import expand_urls
 from lvmae.components.data.decoding.codec import CorruptVideoError, PyAVDecoder
 from lvmae.components.data.formats.manifest import PRECOMPUTED_FIELDS, View, load_manifest, save_manifest
 from lvmae.components.data.formats.schema import RawSample, SampleError, npy_bytes, parse_sample
+from lvmae.components.data.formats.shard_index import record_shards
 from lvmae.components.data.reading.temporal import ShortClipError
 from lvmae.components.data.writing.writer import shard_sink
 
@@ -146,6 +147,11 @@ def add_fields(manifest_path: str, out_dir: str, view: View, compute: Compute,
                          f"(left out: {skipped}); see the warnings above for each clip")
     manifest.fields = names
     manifest.view = dataclasses.replace(view, grid=grid)
+    # The shards written here are not the source's: their per-shard counts, sizes and digests
+    # are recorded afresh (the source's would make preflight refuse them as changed).
+    for split in manifest.splits.values():
+        split.shard_samples, split.shard_bytes, split.shard_sha1 = [], [], []
+    record_shards(manifest, out_dir)
     path = os.path.join(out_dir, "manifest.yaml")
     save_manifest(manifest, path)
     return FieldsWritten(path, clips, skipped)
