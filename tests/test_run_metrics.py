@@ -206,3 +206,19 @@ def test_runs_are_named_by_command_and_experiment():
     assert run_name("pretrain", config) == "pretrain · lvmae_cpu"
     assert run_name("finetune", {"gin": {"files": ["a/my_setup.gin"], "macros": {}}}) == "finetune · my_setup"
     assert run_name("tracking_check", {"gin": {"files": []}}) == "tracking_check"
+
+
+def test_a_model_without_a_flop_model_is_counted_on_a_meta_copy():
+    conv = torch.nn.Conv3d(3, 8, kernel_size=3, padding=1)
+    # 2 FLOPs per multiply-add: every output element (8 channels × 4 × 8 × 8) sums 3 × 27 products.
+    assert efficiency.counted_forward_flops(conv, (3, 4, 8, 8)) == 2 * (8 * 4 * 8 * 8) * (3 * 27)
+    assert conv.weight.device.type == "cpu"              # the model itself is untouched
+
+    work = efficiency.counted_work(conv, lambda outputs: (16, 16))
+    step = work({"video": torch.zeros(5, 3, 4, 8, 8)}, None)
+    assert step.flops == 5 * efficiency.TRAINING_PASSES * 2 * (8 * 4 * 8 * 8) * (3 * 27) and step.encoder_tokens == 80
+
+    class HostOnly(torch.nn.Module):                      # reads a value: cannot run on the meta device
+        def forward(self, video):
+            return video.sum().item()
+    assert efficiency.counted_work(HostOnly(), lambda outputs: (1, 1))({"video": torch.zeros(2, 3, 4, 8, 8)}, None).flops is None

@@ -21,7 +21,7 @@ from lvmae.components.data.reading.pipeline import DataPipeline
 from lvmae.components.models.adaptive_tokenizer import AdaptiveTokenizer
 from lvmae.components.models.video_discriminator import discriminator_gan_loss, generator_gan_loss, r1_penalty
 from lvmae.experiments.commands.experiment import attach_operative_config, ex
-from lvmae.experiments.engine.efficiency import StepWork
+from lvmae.experiments.engine.efficiency import counted_work
 from lvmae.experiments.engine.gin_config import gin_applies
 from lvmae.experiments.engine.health import HealthMonitor, feature_statistics, in_eval_mode
 from lvmae.experiments.engine.trainer import (
@@ -74,10 +74,10 @@ def tokenizer_health(model: AdaptiveTokenizer):
     return measure
 
 
-def _work(batch: dict, output) -> StepWork:
-    """Clips and latent tokens (encoded and decoded) of a step; the 3-D CNN has no FLOP model."""
-    clips, tokens = output.selection.shape[0], output.selection[0].numel()
-    return StepWork(clips, clips * tokens, clips * tokens)
+def _latent_tokens(output) -> tuple[int, int]:
+    """Latent tokens per clip, encoded and decoded (every one of the latent grid)."""
+    tokens = output.selection[0].numel()
+    return tokens, tokens
 
 
 def _training_batches(trainer: Trainer, pipeline: DataPipeline, dataset, clips, batch_size: int, seed: int):
@@ -239,7 +239,8 @@ def pretrain_tokenizer_loop(run, seed: int, model: AdaptiveTokenizer = gin.REQUI
 
     first_eval = run_evaluation(trainer.start_step)
     trainer.monitors.append(HealthMonitor(trainer.run, tokenizer_health(model), steps, trainer.info.is_main))
-    result = trainer.fit(step, batches, after_step, "pretrain_tokenizer", work=_work)
+    # The 3-D CNN has no analytic FLOP model: its FLOPs are counted once (efficiency.counted_work).
+    result = trainer.fit(step, batches, after_step, "pretrain_tokenizer", work=counted_work(model, _latent_tokens))
     last_eval = run_evaluation(steps) if trainer.start_step < steps else first_eval
     return {"first_eval": first_eval, "last_eval": last_eval, "checkpoint": result["checkpoint"],
             "images": images, "start_step": trainer.start_step, "run_folder": result["run_folder"]}

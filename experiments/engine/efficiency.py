@@ -20,6 +20,7 @@ so the device has caught up):
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import resource
 import sys
@@ -179,6 +180,41 @@ def mae_work(model) -> Callable[[dict, object], StepWork]:
         if (kept, targets) not in flops_per_clip:
             flops_per_clip[kept, targets] = step_shape(model, kept, targets).step_flops
         return StepWork(clips, clips * kept, clips * (kept + targets), clips * flops_per_clip[kept, targets])
+    return work
+
+
+def counted_forward_flops(model: torch.nn.Module, clip_shape: tuple[int, ...]) -> int | None:
+    """FLOPs of one forward of ``model`` on one clip of ``clip_shape`` (c, t, h, w) as torch's
+    FlopCounterMode counts them (convolutions and matmuls), on a meta-device copy: nothing is
+    computed or allocated and the model itself is untouched. For models without an analytic FLOP
+    model (the tokenizer's 3-D CNN). None when the copy cannot run on the meta device (e.g.
+    parameters sharded across ranks): the run then logs no FLOPs rather than wrong ones."""
+    from torch.utils.flop_counter import FlopCounterMode
+    try:
+        meta = copy.deepcopy(model).to("meta").eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            meta(torch.empty((1, *clip_shape), device="meta"))
+    except Exception:        # noqa: BLE001 — any failure means "no FLOP count", never a failed run
+        return None
+    return int(counter.get_total_flops())
+
+
+def counted_work(model: torch.nn.Module, tokens_of: Callable[[object], tuple[int, int]]
+                 ) -> Callable[[dict, object], StepWork]:
+    """``work`` of a step of a model without a FLOP model: clips and (encoded, decoded) tokens
+    per clip from ``tokens_of(outputs)``, FLOPs counted once per clip shape
+    (:func:`counted_forward_flops`, forward + backward as TRAINING_PASSES forwards)."""
+    per_clip: dict[tuple[int, ...], int | None] = {}
+
+    def work(batch: dict, outputs) -> StepWork:
+        video = batch["video"]
+        clips, shape = int(video.shape[0]), tuple(video.shape[1:])
+        if shape not in per_clip:
+            forward = counted_forward_flops(model, shape)
+            per_clip[shape] = None if forward is None else TRAINING_PASSES * forward
+        encoded, decoded = tokens_of(outputs)
+        flops = per_clip[shape]
+        return StepWork(clips, clips * encoded, clips * decoded, None if flops is None else clips * flops)
     return work
 
 
