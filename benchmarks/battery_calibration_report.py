@@ -1,0 +1,139 @@
+"""The ``--report`` of benchmarks/battery_calibration.py: per task and evaluator (the probe
+grid's choice, its attentive and its linear probes alone) the pre-trained encoder beside its
+random initialisation, paired over seeds; fine-tuning beside scratch and the ceiling; frozen-probe
+top-1 vs pre-training steps as a table and a curve. Reads the JSON lines the benchmark wrote.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from battery_calibration import DEFAULT_WORLD, TASKS, own_bindings
+
+
+def load_rows(path: str, match: dict | None = None) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [r for r in rows if all(r["config"].get(k) == v for k, v in (match or {}).items())]
+
+
+def _summary(values: list[float]) -> str:
+    values = np.asarray(values)
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3f} ± {spread:.3f}"
+
+
+def _paired(a: dict, b: dict) -> str:
+    """Mean paired difference a − b over shared seeds, its 95% interval, and the two-sided paired t-test."""
+    from scipy import stats
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return "— | — | —"
+    diff = np.array([a[s] - b[s] for s in seeds])
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
+    return f"{diff.mean():+.3f} | [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}] | {p:.2g}"
+
+
+EVALUATORS = ("grid", "attentive", "linear")    # the grid's choice, and each kind of probe alone
+
+
+def evaluator_top1(row: dict, evaluator: str) -> float | None:
+    """A probe row's validation top-1 under ``evaluator``: the grid's choice (``top1``), or the
+    head of one kind best on the held-out quarter (first in grid order on ties), as if that
+    kind were the whole grid (probe_loop's ``eval/<kind>/top1``)."""
+    if evaluator == "grid":
+        return row["top1"]
+    heads = [h for h in row.get("heads", []) if h["kind"] == evaluator]
+    return max(heads, key=lambda h: h["held_out"])["val"] if heads else None
+
+
+def _cell(values: dict) -> str:
+    return _summary(list(values.values())) if values else "—"
+
+
+def report(args) -> None:
+    """Per task and evaluator (the probe grid's choice, its attentive and its linear probes
+    alone): the pre-trained encoder (the last steps) beside the random one (step 0), paired
+    over seeds; then fine-tuning beside scratch and the ceiling; then top-1 vs pre-training
+    steps (table and curve, one panel per evaluator)."""
+    rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
+            and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)
+            and r["config"].get("world", DEFAULT_WORLD) == (DEFAULT_WORLD if r["task"] == "long_range" else args.world)
+            and r["config"].get("encoder", "") == ("" if r["task"] == "long_range" else args.encoder_gin)
+            and r["config"].get("task_bind", []) == own_bindings(r["task"], args.task_bind)]
+    table: dict = {}
+    for r in rows:
+        for evaluator in EVALUATORS if r["mode"] == "probe" else ("grid",):
+            value = evaluator_top1(r, evaluator)
+            if value is not None:
+                table.setdefault((r["task"], r["mode"], r["pretrain_steps"], evaluator), {})[r["seed"]] = value
+    tasks = [t for t in TASKS if any(k[0] == t for k in table)]
+    last = max(k[2] for k in table)
+    setting = (f"pre-training on {'each task' + chr(39) + 's own unlabelled clips' if args.world == 'own' else 'the procedural world'}"
+               f"{', encoder ' + args.encoder_gin if args.encoder_gin else ''}"
+               f"{', task bindings ' + '; '.join(args.task_bind) if args.task_bind else ''}")
+    lines = [(f"Frozen probe ({args.labelled} labelled clips; heads trained on three quarters, chosen on the "
+              f"held-out quarter, reported on the validation split); pixel MAE pre-trained {last} steps, "
+              f"{setting}. Evaluators: `grid` = the best head of the whole grid, `attentive` / `linear` = the "
+              "best head of that kind alone. Mean ± std over seeds; Δ, its 95% interval and p: paired t-test "
+              "over seeds (same seed = same initialisation)."), "",
+             "| task | evaluator | pixel-MAE | random-init | n | Δ | 95% CI | p |", "|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        for evaluator in EVALUATORS:
+            mae, rnd = table.get((task, "probe", last, evaluator), {}), table.get((task, "probe", 0, evaluator), {})
+            if mae or rnd:
+                lines.append(f"| {task} | {evaluator} | {_cell(mae)} | {_cell(rnd)} | {len(set(mae) & set(rnd))} | "
+                             f"{_paired(mae, rnd)} |")
+    tuned = [t for t in tasks if any(k[0] == t and k[1] != "probe" for k in table)]
+    if tuned:
+        lines += ["", ("Fine-tuning (encoder + attentive head on the same labelled clips) from the pixel MAE and "
+                       "from scratch (the random initialisation); the ceiling fine-tunes from scratch on every "
+                       "generated training clip:"), "",
+                  "| task | pixel-MAE fine-tune | scratch fine-tune | n | Δ | 95% CI | p | ceiling (n) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for task in tuned:
+            ft, sc = table.get((task, "finetune", last, "grid"), {}), table.get((task, "finetune", 0, "grid"), {})
+            ceiling = table.get((task, "ceiling", 0, "grid"), {})
+            lines.append(f"| {task} | {_cell(ft)} | {_cell(sc)} | {len(set(ft) & set(sc))} | {_paired(ft, sc)} | "
+                         + (f"{_cell(ceiling)} ({len(ceiling)})" if ceiling else "—") + " |")
+    steps = sorted({k[2] for k in table if k[1] == "probe"})
+    lines += ["", "Frozen probe top-1 vs pre-training steps (0 = the random initialisation), mean ± std (n):", "",
+              "| task | evaluator | " + " | ".join(str(s) for s in steps) + " |", "|---|---|" + "---|" * len(steps)]
+    for task in tasks:
+        for evaluator in EVALUATORS:
+            cells = [f"{_cell(v)} ({len(v)})" if (v := table.get((task, "probe", s, evaluator))) else "—"
+                     for s in steps]
+            lines.append(f"| {task} | {evaluator} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        _plot(args, table, tasks, steps)
+
+
+def _plot(args, table: dict, tasks: list[str], steps: list[int]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, len(EVALUATORS), figsize=(4.2 * len(EVALUATORS) + 1.6, 3.8), sharey=True)
+    for axis, evaluator in zip(axes, EVALUATORS):
+        for task in tasks:
+            points = [(s, np.array(list(table[(task, "probe", s, evaluator)].values()))) for s in steps
+                      if (task, "probe", s, evaluator) in table]
+            xs = [max(s, 30) for s, _ in points]
+            axis.errorbar(xs, [v.mean() for _, v in points], yerr=[v.std() for _, v in points], marker="o",
+                          capsize=3, label=task)
+        axis.set_xscale("log")
+        axis.set_xticks([max(s, 30) for s in steps], ["0 (random)" if s == 0 else str(s) for s in steps])
+        axis.minorticks_off()
+        axis.set_xlabel("pixel-MAE pre-training steps")
+        axis.set_title(f"{evaluator} probe" + (" (grid's choice)" if evaluator == "grid" else " alone"), fontsize=10)
+    axes[0].set_ylabel("frozen probe top-1 (validation)")
+    axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.suptitle(f"battery: frozen probe vs pre-training ({args.labelled} labelled clips)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(args.plot, dpi=110)
+    print(f"curve: {args.plot}")
