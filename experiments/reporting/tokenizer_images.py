@@ -5,14 +5,19 @@ Axis legend: b batch, C channels, T/H/W pixels, t/h/w token grid.
 """
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot is imported
-import matplotlib.pyplot as plt
 import torch
 
 _CLIPS_SHOWN = 2
 _FRAMES_SHOWN = 4
+
+
+def _pyplot():
+    """pyplot on the Agg backend, imported on first use: matplotlib costs ~0.5 s of start-up that
+    every command importing this module (all of run.py's) would otherwise pay."""
+    import matplotlib
+    matplotlib.use("Agg")  # before pyplot is imported
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def _as_image(frame: torch.Tensor, low: float, high: float):
@@ -25,6 +30,7 @@ def save_reconstructions(path: str, video: torch.Tensor, recon: torch.Tensor) ->
     """Rows: original / reconstruction for the first clips; columns: evenly spaced frames."""
     clips = min(_CLIPS_SHOWN, video.shape[0])
     frames = torch.linspace(0, video.shape[2] - 1, _FRAMES_SHOWN).round().long().tolist()
+    plt = _pyplot()
     figure, axes = plt.subplots(2 * clips, len(frames), figsize=(2 * len(frames), 2 * 2 * clips),
                                 squeeze=False)
     for clip in range(clips):
@@ -49,6 +55,7 @@ def save_score_maps(path: str, video: torch.Tensor, scores: torch.Tensor,
     low, high = float(video[0].min()), float(video[0].max())
     # One colour scale for every latent frame, so frames can be compared with each other.
     ranges = {"score": (float(scores[0].min()), float(scores[0].max())), "kept": (0.0, 1.0)}
+    plt = _pyplot()
     figure, axes = plt.subplots(3, t, figsize=(1.6 * t, 5), squeeze=False)
     for latent_frame in range(t):
         panels = [(_as_image(video[0, :, latent_frame * st], low, high), "gray", "frame"),
