@@ -413,6 +413,30 @@ def test_a_stale_run_is_neither_done_nor_reported(tmp_path, monkeypatch):
     assert "**2 stale**" in render_study(analysis, None, None)
 
 
+def test_an_evaluated_run_without_the_primary_metric_is_run_again(tmp_path, monkeypatch):
+    # A finetune run of the current configuration that logged only another metric (run before the
+    # study file named its metric) cannot be reported, so it is not done; one holding it is.
+    monkeypatch.setenv("LVMAE_OBSERVER", "file")
+    monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))
+    study = load_study(_write(tmp_path, BASE.replace("metric: eval/top1", "metric: {finetune: eval/linear/top1}")))
+    for run_id, arm in ((1, "a"), (2, "b")):
+        _store(tmp_path / "runs", run_id, arm, 1, 0.5, of=study, command="pretrain", metric="train/loss")
+    _store(tmp_path / "runs", 3, "a", 1, 0.5, of=study, metric="eval/top1")
+    _store(tmp_path / "runs", 4, "b", 1, 0.5, of=study, metric="eval/linear/top1")
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(args, cwd, env, stdout, stderr):
+        calls.append((args[2], args[args.index("--tag") + 3]))
+        return Done()
+
+    monkeypatch.setattr(study_module.subprocess, "run", fake_run)
+    assert study_module.run_study(study, str(tmp_path / "out"), [], [], list(study.arms), [1], False) == 0
+    assert calls == [("finetune", "arm=a")]
+
+
 def test_the_newest_run_of_a_seed_counts(tmp_path, monkeypatch):
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
     monkeypatch.setenv("LVMAE_RUNS_DIR", str(tmp_path / "runs"))

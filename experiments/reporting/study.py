@@ -51,7 +51,7 @@ from lvmae.experiments.reporting.study_command import (  # noqa: F401  (stage_co
     stage_command,
     workdir_of,
 )
-from lvmae.experiments.reporting.study_file import SHARED, Study, load_study, prepare_owner
+from lvmae.experiments.reporting.study_file import EVALUATED, SHARED, Study, load_study, prepare_owner
 from lvmae.experiments.reporting.study_records import ledger_dir, ledger_path, record_runs
 from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
 from lvmae.experiments.reporting.study_runs import (
@@ -76,7 +76,10 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
         owners = mine if owner is study else stored_runs(owner.name)
         # Tags alone do not make a run done: its configuration must be the one the study files give now.
         mine = [r for r in mine if r.arm != SHARED] + [r for r in owners if r.arm == SHARED]
-        done = {r.key for r in current_runs(mine, expected_hash(study, overrides, extra))[0]}
+        current = current_runs(mine, expected_hash(study, overrides, extra))[0]
+        # An evaluated run without the study's primary metric for its stage (run before that
+        # metric was logged, or before the study file named it) cannot be reported: run it again.
+        done = {r.key for r in current if r.command not in EVALUATED or study.metric_for(r.command) in r.finals}
     plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:

@@ -16,7 +16,7 @@ from lvmae.components.data.formats.schema import make_sample
 from lvmae.components.data.reading.loader import make_loader
 from lvmae.components.data.reading.reader import ClipStream
 from lvmae.components.data.writing.validate import validate_manifest
-from lvmae.components.data.writing.writer import WriteOptions, write_shards, write_split
+from lvmae.components.data.writing.writer import WriteOptions, write_dataset, write_shards, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -257,6 +257,23 @@ def test_add_fields_writes_grids_the_reader_crops_with_the_clip(tmp_path, video_
     assert len(seen) == 2                                   # rerun: finished shards are kept
 
 
+def test_add_fields_on_chosen_splits_writes_a_manifest_of_those_alone(tmp_path, video_folder):
+    # Fields for the train split only: the new manifest must not name the val split's shards,
+    # which were never written (a reader's preflight would refuse the whole manifest).
+    from lvmae.components.data.writing.fields import add_fields
+    folder, write = video_folder
+    write("a.mp4", 20)
+    annotation = tmp_path / "a.csv"
+    annotation.write_text("a.mp4,x\n")
+    write_dataset(folder, {"train": str(annotation), "val": str(annotation)}, "generic", str(tmp_path / "plain"),
+                  samples_per_shard=1, progress=False)
+    path = add_fields(str(tmp_path / "plain" / "manifest.yaml"), str(tmp_path / "tok"), View(frames=4),
+                      lambda clip: {"scores": np.zeros((1, 2, 2), np.float32)}, splits=["train"],
+                      progress=False).manifest
+    assert list(load_manifest(path).splits) == ["train"] and validate_manifest(path, progress=False).ok
+    assert list(load_manifest(str(tmp_path / "plain" / "manifest.yaml")).splits) == ["train", "val"]
+
+
 def test_parallel_writer_matches_serial(tmp_path, epic):
     folder, annotation = epic
     options = WriteOptions(codec="npy", short_side=16)
@@ -371,7 +388,6 @@ def test_image_folders_and_npy_arrays_are_sources(tmp_path, video_folder):
 
 def test_a_later_split_must_fit_the_manifest_vocabulary(tmp_path, video_folder):
     from lvmae.components.data.writing.annotations import AnnotationError
-    from lvmae.components.data.writing.writer import write_dataset
     folder, write = video_folder
     write("a.mp4", 8)
     write("b.mp4", 8, seed=1)

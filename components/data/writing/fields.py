@@ -147,6 +147,8 @@ def add_fields(manifest_path: str, out_dir: str, view: View, compute: Compute,
                          f"(left out: {skipped}); see the warnings above for each clip")
     manifest.fields = names
     manifest.view = dataclasses.replace(view, grid=grid)
+    # Only the splits written here: a split left out has no shard in out_dir.
+    manifest.splits = {name: record for name, record in manifest.splits.items() if name in (splits or manifest.splits)}
     # The shards written here are not the source's: their per-shard counts, sizes and digests
     # are recorded afresh (the source's would make preflight refuse them as changed).
     for split in manifest.splits.values():
