@@ -383,6 +383,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="print the table (and --plot) instead of running")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "results" / "battery_calibration.png"))
     parser.add_argument("--markdown", default=str(ROOT / "docs" / "results" / "battery_calibration.md"))
+    parser.add_argument("--seed-sets", nargs="+", default=[], metavar="FIRST-LAST",
+                        help="--report: test each range of seeds on its own (e.g. 1-5 6-15: seeds run after "
+                             "seeing the first set are a confirmation, not more of the same sample)")
     args = parser.parse_args()
     discover()
     if args.report:

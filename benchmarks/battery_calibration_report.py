@@ -49,15 +49,45 @@ def evaluator_top1(row: dict, evaluator: str) -> float | None:
     return max(heads, key=lambda h: h["held_out"])["val"] if heads else None
 
 
+def _within(values: dict, members: set[int] | None) -> dict:
+    return values if members is None else {seed: v for seed, v in values.items() if seed in members}
+
+
 def _cell(values: dict) -> str:
     return _summary(list(values.values())) if values else "—"
 
 
+MIN_SEEDS = 5      # a budget counts as a task's pre-trained encoder from this many paired seeds
+
+
+def seed_sets(ranges: list[str]) -> list[tuple[str, set[int] | None]]:
+    """``["1-5", "6-15"]`` → [("1–5", {1..5}), ("6–15", {6..15})]; none → one set of every seed."""
+    sets = []
+    for text in ranges:
+        first, _, last = text.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise SystemExit(f"--seed-sets: {text!r} is not FIRST-LAST (e.g. 6-15)") from None
+        sets.append((f"{low}–{high}", set(range(low, high + 1))))
+    return sets or [("all", None)]
+
+
+def _pretrained_steps(table: dict, task: str) -> int:
+    """The task's pre-trained encoder: its largest budget with ≥ MIN_SEEDS seeds paired with
+    step 0 under the grid (else its largest budget)."""
+    random_seeds = set(table.get((task, "probe", 0, "grid"), {}))
+    budgets = sorted({k[2] for k in table if k[0] == task and k[1] == "probe" and k[2] > 0})
+    paired = [s for s in budgets if len(set(table[(task, "probe", s, "grid")]) & random_seeds) >= MIN_SEEDS]
+    return (paired or budgets or [0])[-1]
+
+
 def report(args) -> None:
     """Per task and evaluator (the probe grid's choice, its attentive and its linear probes
-    alone): the pre-trained encoder (the last steps) beside the random one (step 0), paired
-    over seeds; then fine-tuning beside scratch and the ceiling; then top-1 vs pre-training
-    steps (table and curve, one panel per evaluator)."""
+    alone): the pre-trained encoder (the task's largest budget with ≥ 5 paired seeds) beside
+    the random one (step 0), paired over seeds — over each of ``--seed-sets`` on its own; then
+    fine-tuning beside scratch and the ceiling; then top-1 vs pre-training steps (table and
+    curve, one panel per evaluator)."""
     rows = [r for r in load_rows(args.out) if r["config"]["labelled"] == args.labelled
             and r["config"]["layers"] == list(args.layers) and r["config"]["bind"] == list(args.bind)
             and r["config"].get("world", DEFAULT_WORLD) == (DEFAULT_WORLD if r["task"] == "long_range" else args.world)
@@ -70,22 +100,30 @@ def report(args) -> None:
             if value is not None:
                 table.setdefault((r["task"], r["mode"], r["pretrain_steps"], evaluator), {})[r["seed"]] = value
     tasks = [t for t in TASKS if any(k[0] == t for k in table)]
-    last = max(k[2] for k in table)
+    budget = {task: _pretrained_steps(table, task) for task in tasks}
+    last = max(budget.values())
+    sets = seed_sets(args.seed_sets)
     setting = (f"pre-training on {'each task' + chr(39) + 's own unlabelled clips' if args.world == 'own' else 'the procedural world'}"
                f"{', encoder ' + args.encoder_gin if args.encoder_gin else ''}"
                f"{', task bindings ' + '; '.join(args.task_bind) if args.task_bind else ''}")
     lines = [(f"Frozen probe ({args.labelled} labelled clips; heads trained on three quarters, chosen on the "
-              f"held-out quarter, reported on the validation split); pixel MAE pre-trained {last} steps, "
+              f"held-out quarter, reported on the validation split); pixel MAE pre-trained {last} steps "
+              f"(or the task's largest budget with ≥ {MIN_SEEDS} seeds: `steps`), "
               f"{setting}. Evaluators: `grid` = the best head of the whole grid, `attentive` / `linear` = the "
               "best head of that kind alone. Mean ± std over seeds; Δ, its 95% interval and p: paired t-test "
-              "over seeds (same seed = same initialisation)."), "",
-             "| task | evaluator | pixel-MAE | random-init | n | Δ | 95% CI | p |", "|---|---|---|---|---|---|---|---|"]
+              "over seeds (same seed = same initialisation)"
+              + (f", over each set of seeds on its own ({', '.join(name for name, _ in sets)})"
+                 if len(sets) > 1 else "") + "."), "",
+             "| task | steps | seeds | evaluator | pixel-MAE | random-init | n | Δ | 95% CI | p |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
-        for evaluator in EVALUATORS:
-            mae, rnd = table.get((task, "probe", last, evaluator), {}), table.get((task, "probe", 0, evaluator), {})
-            if mae or rnd:
-                lines.append(f"| {task} | {evaluator} | {_cell(mae)} | {_cell(rnd)} | {len(set(mae) & set(rnd))} | "
-                             f"{_paired(mae, rnd)} |")
+        for name, members in sets:
+            for evaluator in EVALUATORS:
+                mae, rnd = (_within(table.get((task, "probe", step, evaluator), {}), members)
+                            for step in (budget[task], 0))
+                if mae or rnd:
+                    lines.append(f"| {task} | {budget[task]} | {name} | {evaluator} | {_cell(mae)} | {_cell(rnd)} | "
+                                 f"{len(set(mae) & set(rnd))} | {_paired(mae, rnd)} |")
     tuned = [t for t in tasks if any(k[0] == t and k[1] != "probe" for k in table)]
     if tuned:
         lines += ["", ("Fine-tuning (encoder + attentive head on the same labelled clips) from the pixel MAE and "
@@ -94,7 +132,8 @@ def report(args) -> None:
                   "| task | pixel-MAE fine-tune | scratch fine-tune | n | Δ | 95% CI | p | ceiling (n) |",
                   "|---|---|---|---|---|---|---|---|"]
         for task in tuned:
-            ft, sc = table.get((task, "finetune", last, "grid"), {}), table.get((task, "finetune", 0, "grid"), {})
+            tuned_at = max((k[2] for k in table if k[0] == task and k[1] == "finetune"), default=0)
+            ft, sc = table.get((task, "finetune", tuned_at, "grid"), {}), table.get((task, "finetune", 0, "grid"), {})
             ceiling = table.get((task, "ceiling", 0, "grid"), {})
             lines.append(f"| {task} | {_cell(ft)} | {_cell(sc)} | {len(set(ft) & set(sc))} | {_paired(ft, sc)} | "
                          + (f"{_cell(ceiling)} ({len(ceiling)})" if ceiling else "—") + " |")
