@@ -24,6 +24,16 @@ def _summary(values: list[float]) -> str:
     return f"{values.mean():.3f} ± {spread:.3f}"
 
 
+def _paired_p(a: dict, b: dict) -> tuple[float, float, int] | None:
+    """(mean a − b, two-sided paired t-test p, n) over the seeds both have; None below 2."""
+    from scipy import stats
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    diff = np.array([a[s] - b[s] for s in seeds])
+    return float(diff.mean()), float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue), len(seeds)
+
+
 def _paired(a: dict, b: dict) -> str:
     """Mean paired difference a − b over shared seeds, its 95% interval, and the two-sided paired t-test."""
     from scipy import stats
@@ -124,6 +134,7 @@ def report(args) -> None:
                 if mae or rnd:
                     lines.append(f"| {task} | {budget[task]} | {name} | {evaluator} | {_cell(mae)} | {_cell(rnd)} | "
                                  f"{len(set(mae) & set(rnd))} | {_paired(mae, rnd)} |")
+    lines = _controls(table, tasks, budget, sets) + lines
     tuned = [t for t in tasks if any(k[0] == t and k[1] != "probe" for k in table)]
     if tuned:
         lines += ["", ("Fine-tuning (encoder + attentive head on the same labelled clips) from the pixel MAE and "
@@ -151,6 +162,47 @@ def report(args) -> None:
         Path(args.markdown).write_text(text + "\n", encoding="utf-8")
     if args.plot:
         _plot(args, table, tasks, steps)
+
+
+ORACLE = {task: 1.0 for task in TASKS if task != "playback_speed"}   # procedural: the clip shows every event
+RANKS_AT = 0.01     # the battery's bar: pre-trained above random init at p < 0.01, ≥ 5 seeds, every seed set
+
+
+def _controls(table: dict, tasks: list[str], budget: dict, sets: list) -> list[str]:
+    """One row per task: the pre-trained encoder beside its three controls (the random
+    initialisation under each probe kind, the no-pre-training fine-tune, the ceiling) and the
+    probe kinds under which it ranks (Δ > 0 at p < RANKS_AT over ≥ MIN_SEEDS paired seeds, in
+    every set of seeds that has them)."""
+    intro = ("**Each task beside its controls** (frozen probe: attentive / linear probes alone; fine-tunes "
+             "of the encoder with an attentive head on the same labelled clips; the ceiling: the oracle's "
+             "for the procedural tasks, else a supervised fine-tune from scratch on every generated "
+             "clip, n seeds; ranks: the probe kinds under which the pre-trained encoder is above its "
+             f"random initialisation at p < {RANKS_AT} over ≥ {MIN_SEEDS} paired seeds, in each set of seeds):")
+    columns = ("| task | steps | probe, pixel MAE | probe, random init | fine-tune from the MAE | "
+               "fine-tune from scratch | ceiling | ranks |")
+    lines = [intro, "", columns, "|---|---|---|---|---|---|---|---|"]
+
+    def probe(task: str, steps: int) -> str:
+        return " / ".join(_cell(table.get((task, "probe", steps, kind), {})) for kind in ("attentive", "linear"))
+
+    for task in tasks:
+        tuned_at = max((k[2] for k in table if k[0] == task and k[1] == "finetune"), default=None)
+        tuned = {s: table.get((task, "finetune", s, "grid"), {}) for s in (tuned_at, 0)} if tuned_at else {}
+        supervised = table.get((task, "ceiling", 0, "grid"), {})
+        ceiling = (f"{ORACLE[task]:.1f} (oracle)" if task in ORACLE else "") + (
+            f"{'; ' if task in ORACLE else ''}supervised {_cell(supervised)} ({len(supervised)})" if supervised else "")
+        ranks = []
+        for kind in ("attentive", "linear"):
+            tests = [_paired_p(_within(table.get((task, "probe", budget[task], kind), {}), members),
+                               _within(table.get((task, "probe", 0, kind), {}), members)) for _, members in sets]
+            tests = [t for t in tests if t is not None and t[2] >= MIN_SEEDS]
+            if tests and all(delta > 0 and p < RANKS_AT for delta, p, _ in tests):
+                ranks.append(kind)
+        lines.append(f"| {task} | {budget[task]} | {probe(task, budget[task])} | {probe(task, 0)} | "
+                     f"{_cell(tuned[tuned_at]) + f' ({len(tuned[tuned_at])})' if tuned else '—'} | "
+                     f"{_cell(tuned[0]) + f' ({len(tuned[0])})' if tuned else '—'} | {ceiling or '—'} | "
+                     f"{', '.join(ranks) or 'no'} |")
+    return lines + [""]
 
 
 def _plot(args, table: dict, tasks: list[str], steps: list[int]) -> None:
