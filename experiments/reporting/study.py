@@ -53,7 +53,13 @@ from lvmae.experiments.reporting.study_command import (  # noqa: F401  (stage_co
 )
 from lvmae.experiments.reporting.study_file import EVALUATED, SHARED, Study, load_study, prepare_owner
 from lvmae.experiments.reporting.study_records import ledger_dir, ledger_path, record_runs
-from lvmae.experiments.reporting.study_report import HEADER, evaluation_name, render_study, summary
+from lvmae.experiments.reporting.study_report import (
+    HEADER,
+    battery_section,
+    evaluation_name,
+    render_study,
+    summary,
+)
 from lvmae.experiments.reporting.study_runs import (
     current_runs,
     runs_source,
@@ -241,7 +247,8 @@ def main(argv: list[str]) -> int:
     stale = len({(run.study, run.run_id) for analysis in analyses for run in analysis.stale})   # shared runs once
     text = "\n".join([HEADER, (f"This report read the runs from {runs_source()} and the study ledger "
                       f"(`{_shown(ledger_dir())}/<study>.jsonl`); {stale} stale run(s) ignored "
-                      "(another configuration than the study files give now).\n"), *sections, *summary(analyses)])
+                      "(another configuration than the study files give now).\n"), *battery_section(docs_dir),
+                      *sections, *summary(analyses)])
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         temporary = args.write.with_suffix(args.write.suffix + ".tmp")
