@@ -131,7 +131,7 @@ def report(args) -> None:
             for evaluator in EVALUATORS:
                 mae, rnd = (_within(table.get((task, "probe", step, evaluator), {}), members)
                             for step in (budget[task], 0))
-                if mae or rnd:
+                if mae and rnd:
                     lines.append(f"| {task} | {budget[task]} | {name} | {evaluator} | {_cell(mae)} | {_cell(rnd)} | "
                                  f"{len(set(mae) & set(rnd))} | {_paired(mae, rnd)} |")
     lines = _controls(table, tasks, budget, sets) + lines
