@@ -11,7 +11,7 @@ import pytest
 from lvmae.experiments.reporting import stats
 from lvmae.experiments.reporting import study as study_module
 from lvmae.experiments.reporting.study import stage_command
-from lvmae.experiments.reporting.study_analysis import analyse, arm_stats, verdict
+from lvmae.experiments.reporting.study_analysis import ALPHA, analyse, arm_stats, verdict
 from lvmae.experiments.reporting.study_command import config_hash
 from lvmae.experiments.reporting.study_file import Study, load_study
 from lvmae.experiments.reporting.study_report import descriptive_rows, render_study
@@ -464,8 +464,19 @@ def test_saturated_arms_are_flagged_and_cannot_rank(tmp_path):
     rows = {row.stats.arm: row for row in analysis.tables[0].rows}
     assert rows["b"].saturated == "at ceiling" and rows["oracle"].saturated == "at ceiling"
     assert rows["a"].saturated == "" and rows["rnd"].saturated == ""      # the control is not measured against itself
-    assert rows["b"].outcome == "cannot rank (saturated)" and rows["b"].test.p < 0.001      # significant, still no rank
-    assert "saturated, cannot rank: b" in verdict(study, analysis.tables[0])
+    # One arm at the ceiling, significantly above an arm that is not: that ranks them (flag shown).
+    assert rows["b"].outcome == "higher" and rows["b"].test.p < 0.001
+    # Two arms at the same end cannot be ranked, however significant; nor does a null or an
+    # equivalence test say anything where either arm is saturated.
+    both = _analysed(study, {"a": [v - 0.005 for v in top], "b": top, "rnd": low})
+    assert {r.stats.arm: r.outcome for r in both.tables[0].rows}["b"] == "cannot rank (saturated)"
+    assert "saturated, cannot rank: b" in verdict(study, both.tables[0])
+    null = _analysed(study, {"a": [0.99, 0.5, 0.99, 0.99, 0.99], "b": top, "rnd": low})
+    assert {r.stats.arm: r.outcome for r in null.tables[0].rows}["b"] == "cannot rank (saturated)"
+    equivalent = load_study(_write(tmp_path, SATURATING + "ceiling: 1.0\nrandom_control: rnd\ncontrols: [rnd, oracle]\n"
+                                   "comparisons:\n  b: {kind: equivalence, margin: 0.5}\n"))
+    rows = {r.stats.arm: r for r in _analysed(equivalent, {"a": mid, "b": top, "rnd": low}).tables[0].rows}
+    assert rows["b"].test.p < ALPHA and rows["b"].outcome == "cannot rank (saturated)"
     # An arm at the random control's level is saturated too; so is a random control at the ceiling.
     analysis = _analysed(study, {"a": mid, "b": low, "rnd": [v + 0.01 for v in low]})
     assert {r.stats.arm: r.saturated for r in analysis.tables[0].rows}["b"] == "at random control"

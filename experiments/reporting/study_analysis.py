@@ -6,8 +6,12 @@ an equivalence test (TOST) where the study file declares the comparison one; Hol
 over every test of the study; saturation flags (an arm within ``saturation_margin`` of the
 ceiling or of the random control); and the verdict on the study's claim.
 
-A comparison decides only from ≥ ``MIN_SEEDS`` seeds, from Holm-adjusted p, and never when
-either side is saturated: a task every arm solves, or a random encoder solves, cannot rank them.
+A comparison decides only from ≥ ``MIN_SEEDS`` seeds and from Holm-adjusted p. Saturation
+bounds what it can show: two arms saturated at the same end (both at the ceiling, or both at the
+random control's level) cannot be ranked — a task every arm solves, or that a random encoder
+solves as well, cannot tell them apart — and where either arm is saturated, neither "no
+significant difference" nor equivalence means anything. A significant difference between a
+saturated arm and one that is not stands (with the flag shown): a ceiling can only shrink it.
 """
 from __future__ import annotations
 
@@ -172,12 +176,13 @@ def _outcome(row: Row, reference: Row | None) -> str:
     """What the comparison of ``row`` with the reference decides, at Holm-adjusted p < ALPHA."""
     if row.test is None or row.test.n < MIN_SEEDS:
         return TOO_FEW
-    if row.saturated or (reference is not None and reference.saturated):
-        return SATURATED
+    either = row.saturated or (reference.saturated if reference is not None else "")
+    if row.saturated and reference is not None and row.saturated == reference.saturated:
+        return SATURATED          # both at the same end: the task cannot tell them apart
     if row.comparison.kind == EQUIVALENCE:
-        return EQUIVALENT if row.p_adjusted < ALPHA else NOT_EQUIVALENT
+        return SATURATED if either else EQUIVALENT if row.p_adjusted < ALPHA else NOT_EQUIVALENT
     if row.p_adjusted >= ALPHA:
-        return NO_DIFFERENCE
+        return SATURATED if either else NO_DIFFERENCE
     return HIGHER if row.test.diff > 0 else LOWER
 
 

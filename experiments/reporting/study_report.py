@@ -49,10 +49,12 @@ over seeds (n runs), and each arm's difference to the reference arm, arm − ref
 An arm the study file compares by equivalence is tested by two one-sided tests (TOST) against
 its margin instead. Every p-value of a study (all its stages and tasks) is adjusted by Holm's
 method, and outcomes use the adjusted p at α = {ALPHA}. A comparison decides only from
-≥ {MIN_SEEDS} seeds ("too few seeds" otherwise), and not when either arm is saturated — within
-the study's saturation margin of the task's ceiling or of the randomly initialised encoder
-("cannot rank"). "No significant difference" is not evidence of equality; only an equivalence
-test shows that. Every study file is under `gin/studies/`; the setting each was run at is in
+≥ {MIN_SEEDS} seeds ("too few seeds" otherwise). An arm within the study's saturation margin of
+the task's ceiling or of the randomly initialised encoder is flagged "saturated": two arms
+saturated at the same end cannot be ranked, and where either arm is saturated a non-significant
+or equivalence test says nothing ("cannot rank"); a significant difference between a saturated
+arm and one that is not stands, flag shown (a ceiling can only shrink it). "No significant
+difference" is not evidence of equality; only an equivalence test shows that. Every study file is under `gin/studies/`; the setting each was run at is in
 its gin files and bindings. Runs of one configuration and seed agree closely but not bit for
 bit across machines and thread counts (floating-point reduction order), so an arm shared
 between studies (`reuse`) holds one set of runs, not repeats.
