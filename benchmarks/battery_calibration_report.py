@@ -20,8 +20,7 @@ def load_rows(path: str, match: dict | None = None) -> list[dict]:
 
 def _summary(values: list[float]) -> str:
     values = np.asarray(values)
-    spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.3f} ± {spread:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
 
 
 def _paired_p(a: dict, b: dict) -> tuple[float, float, int] | None:
@@ -112,14 +111,13 @@ def report(args) -> None:
     tasks = [t for t in TASKS if any(k[0] == t for k in table)]
     tested = {task: _tested_budgets(table, task) for task in tasks}
     budget = {task: steps[-1] for task, steps in tested.items()}
-    last = max(budget.values())
     sets = seed_sets(args.seed_sets)
     setting = (f"pre-training on {'each task' + chr(39) + 's own unlabelled clips' if args.world == 'own' else 'the procedural world'}"
                f"{', encoder ' + args.encoder_gin if args.encoder_gin else ''}"
                f"{', task bindings ' + '; '.join(args.task_bind) if args.task_bind else ''}")
     lines = [(f"Frozen probe ({args.labelled} labelled clips; heads trained on three quarters, chosen on the "
-              f"held-out quarter, reported on the validation split); pixel MAE pre-trained {last} steps "
-              f"(each budget with ≥ {MIN_SEEDS} seeds: `steps`), "
+              "held-out quarter, reported on the validation split); pixel MAE pre-trained for `steps` (every "
+              f"budget with ≥ {MIN_SEEDS} seeds paired with the random initialisation), "
               f"{setting}. Evaluators: `grid` = the best head of the whole grid, `attentive` / `linear` = the "
               "best head of that kind alone. Mean ± std over seeds; Δ, its 95% interval and p: paired t-test "
               "over seeds (same seed = same initialisation)"
