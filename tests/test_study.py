@@ -627,9 +627,13 @@ def test_a_study_of_the_reference_against_its_controls_decides_on_them(tmp_path)
     assert shown[2] == "| arm | knn/top1 |" and shown[4].startswith("| `a` | 0.990 ± 0.000 (5)")
 
 def test_the_results_page_shows_the_battery_report_beside_it(tmp_path):
-    from lvmae.experiments.reporting.study_report import BATTERY_REPORT, battery_section
+    from lvmae.experiments.reporting.study_report import BATTERY_REPORTS, battery_section
     assert battery_section(tmp_path) == [] and battery_section(None) == []
-    (tmp_path / BATTERY_REPORT).parent.mkdir(parents=True)
-    (tmp_path / BATTERY_REPORT).write_text("| task | ranks |\n|---|---|\n| long_range | linear |\n", encoding="utf-8")
+    newest, oldest = BATTERY_REPORTS.values()
+    (tmp_path / oldest).parent.mkdir(parents=True)
+    (tmp_path / oldest).write_text("| task | ranks |\n|---|---|\n| playback_speed | no |\n", encoding="utf-8")
     text = "\n".join(battery_section(tmp_path))
-    assert "| long_range | linear |" in text and f"]({BATTERY_REPORT.as_posix()})" in text
+    assert "| playback_speed | no |" in text and f"]({oldest.as_posix()})" in text and newest.as_posix() not in text
+    (tmp_path / newest).write_text("| task | ranks |\n|---|---|\n| long_range | linear |\n", encoding="utf-8")
+    text = "\n".join(battery_section(tmp_path))
+    assert text.index("| long_range | linear |") < text.index("| playback_speed | no |")
