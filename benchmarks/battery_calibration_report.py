@@ -23,26 +23,20 @@ def _summary(values: list[float]) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
 
 
-def _paired_p(a: dict, b: dict) -> tuple[float, float, int] | None:
-    """(mean a − b, two-sided paired t-test p, n) over the seeds both have; None below 2."""
-    from scipy import stats
+def _paired_test(a: dict, b: dict):
+    """The paired t-test of a − b over the seeds both have (the studies' own, reporting.stats);
+    None below two shared seeds."""
+    from lvmae.experiments.reporting import stats
     seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        return None
-    diff = np.array([a[s] - b[s] for s in seeds])
-    return float(diff.mean()), float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue), len(seeds)
+    return stats.paired([a[s] for s in seeds], [b[s] for s in seeds]) if len(seeds) >= stats.MIN_VALUES else None
 
 
 def _paired(a: dict, b: dict) -> str:
-    """Mean paired difference a − b over shared seeds, its 95% interval, and the two-sided paired t-test."""
-    from scipy import stats
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
+    """Mean paired difference a − b over shared seeds, its 95% interval, and the two-sided p."""
+    test = _paired_test(a, b)
+    if test is None:
         return "— | — | —"
-    diff = np.array([a[s] - b[s] for s in seeds])
-    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
-    return f"{diff.mean():+.3f} | [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}] | {p:.2g}"
+    return f"{test.diff:+.3f} | [{test.ci_low:+.3f}, {test.ci_high:+.3f}] | {test.p:.2g}"
 
 
 EVALUATORS = ("grid", "attentive", "linear")    # the grid's choice, and each kind of probe alone
@@ -195,10 +189,10 @@ def _controls(table: dict, tasks: list[str], budget: dict, sets: list) -> list[s
             f"{'; ' if task in ORACLE else ''}supervised {_cell(supervised)} ({len(supervised)})" if supervised else "")
         ranks = []
         for kind in ("attentive", "linear"):
-            tests = [_paired_p(_within(table.get((task, "probe", budget[task], kind), {}), members),
-                               _within(table.get((task, "probe", 0, kind), {}), members)) for _, members in sets]
-            tests = [t for t in tests if t is not None and t[2] >= MIN_SEEDS]
-            if tests and all(delta > 0 and p < RANKS_AT for delta, p, _ in tests):
+            tests = [_paired_test(_within(table.get((task, "probe", budget[task], kind), {}), members),
+                                  _within(table.get((task, "probe", 0, kind), {}), members)) for _, members in sets]
+            tests = [t for t in tests if t is not None and t.n >= MIN_SEEDS]
+            if tests and all(t.diff > 0 and t.p < RANKS_AT for t in tests):
                 ranks.append(kind)
         lines.append(f"| {task} | {budget[task]} | {probe(task, budget[task])} | {probe(task, 0)} | "
                      f"{_cell(tuned[tuned_at]) + f' ({len(tuned[tuned_at])})' if tuned else '—'} | "
