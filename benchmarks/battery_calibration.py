@@ -40,8 +40,6 @@ the bindings that name its dataset, and its rows are keyed by them):
     python benchmarks/battery_calibration.py --world own --encoder-gin gin/battery/battery_small.gin \
         --tasks temporal_order texture_orientation pan_direction --steps 0 500 --probe-lrs 1e-3 1e-2 $TO
     python benchmarks/battery_calibration.py --world own --encoder-gin gin/battery/battery_small.gin \
-        --tasks texture_orientation --steps 0 500 --probe-lrs 1e-3 1e-2 --seeds 6 7 8 9 10 11 12 13 14 15
-    python benchmarks/battery_calibration.py --world own --encoder-gin gin/battery/battery_small.gin \
         --tasks texture_orientation --steps 0 500 2000 --probe-lrs 1e-3 1e-2 --seeds 6 7 8 9 10 11 12 13 14 15 16
     python benchmarks/battery_calibration.py --report --world own --encoder-gin gin/battery/battery_small.gin \
         --probe-lrs 1e-3 1e-2 $TO --seed-sets 1-5 6-15 7-11 12-16 \

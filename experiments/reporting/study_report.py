@@ -57,8 +57,8 @@ the task's ceiling or of the randomly initialised encoder is flagged "saturated"
 saturated at the same end cannot be ranked, and where either arm is saturated a non-significant
 or equivalence test says nothing ("cannot rank"); a significant difference between a saturated
 arm and one that is not stands, flag shown (a ceiling can only shrink it). "No significant
-difference" is not evidence of equality; only an equivalence test shows that. Every study file is under `gin/studies/`; the setting each was run at is in
-its gin files and bindings. Runs of one configuration and seed agree closely but not bit for
+difference" is not evidence of equality; only an equivalence test shows that. Every study file
+is under `gin/studies/`; the setting each was run at is in its gin files and bindings. Runs of one configuration and seed agree closely but not bit for
 bit across machines and thread counts (floating-point reduction order), so an arm shared
 between studies (`reuse`) holds one set of runs, not repeats.
 
