@@ -413,7 +413,7 @@ def test_a_stale_run_is_neither_done_nor_reported(tmp_path, monkeypatch):
     assert "**2 stale**" in render_study(analysis, None, None)
 
 
-def test_an_evaluated_run_without_the_primary_metric_is_run_again(tmp_path, monkeypatch):
+def test_an_evaluated_run_without_the_primary_metric_is_run_again(tmp_path, monkeypatch, capsys):
     # A finetune run of the current configuration that logged only another metric (run before the
     # study file named its metric) cannot be reported, so it is not done; one holding it is.
     monkeypatch.setenv("LVMAE_OBSERVER", "file")
@@ -435,6 +435,7 @@ def test_an_evaluated_run_without_the_primary_metric_is_run_again(tmp_path, monk
     monkeypatch.setattr(study_module.subprocess, "run", fake_run)
     assert study_module.run_study(study, str(tmp_path / "out"), [], [], list(study.arms), [1], False) == 0
     assert calls == [("finetune", "arm=a")]
+    assert "a seed 1 finetune: run 3 has no 'eval/linear/top1' (it logged eval/top1)" in capsys.readouterr().out
 
 
 def test_the_newest_run_of_a_seed_counts(tmp_path, monkeypatch):

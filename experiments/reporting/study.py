@@ -86,6 +86,11 @@ def run_study(study: Study, root: str, overrides: list[str], extra: list[str], a
         # An evaluated run without the study's primary metric for its stage (run before that
         # metric was logged, or before the study file named it) cannot be reported: run it again.
         done = {r.key for r in current if r.command not in EVALUATED or study.metric_for(r.command) in r.finals}
+        for run in (r for r in current if r.key not in done):
+            # Said, so that a misspelt metric in the study file does not rerun its stages unnoticed.
+            print(f"study {study.name}: {run.arm} seed {run.seed} {run.command}: run {run.run_id} has no "
+                  f"{study.metric_for(run.command)!r} (it logged {', '.join(sorted(run.finals)) or 'nothing'}); "
+                  "running it again", flush=True)
     plan = _plan(study, arms, stages)
     env = dict(os.environ)
     if jobs > 1:
